@@ -1,0 +1,3 @@
+from fhir_bridge.cli import main
+
+main()

@@ -1,0 +1,261 @@
+"""The command line. Thin: read input, call the validator / scorer, print, exit with a code.
+
+Exit codes: 0 all good, 1 validation issues (errors) found, 2 unusable input, 3 configuration
+error in the project's own files. Errors are printed as sentences, never as tracebacks.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import click
+import orjson
+
+from fhir_bridge.config import Settings
+from fhir_bridge.errors import BridgeError
+from fhir_bridge.fhir.outcome import Issue, operation_outcome
+from fhir_bridge.fhir.reading import Record, read_records
+
+EXIT_OK, EXIT_ISSUES, EXIT_UNUSABLE = 0, 1, 2
+
+
+class Services:
+    """Loaded once per command, on first use (validation rules compile in ~0.1 s)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._validator = None
+        self._dialog = None
+
+    @property
+    def validator(self):
+        if self._validator is None:
+            from fhir_bridge.validation import Validator
+
+            self._validator = Validator.load(self.settings)
+        return self._validator
+
+    @property
+    def dialog(self):
+        if self._dialog is None:
+            from fhir_bridge.measures import load_dialog_definition
+
+            self._dialog = load_dialog_definition(self.settings.profiles_dir, self.settings.terminology_dir)
+        return self._dialog
+
+    def min_answered(self) -> dict[str, int]:
+        return {"sqol": self.settings.min_answered_sqol, "treatment": self.settings.min_answered_treatment}
+
+
+def _run(command: Callable[[], int]) -> None:
+    """One place that turns our exceptions into a message and an exit code."""
+    try:
+        code = command()
+    except BridgeError as exc:
+        click.echo(f"fhir-bridge: {exc.message}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fhir-bridge")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """fhir-bridge: DIALOG and DIALOG+ in FHIR R4 for NHS mental health services."""
+    ctx.obj = Services(Settings.from_env())
+
+
+# -- validate ------------------------------------------------------------------------------------
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--profile", help="Validate against this profile (canonical URL) instead of the ones claimed.")
+@click.option("--format", "fmt", type=click.Choice(["table", "outcome"]), default="table", show_default=True,
+              help="table: readable; outcome: one OperationOutcome (JSON) per resource, one per line.")
+@click.pass_obj
+def validate(services: Services, files: tuple[str, ...], profile: str | None, fmt: str) -> None:
+    """Validate FHIR resources (JSON, XML, NDJSON or Bundle files; - for stdin).
+
+    Exit 0 when every resource is valid, 1 when any has errors, 2 when any input is unusable.
+    """
+    def command() -> int:
+        validator = services.validator
+        worst = EXIT_OK
+        counts = {"valid": 0, "invalid": 0, "unusable": 0}
+        for record in read_records(list(files), validator.model):
+            if record.error is not None:
+                issues = [Issue("fatal", record.error.code, record.error.message, record.error.expression)]
+                counts["unusable"] += 1
+                worst = max(worst, EXIT_UNUSABLE)
+                _print_result(record.label, None, issues, fmt)
+                continue
+            result = validator.validate(record.resource, profile)
+            fatal = any(i.severity == "fatal" for i in result.issues)
+            counts["unusable" if fatal else "valid" if result.valid else "invalid"] += 1
+            worst = max(worst, EXIT_UNUSABLE if fatal else EXIT_OK if result.valid else EXIT_ISSUES)
+            _print_result(record.label, record.resource, result.issues, fmt)
+        if fmt == "table":
+            click.echo(f"\n{counts['valid']} valid, {counts['invalid']} invalid, {counts['unusable']} unusable")
+        return worst
+
+    _run(command)
+
+
+def _print_result(label: str, resource: dict | None, issues: list[Issue], fmt: str) -> None:
+    if fmt == "outcome":
+        outcome = operation_outcome(issues)
+        outcome["extension"] = [{"url": "https://fhir-bridge.example.org/StructureDefinition/validated-source",
+                                 "valueString": label}]
+        click.echo(orjson.dumps(outcome).decode())
+        return
+    errors = sum(i.is_error for i in issues)
+    warnings = sum(i.severity == "warning" for i in issues)
+    what = f"{resource.get('resourceType')}/{resource.get('id', '-')}" if resource else "unreadable"
+    verdict = "VALID" if not errors else "INVALID"
+    click.echo(f"{verdict:8} {label}  ({what}; {errors} errors, {warnings} warnings)")
+    for issue in issues:
+        if issue.severity == "information" and issue.code == "informational" and not issue.expression:
+            continue
+        click.echo(f"  {issue.severity:11} {issue.code:14} {issue.expression or '-'}")
+        click.echo(f"  {'':11} {issue.message}")
+
+
+# -- score ---------------------------------------------------------------------------------------
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "observations"]), default="table",
+              show_default=True, help="observations: the score Observations ($extract) as a FHIR Bundle.")
+@click.pass_obj
+def score(services: Services, files: tuple[str, ...], fmt: str) -> None:
+    """Score DIALOG QuestionnaireResponses: item ratings, SQOL and treatment satisfaction means.
+
+    Responses are validated first; an invalid one is reported and not scored (exit 1).
+    """
+    def command() -> int:
+        from fhir_bridge.measures import extract_observations, score_dialog
+
+        worst = EXIT_OK
+        observations: list[dict] = []
+        for record, result in _validated(services, files):
+            if record.error is not None or not result.valid:
+                worst = max(worst, EXIT_UNUSABLE if record.error else EXIT_ISSUES)
+                problem = record.error.message if record.error else "; ".join(i.message for i in result.errors[:3])
+                click.echo(f"NOT SCORED {record.label}: {problem}", err=True)
+                continue
+            for qr in _responses(record.resource):
+                s = score_dialog(qr, services.dialog, min_answered=services.min_answered())
+                if fmt == "observations":
+                    observations += extract_observations(qr, services.dialog, s)
+                elif fmt == "json":
+                    click.echo(orjson.dumps(_score_json(record.label, qr, s)).decode())
+                else:
+                    _print_score(record.label, qr, s, services.dialog)
+        if fmt == "observations":
+            bundle = {"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"fullUrl": f"urn:uuid:{o['id']}", "resource": o} for o in observations]}
+            click.echo(orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode())
+        return worst
+
+    _run(command)
+
+
+def _validated(services: Services, files):
+    for record in read_records(list(files), services.validator.model):
+        yield record, (services.validator.validate(record.resource) if record.error is None else None)
+
+
+def _responses(resource: dict) -> list[dict]:
+    if resource.get("resourceType") == "QuestionnaireResponse":
+        return [resource]
+    if resource.get("resourceType") == "Bundle":
+        return [e["resource"] for e in resource.get("entry", [])
+                if e.get("resource", {}).get("resourceType") == "QuestionnaireResponse"]
+    return []
+
+
+def _fmt(mean: float | None) -> str:
+    return "-" if mean is None else f"{mean:.2f}"
+
+
+def _score_json(label: str, qr: dict, s) -> dict:
+    return {
+        "source": label, "id": qr.get("id"), "authored": qr.get("authored"),
+        "ratings": s.ratings, "notApplicable": list(s.not_applicable), "moreHelp": s.more_help,
+        "sqolMean": s.sqol_mean, "sqolAnswered": s.sqol_answered,
+        "treatmentSatisfactionMean": s.treatment_satisfaction_mean,
+        "treatmentSatisfactionAnswered": s.treatment_satisfaction_answered,
+        "dissatisfiedCount": s.dissatisfied_count, "moreHelpWanted": list(s.more_help_wanted),
+        "problems": [{"expression": p.expression, "message": p.message} for p in s.problems],
+    }
+
+
+def _print_score(label: str, qr: dict, s, definition) -> None:
+    click.echo(f"{label}  QuestionnaireResponse/{qr.get('id', '-')}  authored {qr.get('authored', '-')}")
+    for item in s.items:
+        rating = "n/a" if item.not_applicable else "-" if item.rating is None else str(item.rating)
+        help_ = {True: "more help wanted", False: "", None: ""}[item.more_help]
+        click.echo(f"  {item.domain.mhsds_item:>2}. {item.domain.display:<58} {rating:>3}  {help_}")
+    click.echo(f"  SQOL mean (items 1-8)                   {_fmt(s.sqol_mean):>6}  from {s.sqol_answered} items")
+    click.echo(f"  Treatment satisfaction (items 9-11)     {_fmt(s.treatment_satisfaction_mean):>6}  "
+               f"from {s.treatment_satisfaction_answered} items")
+    click.echo(f"  Rated 1-3 (dissatisfied): {s.dissatisfied_count}   more help wanted: {len(s.more_help_wanted)}")
+    for p in s.problems:
+        click.echo(f"  ! {p.message} ({p.expression})")
+
+
+# -- demo ----------------------------------------------------------------------------------------
+@main.command()
+@click.pass_obj
+def demo(services: Services) -> None:
+    """Validate and score every example under examples/ and print one table.
+
+    Examples named valid-* must validate and invalid-* must not; exit 1 if any disagrees.
+    """
+    def command() -> int:
+        from fhir_bridge.measures import score_dialog
+
+        root = services.settings.examples_dir
+        paths = sorted(p for p in root.rglob("*") if p.suffix in (".json", ".xml", ".ndjson")
+                       and not p.name.endswith(".expected.json"))
+        click.echo(f"{'example':<64} {'type':<22} {'result':<8} {'err':>3} {'warn':>4} {'SQOL':>5} {'TS':>5}")
+        surprises = 0
+        for record, result in _validated(services, [str(p) for p in paths]):
+            name = _relative(record.label, root)
+            if record.error is not None:
+                click.echo(f"{name:<64} {'-':<22} {'UNUSABLE':<8}   {record.error.message}")
+                surprises += 1
+                continue
+            errors = len(result.errors)
+            warnings = sum(i.severity == "warning" for i in result.issues)
+            sqol = ts = "-"
+            qrs = _responses(record.resource) if result.valid else []
+            if len(qrs) == 1 and qrs[0].get("questionnaire", "").startswith(services.dialog.url):
+                s = score_dialog(qrs[0], services.dialog, min_answered=services.min_answered())
+                sqol, ts = _fmt(s.sqol_mean), _fmt(s.treatment_satisfaction_mean)
+            expected_invalid = _expected_invalid(record)
+            surprise = result.valid == expected_invalid
+            surprises += surprise
+            verdict = ("valid" if result.valid else "invalid") + (" !!" if surprise else "")
+            rtype = record.resource.get("resourceType", "?")
+            click.echo(f"{name:<64} {rtype:<22} {verdict:<8} {errors:>3} {warnings:>4} {sqol:>5} {ts:>5}")
+        click.echo(f"\n{len(paths)} example files; "
+                   + ("every result as expected" if not surprises else f"{surprises} results NOT as expected (!!)"))
+        return EXIT_ISSUES if surprises else EXIT_OK
+
+    _run(command)
+
+
+def _relative(label: str, root: Path) -> str:
+    """examples/x/y.json:3 -> x/y.json:3 (an NDJSON line keeps its number)."""
+    path, _, line = label.partition(".ndjson:")
+    path = path + ".ndjson" if line else label
+    rel = str(Path(path).relative_to(root))
+    return f"{rel}:{line}" if line else rel
+
+
+def _expected_invalid(record: Record) -> bool:
+    """Invalid examples are named invalid-*; inside a multi-resource file, by resource id."""
+    file_name = Path(record.label.split(".ndjson:")[0]).name
+    return file_name.startswith("invalid") or str(record.resource.get("id", "")).startswith("invalid")

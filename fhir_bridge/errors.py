@@ -1,0 +1,52 @@
+"""One exception tree. Each class carries the FHIR IssueType code, the HTTP status and the
+command-line exit code it turns into, so the API and the CLI translate errors in one place each."""
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error fhir-bridge raises on purpose."""
+
+    code = "exception"  # FHIR IssueType (http://hl7.org/fhir/issue-type)
+    http_status = 500
+    exit_code = 2
+
+    def __init__(self, message: str, *, expression: str | None = None, location: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.expression = expression  # FHIRPath of the offending element, when there is one
+        self.location = location      # file:line or similar, for source records
+
+
+class InputError(BridgeError):
+    """Input that cannot be used at all: not JSON/XML, not a FHIR resource, unreadable file."""
+
+    code = "structure"
+    http_status = 400
+    exit_code = 2
+
+
+class UnsupportedFormat(InputError):
+    code = "not-supported"
+    http_status = 415
+
+
+class NotFound(BridgeError):
+    code = "not-found"
+    http_status = 404
+    exit_code = 2
+
+
+class ConfigurationError(BridgeError):
+    """The project's own data files or settings are wrong: fails loudly at start-up, naming the file."""
+
+    code = "exception"
+    http_status = 500
+    exit_code = 3
+
+
+class FhirPathError(BridgeError):
+    """A FHIRPath expression that cannot be parsed or evaluated."""
+
+    code = "invalid"
+    http_status = 400
+    exit_code = 2

@@ -1,0 +1,1 @@
+"""FHIR plumbing with no domain knowledge: base structure model, codecs, OperationOutcome."""

@@ -1,0 +1,80 @@
+"""Compiled FHIRPath (N1, as FHIR R4 uses it) over FHIR JSON.
+
+An expression is parsed and compiled once into nested closures (cached by its text), then
+evaluated many times: the profile validator runs every invariant on every resource.
+
+    check = compile_expression("(answer.exists() and item.exists()).not()")
+    check.is_true(item)          # invariant semantics: true or empty passes
+    check(item)                  # the result collection
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from fhir_bridge.errors import FhirPathError
+from fhir_bridge.fhirpath.compiler import Run, compile_tree
+from fhir_bridge.fhirpath.functions import Env
+from fhir_bridge.fhirpath.operators import to_bool
+from fhir_bridge.fhirpath.parser import parse
+from fhir_bridge.fhirpath.values import Quantity, Temporal, Typed
+
+__all__ = ["CompiledExpression", "compile_expression", "evaluate"]
+
+_NO_VARIABLES: dict = {}
+
+
+class CompiledExpression:
+    __slots__ = ("source", "_run")
+
+    def __init__(self, source: str, run: Run):
+        self.source = source
+        self._run = run
+
+    def __repr__(self) -> str:
+        return f"CompiledExpression({self.source!r})"
+
+    def _evaluate(self, focus, resource, root_resource, variables) -> list:
+        coll = focus if type(focus) is list else ([] if focus is None else [focus])
+        if resource is None and type(focus) is dict and "resourceType" in focus:
+            resource = focus
+        env = Env(coll, resource, root_resource if root_resource is not None else resource,
+                  variables if variables is not None else _NO_VARIABLES)
+        try:
+            return self._run(coll, env)
+        except FhirPathError as e:
+            e.expression = e.expression or self.source
+            raise
+        except RecursionError:
+            raise FhirPathError("expression too deeply nested", expression=self.source) from None
+
+    def __call__(self, focus, *, resource=None, root_resource=None, variables: dict | None = None) -> list:
+        """The result collection, as JSON-like values: choice objects unwrapped, dates and
+        times as their ISO text, quantities as FHIR Quantity objects, decimals as Decimal."""
+        return [_exported(item) for item in self._evaluate(focus, resource, root_resource, variables)]
+
+    def is_true(self, focus, *, resource=None, root_resource=None, variables: dict | None = None) -> bool:
+        """Invariant semantics: passes on `true` and, like the FHIR validator, on an empty
+        result; fails on `false`. A result of several items is an error."""
+        return to_bool(self._evaluate(focus, resource, root_resource, variables)) is not False
+
+
+def _exported(item):
+    t = type(item)
+    if t is Typed:
+        return item.value
+    if t is Temporal:
+        return item.text
+    if t is Quantity:
+        return item.to_fhir()
+    return item
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(expr: str) -> CompiledExpression:
+    """Parse and compile once; raises FhirPathError (naming the position) on a syntax error
+    or an unknown function."""
+    return CompiledExpression(expr, compile_tree(parse(expr), expr))
+
+
+def evaluate(expr: str, focus, **kw) -> list:
+    return compile_expression(expr)(focus, **kw)
