@@ -23,9 +23,11 @@ __all__ = ["parse_resource_bytes", "dumps_json", "json_default", "loads_json", "
 _UTF8_BOM = b"\xef\xbb\xbf"
 _LEADING_SPACE = re.compile(rb"\s*")
 # A JSON number with a fraction or exponent, in value position. It may also match inside a
-# string ("a:1.50,"): that only costs the slower exact parse, never a wrong result.
+# string ("a:1.50,"): that only costs the slower exact parse, never a wrong result. (Consuming
+# the leading delimiter is twice as fast as a lookbehind; the trailing one stays a lookahead
+# so `[4.5,4.50]` yields both numbers.)
 _FRACTIONAL_NUMBER = re.compile(
-    rb"(?<=[:,\[])\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))\s*(?=[,}\]])"
+    rb"[:,\[]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))\s*(?=[,}\]])"
 )
 _XML_ENCODING = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}

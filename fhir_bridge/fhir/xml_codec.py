@@ -155,8 +155,8 @@ class _Reader:
             elif not name.startswith(_XSI_PREFIX):
                 raise _fail(f"unknown attribute {name}", expr, el)
         _no_text(el.text, expr, el)
-        groups = self._group(el, layout, expr)
-        if any(a.rank > b.rank for a, b in zip(groups, list(groups)[1:])):
+        groups, in_order = self._group(el, layout, expr)
+        if not in_order:  # legal JSON either way; sorted so output never depends on sender order
             groups = {slot: groups[slot] for slot in sorted(groups, key=lambda slot: slot.rank)}
         for slot, subs in groups.items():
             if slot.coding == PRIMITIVE:
@@ -167,25 +167,34 @@ class _Reader:
                 out[slot.key] = self._complex(slot, subs[0], f"{expr}.{slot.key}")
         return out
 
-    def _group(self, el: etree._Element, layout: _Layout, expr: str) -> dict[_Slot, list[etree._Element]]:
-        """Child elements by slot, in document order; unknown or repeated-singleton ones refused."""
+    def _group(self, el: etree._Element, layout: _Layout, expr: str) -> tuple[dict[_Slot, list], bool]:
+        """Child elements by slot in document order, and whether that is definition order.
+
+        Unknown elements and a second occurrence of a singleton are refused. (The hot loop of
+        the reader: tail checks are inlined.)
+        """
         groups: dict[_Slot, list[etree._Element]] = {}
         by_tag = layout.by_tag
+        last_rank, in_order = -1 << 30, True
         for sub in el:
             slot = by_tag.get(sub.tag)
             if slot is None:
                 if not isinstance(sub.tag, str):  # a comment or PI in a tree parsed elsewhere
                     continue
                 raise self._unknown(sub, layout, expr)
-            _no_text(sub.tail, expr, el)
+            tail = sub.tail
+            if tail is not None and not tail.isspace():
+                _no_text(tail, expr, el)
             found = groups.get(slot)
             if found is None:
                 groups[slot] = [sub]
+                in_order = in_order and slot.rank > last_rank
+                last_rank = slot.rank
             elif slot.repeats:
                 found.append(sub)
             else:
                 raise _fail("appears more than once but is not a list (max 1)", f"{expr}.{slot.key}", sub)
-        return groups
+        return groups, in_order
 
     @staticmethod
     def _unknown(sub: etree._Element, layout: _Layout, expr: str) -> InputError:
@@ -346,7 +355,7 @@ class _Writer:
             elif isinstance(value, list) or isinstance(extra, list):
                 raise InputError(f"{expr}.{key}: is a single element, found a list", expression=f"{expr}.{key}")
             else:
-                self._item(el, slot, value, extra, f"{expr}.{key}")
+                self._item(el, slot, value, extra, expr, key)
 
     @staticmethod
     def _slots(node: dict, layout: _Layout, expr: str, is_resource: bool) -> list[_Slot]:
@@ -375,12 +384,20 @@ class _Writer:
         for index in range(max(len(values), len(extras))):
             item = values[index] if values else None
             item_extra = extras[index] if extras else None
-            self._item(el, slot, item, item_extra, f"{expr}.{key}[{index}]")
+            self._item(el, slot, item, item_extra, expr, f"{key}[{index}]")
 
-    def _item(self, el: etree._Element, slot: _Slot, value: object, extra: object, expr: str) -> None:
+    def _item(self, el: etree._Element, slot: _Slot, value: object, extra: object, parent: str, label: str) -> None:
+        """One element; its FHIRPath (`parent.label`) is only spelled out when it is needed."""
         if slot.coding == PRIMITIVE:
-            self._primitive(etree.SubElement(el, slot.tag), value, extra, slot.kind, expr)
-        elif slot.coding == XHTML:
+            if extra is None and value is not None:  # the common case: <linkId value="1"/>
+                text = _xml_text(value, slot.kind)
+                if text is not None:
+                    etree.SubElement(el, slot.tag, value=text)
+                    return
+            self._primitive(etree.SubElement(el, slot.tag), value, extra, slot.kind, f"{parent}.{label}")
+            return
+        expr = f"{parent}.{label}"
+        if slot.coding == XHTML:
             el.append(_text_to_div(value, expr))
         elif value is None:
             raise InputError(f"{expr}: null is not allowed here", expression=expr)
@@ -418,22 +435,29 @@ def _json_type(value: object) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
-def _xml_value(value: object, kind: str, expr: str) -> str:
-    """A JSON primitive as the text of a `value` attribute; InputError on a JSON type mismatch."""
-    if kind == "string" and isinstance(value, str):
-        return value
-    if kind == "boolean" and isinstance(value, bool):
-        return "true" if value else "false"
-    if kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if kind == "decimal" and not isinstance(value, bool):
+def _xml_text(value: object, kind: str) -> str | None:
+    """A JSON primitive as the text of a `value` attribute; None if its JSON type is wrong."""
+    if kind == "string":
+        return value if isinstance(value, str) else None
+    if isinstance(value, bool):
+        return ("true" if value else "false") if kind == "boolean" else None
+    if kind == "integer":
+        return str(value) if isinstance(value, int) else None
+    if kind == "decimal":
         if isinstance(value, int):
             return str(value)
         if isinstance(value, float) and math.isfinite(value):
             return repr(value)  # the shortest text that reads back as the same float
         if isinstance(value, Decimal) and value.is_finite():
             return str(value)  # keeps the written precision: Decimal("4.50") -> "4.50"
-    raise InputError(f"{expr}: expected a {kind}, found {_json_type(value)}", expression=expr)
+    return None
+
+
+def _xml_value(value: object, kind: str, expr: str) -> str:
+    text = _xml_text(value, kind)
+    if text is None:
+        raise InputError(f"{expr}: expected a {kind}, found {_json_type(value)}", expression=expr)
+    return text
 
 
 def _text_to_div(value: object, expr: str) -> etree._Element:

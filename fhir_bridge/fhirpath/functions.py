@@ -578,7 +578,9 @@ def _math_function(name: str, operation: Callable) -> None:
             result = operation(value)
         except (InvalidOperation, ValueError, ArithmeticError):
             return EMPTY
-        return EMPTY if result is None else [result]
+        if result is None or (type(result) is Decimal and not result.is_finite()):
+            return EMPTY
+        return [result]
     FUNCTIONS[name] = Function(impl, (), 0)
 
 

@@ -357,8 +357,7 @@ def key(value):
     if t is list:
         return (list, tuple(key(v) for v in value))
     if t is Temporal:
-        parts = value.utc_parts() if value.kind != "time" and value.precision > 3 else value.parts
-        return (Temporal, value.kind == "time", value.precision, parts)
+        return (Temporal, value.kind == "time", value.precision, value.comparable_parts())
     if t is Quantity:
         return (Quantity, _number(value.value), value.unit)
     return (t, id(value))

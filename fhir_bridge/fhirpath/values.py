@@ -145,8 +145,11 @@ class Temporal:
     def __repr__(self) -> str:
         return f"@{self.text}"
 
-    def utc_parts(self) -> tuple[int, ...]:
-        """Parts moved to UTC, for comparing two values that both carry a time of day."""
+    def comparable_parts(self) -> tuple[int, ...]:
+        """Parts moved to UTC when there is a time of day (a missing timezone is the local
+        one, per the spec); dates and times are compared as written."""
+        if self.kind != "dateTime" or self.precision < _HOUR:
+            return self.parts
         offset = self.tz if self.tz is not None else _time.localtime().tm_gmtoff // 60
         if offset == 0:
             return self.parts
@@ -212,13 +215,8 @@ def parse_time(text: str) -> Temporal | None:
 
 def compare_temporal(a: Temporal, b: Temporal) -> int | None:
     """-1, 0 or 1; None when the values agree up to the coarser precision but differ in
-    precision (the spec's "uncertain" answer). Raises TypeError for time vs date."""
-    if (a.kind == "time") != (b.kind == "time"):
-        raise TypeError("cannot compare a time with a date")
-    if a.kind != "time" and a.precision >= _HOUR and b.precision >= _HOUR:
-        pa, pb = a.utc_parts(), b.utc_parts()
-    else:
-        pa, pb = a.parts, b.parts
+    precision (the spec's "uncertain" answer). Both must be times, or both dates/dateTimes."""
+    pa, pb = a.comparable_parts(), b.comparable_parts()
     for i in range(min(a.precision, b.precision)):
         if pa[i] != pb[i]:
             return -1 if pa[i] < pb[i] else 1

@@ -77,7 +77,9 @@ def _answer_value(key: str, value) -> object:
     return None if type(value) in (dict, list) else value
 
 
-def compile_questionnaire(q: dict, compile_fhirpath: Callable[[str], Callable]) -> CompiledQuestionnaire:
+def compile_questionnaire(q: dict, compile_fhirpath: Callable[[str], Callable],
+                          terminology: Terminology) -> CompiledQuestionnaire:
+    """Answer options, and answer value sets that can be enumerated, become sets looked up in O(1)."""
     all_items: dict[str, QItem] = {}
 
     def item(raw: dict) -> QItem:
@@ -87,6 +89,8 @@ def compile_questionnaire(q: dict, compile_fhirpath: Callable[[str], Callable]) 
         qi.answer_keys = tuple(sorted({k for k, _ in options})) or ANSWER_KEYS.get(qi.type, ())
         qi.options = frozenset(v for _, v in options)
         qi.value_set = raw.get("answerValueSet")
+        if qi.value_set and not qi.options:
+            qi.options = frozenset((c.system, c.code) for c in terminology.expand(qi.value_set))
         for ext in raw.get("extension", ()):
             if ext.get("url") == NOT_ANSWERED_EXT and "valueCoding" in ext:
                 qi.not_answered = qi.not_answered | {_answer_value("valueCoding", ext["valueCoding"])}
@@ -107,6 +111,8 @@ def compile_questionnaire(q: dict, compile_fhirpath: Callable[[str], Callable]) 
 
 
 class QuestionnaireChecker:
+    """Paths and messages are only built when something is wrong: this runs on every response."""
+
     def __init__(self, terminology: Terminology):
         self.terminology = terminology
 
@@ -118,33 +124,33 @@ class QuestionnaireChecker:
                complete: bool, ctx: Context, qr: dict) -> None:
         seen: set[str] = set()
         for i, item in enumerate(items if type(items) is list else ()):
-            where = f"{expr}.item[{i}]"
             link_id = item.get("linkId") if type(item) is dict else None
             if type(link_id) is not str:
                 continue
             qi = expected.get(link_id)
             if qi is None:
                 if link_id in q.all_items:
-                    ctx.add("error", "structure", f"Item {link_id!r} is not expected at this level of the questionnaire", where)
+                    ctx.add("error", "structure", f"Item {link_id!r} is not expected at this level of the questionnaire",
+                            f"{expr}.item[{i}]")
                 else:
-                    ctx.add("error", "not-found", f"linkId {link_id!r} is not an item of the questionnaire {q.url}", where)
+                    ctx.add("error", "not-found", f"linkId {link_id!r} is not an item of the questionnaire {q.url}",
+                            f"{expr}.item[{i}]")
                 continue
             if link_id in seen and not qi.repeats:
-                ctx.add("error", "business-rule", f"linkId {link_id!r} appears more than once", where)
+                ctx.add("error", "business-rule", f"linkId {link_id!r} appears more than once", f"{expr}.item[{i}]")
             seen.add(link_id)
-            self._answers(item, qi, q, where, complete, ctx, qr)
+            answers = item.get("answer")
+            if type(answers) is list and answers:
+                self._answers(answers, qi, q, f"{expr}.item[{i}]", complete, ctx, qr)
             if qi.type == "group":
-                self._items(item.get("item"), qi.children, q, where, complete, ctx, qr)
+                self._items(item.get("item"), qi.children, q, f"{expr}.item[{i}]", complete, ctx, qr)
         if complete:
             for link_id, qi in expected.items():
                 if qi.required and link_id not in seen:
                     ctx.add("error", "required", f"Item {link_id!r} is required by the questionnaire",
                             f"{expr}.item.where(linkId = '{link_id}')")
 
-    def _answers(self, item: dict, qi: QItem, q, where: str, complete: bool, ctx: Context, qr: dict) -> None:
-        answers = item.get("answer")
-        if type(answers) is not list:
-            return
+    def _answers(self, answers: list, qi: QItem, q, where: str, complete: bool, ctx: Context, qr: dict) -> None:
         if qi.type in ("group", "display"):
             ctx.add("error", "structure", f"A {qi.type} item cannot have answers", f"{where}.answer[0]")
             return
@@ -154,40 +160,38 @@ class QuestionnaireChecker:
         for j, answer in enumerate(answers):
             if type(answer) is not dict:
                 continue
-            key = next((k for k in answer if k.startswith("value")), None)
-            if key is None:
+            for key in answer:
+                if key[:5] == "value":
+                    break
+            else:
                 continue
-            value_expr = f"{where}.answer[{j}].value.ofType({_type_of(key)})"
             if key not in qi.answer_keys:
                 allowed = " or ".join(_type_of(k) for k in qi.answer_keys) or "nothing"
-                ctx.add("error", "structure",
-                        f"Item {qi.link_id!r} ({qi.type}) takes {allowed} answers, not {_type_of(key)}", value_expr)
+                ctx.add("error", "structure", f"Item {qi.link_id!r} ({qi.type}) takes {allowed} answers, not {_type_of(key)}",
+                        f"{where}.answer[{j}].value.ofType({_type_of(key)})")
                 continue
-            self._answer_value(key, answer[key], qi, value_expr, ctx)
+            if qi.options or qi.not_answered or qi.value_set:
+                comparable = _answer_value(key, answer[key])
+                if comparable is not None and comparable not in qi.options:
+                    self._not_an_option(key, answer[key], comparable, qi, f"{where}.answer[{j}].value.ofType({_type_of(key)})", ctx)
             if qi.children and type(answer.get("item")) is list:
                 self._items(answer["item"], qi.children, q, f"{where}.answer[{j}]", complete, ctx, qr)
-        if qi.calculated is not None and answers:
+        if qi.calculated is not None:
             self._calculated(answers[0], qi, where, ctx, qr)
 
-    def _answer_value(self, key: str, value, qi: QItem, expr: str, ctx: Context) -> None:
-        comparable = _answer_value(key, value)
-        if comparable is None:
-            return  # not a usable value: the walker reports its structure
+    def _not_an_option(self, key: str, value, comparable, qi: QItem, expr: str, ctx: Context) -> None:
         if comparable in qi.not_answered:
             code = comparable[1] if type(comparable) is tuple else comparable
             ctx.add("information", "informational",
                     f"{code!r} for {qi.link_id!r} means not applicable: kept as recorded, counted as not answered, never scored",
                     expr)
             return
-        if qi.options:
-            if type(comparable) is tuple and self.terminology.code_problem(*comparable):
-                return  # a code unknown in its own system: already reported on the Coding
-            if comparable not in qi.options:
-                shown = comparable[1] if type(comparable) is tuple else comparable
-                ctx.add("error", "code-invalid",
-                        f"{shown!r} is not one of the answer options of {qi.link_id!r}", expr)
-            return
-        if qi.value_set and key == "valueCoding" and type(value) is dict and type(value.get("code")) is str:
+        if type(comparable) is tuple and self.terminology.code_problem(*comparable):
+            return  # a code unknown in its own system: already reported on the Coding
+        if qi.options and not qi.value_set:
+            shown = comparable[1] if type(comparable) is tuple else comparable
+            ctx.add("error", "code-invalid", f"{shown!r} is not one of the answer options of {qi.link_id!r}", expr)
+        elif qi.value_set and key == "valueCoding" and type(value.get("code")) is str:
             check = self.terminology.validate_code(qi.value_set, value.get("system"), value["code"])
             if check.valid is False:
                 ctx.add("error", "code-invalid", f"{check.message} (answer to {qi.link_id!r})", expr)

@@ -127,7 +127,7 @@ class Validator:
         return node
 
     def _add_questionnaire(self, q: dict) -> None:
-        compiled = compile_questionnaire(q, compile_expression)
+        compiled = compile_questionnaire(q, compile_expression, self.terminology)
         keys = [q["url"]] + ([f"{q['url']}|{q['version']}"] if q.get("version") else [])
         for key in keys:
             self.questionnaires[key] = compiled
