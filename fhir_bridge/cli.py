@@ -1,7 +1,8 @@
 """The command line. Thin: read input, call the validator / scorer, print, exit with a code.
 
 Exit codes: 0 all good, 1 validation issues (errors) found, 2 unusable input, 3 configuration
-error in the project's own files. Errors are printed as sentences, never as tracebacks.
+error in the project's own files, 70 an internal error. Errors are printed as sentences, never
+as tracebacks.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fhir_bridge.errors import BridgeError
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.fhir.reading import Record, read_records
 
-EXIT_OK, EXIT_ISSUES, EXIT_UNUSABLE = 0, 1, 2
+EXIT_OK, EXIT_ISSUES, EXIT_UNUSABLE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
 class Services:
@@ -57,6 +58,9 @@ def _run(command: Callable[[], int]) -> None:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: say so in a sentence, keep the trace out
+        click.echo(f"fhir-bridge: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
+        code = EXIT_INTERNAL
     sys.exit(code)
 
 

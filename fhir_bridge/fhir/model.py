@@ -138,13 +138,19 @@ class StructureModel:
             raw = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ConfigurationError(f"cannot read the FHIR base definitions {path}: {exc}") from exc
-        types = {}
-        for name, t in raw["types"].items():
-            td = TypeDef(name, t["kind"], t.get("abstract", False), t.get("base"), t.get("regex"))
-            for e in t["elements"]:
-                el = _element(e)
-                td.elements[el.path] = el
-            types[name] = td
+        try:
+            types = {}
+            for name, t in raw["types"].items():
+                td = TypeDef(name, t["kind"], t.get("abstract", False), t.get("base"), t.get("regex"))
+                for e in t["elements"]:
+                    el = _element(e)
+                    td.elements[el.path] = el
+                types[name] = td
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ConfigurationError(f"{path} is not a base definitions file made by tools/build_r4_core.py "
+                                     f"({type(exc).__name__}: {exc})") from exc
+        if "Resource" not in types or "Element" not in types:
+            raise ConfigurationError(f"{path} lacks the root types Resource and Element: regenerate it")
         return cls(types)
 
     @cached_property

@@ -42,10 +42,9 @@ class CompiledExpression:
         try:
             return self._run(coll, env)
         except FhirPathError as e:
-            e.expression = e.expression or self.source
-            raise
+            raise FhirPathError(f"{e.message} (evaluating {self.source!r})") from e
         except RecursionError:
-            raise FhirPathError("expression too deeply nested", expression=self.source) from None
+            raise FhirPathError(f"expression or data too deeply nested to evaluate {self.source!r}") from None
 
     def __call__(self, focus, *, resource=None, root_resource=None, variables: dict | None = None) -> list:
         """The result collection, as JSON-like values: choice objects unwrapped, dates and
@@ -73,7 +72,10 @@ def _exported(item):
 def compile_expression(expr: str) -> CompiledExpression:
     """Parse and compile once; raises FhirPathError (naming the position) on a syntax error
     or an unknown function."""
-    return CompiledExpression(expr, compile_tree(parse(expr), expr))
+    try:
+        return CompiledExpression(expr, compile_tree(parse(expr), expr))
+    except RecursionError:
+        raise FhirPathError(f"FHIRPath expression too deeply nested: {expr[:80]!r}") from None
 
 
 def evaluate(expr: str, focus, **kw) -> list:

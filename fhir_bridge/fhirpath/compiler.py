@@ -11,7 +11,7 @@ from typing import Callable
 from fhir_bridge.errors import FhirPathError
 from fhir_bridge.fhirpath import nodes as n
 from fhir_bridge.fhirpath import operators as ops
-from fhir_bridge.fhirpath.functions import EXPR, FUNCTIONS, TYPE, Env, typed_choice
+from fhir_bridge.fhirpath.functions import FUNCTIONS, TYPE, VALUE, Env, Function, typed_choice
 from fhir_bridge.fhirpath.lexer import syntax_error
 from fhir_bridge.fhirpath.model import CHOICE_NAMES, choice_type, type_predicate
 from fhir_bridge.fhirpath.operators import EMPTY, FALSE, TRUE, singleton, to_bool
@@ -104,6 +104,26 @@ class _Compiler:
     # -- functions ----------------------------------------------------------------------------
 
     def _Call(self, node: n.Call) -> Run:
+        spec = self.function(node)
+        args = [self.argument(kind, arg) for kind, arg in zip(spec.params, node.args)]
+        args += [None] * (len(spec.params) - len(args))
+        plain = [kind == VALUE and arg is not None for kind, arg in zip(spec.params, args)]
+        impl = spec.impl
+        target = self.compile(node.target) if node.target is not None else None
+        if not any(plain):
+            # Nothing to evaluate up front: the common case (exists(), where(...), ofType(T)).
+            if target is None:
+                return lambda focus, env: impl(focus, env, *args)
+            return lambda focus, env: impl(target(focus, env), env, *args)
+        pairs = list(zip(plain, args))
+
+        def run(focus, env):
+            coll = target(focus, env) if target is not None else focus
+            # Plain arguments are evaluated against $this, not against the function's input.
+            return impl(coll, env, *[arg(env.this, env) if evaluate else arg for evaluate, arg in pairs])
+        return run
+
+    def function(self, node: n.Call) -> Function:
         spec = FUNCTIONS.get(node.name)
         if spec is None:
             raise self.error(node, f"unknown function {node.name}()")
@@ -111,23 +131,7 @@ class _Compiler:
             expected = (str(spec.required) if spec.required == len(spec.params)
                         else f"{spec.required} to {len(spec.params)}")
             raise self.error(node, f"{node.name}() takes {expected} argument(s), got {len(node.args)}")
-        args = [self.argument(kind, arg) for kind, arg in zip(spec.params, node.args)]
-        args += [None] * (len(spec.params) - len(args))
-        kinds = spec.params
-        impl = spec.impl
-        target = self.compile(node.target) if node.target is not None else None
-        if not any(kind not in (EXPR, TYPE) and arg is not None for kind, arg in zip(kinds, args)):
-            # No argument needs evaluating: the common case (exists(), where(...), ofType(T)).
-            if target is None:
-                return lambda focus, env: impl(focus, env, *args)
-            return lambda focus, env: impl(target(focus, env), env, *args)
-        evaluated = [(kind not in (EXPR, TYPE) and arg is not None, arg) for kind, arg in zip(kinds, args)]
-
-        def run(focus, env):
-            coll = target(focus, env) if target is not None else focus
-            # Plain arguments are evaluated against $this, not against the function's input.
-            return impl(coll, env, *[arg(env.this, env) if evaluate else arg for evaluate, arg in evaluated])
-        return run
+        return spec
 
     def argument(self, kind: str, node: n.Node):
         if kind == TYPE:
@@ -168,8 +172,8 @@ class _Compiler:
         left, right = self.compile(node.left), self.compile(node.right)
         if node.op in _LOGIC:
             return _LOGIC[node.op](left, right)
-        if node.op in _COLLECTION_OPS:
-            return _COLLECTION_OPS[node.op](left, right)
+        if node.op in _EQUALITY_AND_MEMBERSHIP:
+            return _EQUALITY_AND_MEMBERSHIP[node.op](left, right)
         if node.op in _COMPARISONS:
             return _comparison(_COMPARISONS[node.op], left, right)
         return _arithmetic(node.op, left, right)
@@ -355,7 +359,7 @@ def _membership(element: Run, collection: Run) -> Run:
     return run
 
 
-_COLLECTION_OPS = {
+_EQUALITY_AND_MEMBERSHIP = {
     "=": _equals,
     "!=": _not_equals,
     "~": _equivalent,

@@ -44,7 +44,8 @@ class Token:
 
 
 def syntax_error(source: str, pos: int, message: str) -> FhirPathError:
-    return FhirPathError(f"FHIRPath syntax error at position {pos}: {message} in {source!r}", expression=source)
+    # Not `expression=`: that field names the offending element of a resource, not the rule.
+    return FhirPathError(f"invalid FHIRPath at position {pos}: {message} in {source!r}")
 
 
 def _unescape(body: str) -> str:

@@ -8,7 +8,7 @@ The engine works on schemaless JSON for speed, so it cannot know that a given st
 * the JSON kind of a primitive (bool -> boolean, int -> integer, number -> decimal, str -> one
   of the string-like types; a string shaped like a date also passes as date/dateTime/time).
 
-R4 is frozen, so the lists below are written out; tests/fhirpath/test_model.py checks them
+R4 is frozen, so the lists below are written out; tests/fhirpath/test_fhirpath_core.py checks them
 against profiles/r4-core/structures.json.
 """
 from __future__ import annotations
@@ -77,7 +77,10 @@ def choice_type(suffix: str) -> str | None:
 
 @lru_cache(maxsize=4096)
 def split_choice_key(key: str) -> str | None:
-    """The type of a JSON key that is a choice element (`valueQuantity` -> 'Quantity'), else None."""
+    """The type of a JSON key that is a choice element (`valueQuantity` -> 'Quantity'), else None.
+
+    A few plain R4 elements match too (`effectivePeriod`, `doseQuantity`); their suffix names
+    their type all the same, so the answer stays right."""
     for i, ch in enumerate(key):
         if ch.isupper():
             return choice_type(key[i:]) if key[:i] in CHOICE_NAMES else None

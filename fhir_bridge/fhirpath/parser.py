@@ -131,7 +131,8 @@ class _Parser:
 
     def identifier(self) -> str:
         tok = self.tok
-        if tok.kind == "delimited" or (tok.kind == "ident" and (tok.text not in _WORD_OPERATORS or tok.text in _KEYWORD_IDENTIFIERS)):
+        reserved = tok.text in _WORD_OPERATORS and tok.text not in _KEYWORD_IDENTIFIERS
+        if tok.kind == "delimited" or (tok.kind == "ident" and not reserved):
             self.advance()
             return tok.text
         raise self.error("expected a name")

@@ -16,7 +16,7 @@ import re
 import time as _time
 from datetime import date as _date
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 
 
@@ -44,7 +44,7 @@ UCUM_SYSTEM = "http://unitsofmeasure.org"
 
 def calendar_unit(word: str) -> str | None:
     """'years' -> 'year'; None when the word is not a calendar duration keyword."""
-    singular = word[:-1] if word.endswith("s") and word != "ms" else word
+    singular = word[:-1] if word.endswith("s") else word
     return singular if singular in CALENDAR_UNITS else None
 
 
@@ -265,7 +265,6 @@ def time_of_day() -> Temporal:
     return make_temporal("time", (moment.hour, moment.minute, us), 3, None)
 
 
-_FIELD_PRECISION = {"year": 1, "month": 2, "week": 3, "day": 3, "hour": 4, "minute": 5, "second": 6, "millisecond": 6}
 _FIXED_LENGTH = {"week": timedelta(weeks=1), "day": timedelta(days=1), "hour": timedelta(hours=1),
                  "minute": timedelta(minutes=1), "second": timedelta(seconds=1),
                  "millisecond": timedelta(milliseconds=1)}
@@ -295,16 +294,5 @@ def add_duration(t: Temporal, amount: int | Decimal, unit: str) -> Temporal:
     return make_temporal(t.kind, parts, t.precision, t.tz)
 
 
-def unit_finer_than(t: Temporal, unit: str) -> bool:
-    return _FIELD_PRECISION[unit] > t.precision if t.kind != "time" else False
-
-
 def is_number(value) -> bool:
     return type(value) in (int, float, Decimal)
-
-
-def decimal_or_none(text: str) -> Decimal | None:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return None

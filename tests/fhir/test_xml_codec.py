@@ -77,8 +77,10 @@ def patient() -> dict:
         "identifier": [{
             "extension": [{
                 "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus",
-                "valueCodeableConcept": {"coding": [{"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland",
-                                                      "code": "number-present-and-verified"}]},
+                "valueCodeableConcept": {"coding": [{
+                    "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland",
+                    "code": "number-present-and-verified",
+                }]},
             }],
             "system": "https://fhir.nhs.uk/Id/nhs-number",
             "value": "9000000009",
@@ -123,7 +125,8 @@ def narrative_resource() -> dict:
         "id": "cp1",
         "text": {
             "status": "generated",
-            "div": XHTML_DIV + '<p>Plan for <b>Rosa</b> &amp; family</p><ul><li>walk</li><li>sleep</li></ul><br/></div>',
+            "div": XHTML_DIV + "<p>Plan for <b>Rosa</b> &amp; family</p>"
+                               "<ul><li>walk</li><li>sleep</li></ul><br/></div>",
         },
         "status": "active",
         "intent": "plan",
@@ -207,6 +210,14 @@ def test_json_bytes_keep_decimal_precision(model):
     assert dumps_json(resource) == raw
     assert dumps_json(xml_to_resource(resource_to_xml(resource, model), model)) == raw
     assert b'<value value="4.50"/>' in resource_to_xml(resource, model)
+
+
+def test_every_inexact_number_is_found():
+    value = loads_json(b'{"a": [4.5,4.50, 1e5], "b": {"c": 0.00001}, "d": "t:10:00:00.000Z"}')
+    assert value == {"a": [4.5, Decimal("4.50"), Decimal("1e5")], "b": {"c": Decimal("0.00001")},
+                     "d": "t:10:00:00.000Z"}
+    assert type(value["a"][0]) is float
+    assert dumps_json(value) == b'{"a":[4.5,4.50,1E+5],"b":{"c":0.00001},"d":"t:10:00:00.000Z"}'
 
 
 def test_dumps_json_pretty_and_plain_json_unchanged():
@@ -423,6 +434,14 @@ def test_bad_json_content(model, mutate, match):
     resource = patient()
     mutate(resource)
     expect_error(match, resource_to_xml, resource, model)
+
+
+def test_deep_nesting_is_an_input_error_not_a_crash(model):
+    item: dict = {"linkId": "leaf"}
+    for level in range(1000):
+        item = {"linkId": str(level), "item": [item]}
+    resource = {"resourceType": "QuestionnaireResponse", "status": "completed", "item": [item]}
+    expect_error("nested too deeply", resource_to_xml, resource, model)
 
 
 def test_unknown_resource_type_in_json(model):

@@ -236,3 +236,53 @@ def test_every_base_invariant_of_the_projects_types_compiles(validator):
     for t in types:
         validator.base.node(t)
     assert not validator.uncompiled, validator.uncompiled
+
+
+XML_TWINS = sorted((EXAMPLES / "xml").glob("*.xml"))
+
+
+@pytest.mark.parametrize("xml_path", XML_TWINS, ids=lambda p: p.stem)
+def test_xml_and_json_forms_validate_alike(validator, xml_path):
+    json_path = next(EXAMPLES.rglob(xml_path.stem + ".json"))
+    from_xml = validator.validate_bytes(xml_path.read_bytes())
+    from_json = validator.validate_bytes(json_path.read_bytes())
+    assert from_xml.resource == from_json.resource
+    assert from_xml.issues == from_json.issues
+
+
+@pytest.mark.parametrize("xml_path", XML_TWINS, ids=lambda p: p.stem)
+def test_the_same_defect_in_xml_gives_the_same_issue(validator, xml_path):
+    from fhir_bridge.fhir.xml_codec import resource_to_xml
+
+    json_path = next(EXAMPLES.rglob(xml_path.stem + ".json"))
+    broken = orjson.loads(json_path.read_bytes())
+    broken["meta"]["lastUpdated"] = "2024-02-30T10:00:00Z"
+    xml = resource_to_xml(broken, validator.model)
+    assert validator.validate_bytes(xml).issues == validator.validate(broken).issues
+    assert ("error", "value", f"{broken['resourceType']}.meta.lastUpdated") in keys(validator.validate(broken))
+
+
+CONFORMANCE = sorted(p for folder in ("profiles", "terminology") for p in (EXAMPLES.parent / folder).rglob("*.json")
+                     if "r4-core" not in p.parts)
+
+
+@pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
+def test_every_conformance_resource_is_valid_fhir_r4(validator, path):
+    result = validator.validate_bytes(path.read_bytes())
+    assert result.valid, [(i.code, i.expression, i.message) for i in result.errors]
+
+
+def test_dialog_response_is_held_to_the_dialog_profile_without_claiming_it(validator, qr):
+    del qr["meta"]
+    qr["extension"] = [e for e in qr["extension"] if not e["url"].endswith("recording-organization")]
+    result = validator.validate(qr)
+    assert QR_PROFILE in result.profiles
+    assert any(i.code == "required" and "recording-organization" in (i.expression or "") for i in result.errors)
+
+
+def test_response_to_another_questionnaire_is_not_held_to_the_dialog_profile(validator, qr):
+    del qr["meta"]
+    qr["questionnaire"] = "http://example.org/Questionnaire/phq9"
+    result = validator.validate(qr)
+    assert result.profiles == []
+    assert ("warning", "not-found", "QuestionnaireResponse.questionnaire") in keys(result)
