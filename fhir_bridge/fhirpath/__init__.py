@@ -51,6 +51,17 @@ class CompiledExpression:
         times as their ISO text, quantities as FHIR Quantity objects, decimals as Decimal."""
         return [_exported(item) for item in self._evaluate(focus, resource, root_resource, variables)]
 
+    def holds(self, focus, resource, root_resource) -> bool:
+        """`is_true` for the validator's hot loop: positional, one focus item, no variables.
+        Errors propagate unwrapped (the caller records the invariant as not evaluated)."""
+        coll = [focus]
+        result = self._run(coll, Env(coll, resource, root_resource, _NO_VARIABLES))
+        if not result:
+            return True
+        if len(result) == 1:
+            return result[0] is not False
+        raise FhirPathError(f"invariant {self.source!r} gave {len(result)} items, not one boolean")
+
     def is_true(self, focus, *, resource=None, root_resource=None, variables: dict | None = None) -> bool:
         """Invariant semantics: passes on `true` and, like the FHIR validator, on an empty
         result; fails on `false`. A result of several items is an error."""

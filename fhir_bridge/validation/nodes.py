@@ -71,7 +71,7 @@ class Rule:
 
 class Node:
     __slots__ = ("type_name", "path", "rules", "required", "sliced", "invariants", "disallowed", "is_resource",
-                 "is_coding", "is_codeable_concept", "owner")
+                 "is_coding", "is_codeable_concept", "owner", "clean")
 
     def __init__(self, type_name: str, path: str):
         self.type_name = type_name
@@ -85,12 +85,18 @@ class Node:
         self.is_coding = type_name == "Coding" and path == "Coding"
         self.is_codeable_concept = type_name == "CodeableConcept" and path == "CodeableConcept"
         self.owner: object = None  # the profile compilation that may edit this node in place
+        # Contents already found clean, for flat nodes whose verdict depends on their own
+        # content alone (primitive children only; no invariants, which may look at the whole
+        # resource; no slices): a Coding {system, code} met 22 times in a DIALOG response is
+        # checked once.
+        self.clean: set | None = None
 
     def clone(self, owner: object) -> "Node":
         twin = copy(self)
         twin.rules = dict(self.rules)
         twin.disallowed = dict(self.disallowed)
         twin.owner = owner
+        twin.clean = None
         return twin
 
     def recompute_required(self) -> None:
@@ -108,6 +114,9 @@ class Node:
                 by_name[name][0].append(key)
         self.required = tuple((name.replace("[x]", ""), tuple(keys), m) for name, (keys, m) in by_name.items())
         self.sliced = tuple(r for r in self.rules.values() if any(s.min > 0 or s.max is not None for s in r.slices))
+        self_contained = not self.invariants and not self.is_resource and all(
+            not r.invariants and not r.slices and (r.check is not None or r.is_extension) for r in self.rules.values())
+        self.clean = set() if self_contained else None
 
 
 class BaseCompiler:

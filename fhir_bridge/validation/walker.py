@@ -15,6 +15,7 @@ from fhir_bridge.terminology import Terminology
 from fhir_bridge.validation.nodes import MISSING, Invariant, Node, Rule, matches_pattern
 
 PROJECT_NAMESPACE = "https://fhir-bridge.example.org/"
+CLEAN_MEMO_SIZE = 4096  # per node: the distinct clean Codings of a feed are few
 REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
@@ -44,6 +45,22 @@ class Walker:
         if not obj:
             ctx.add("error", "structure", "Element must have a value or children (empty object)", expr)
             return
+        clean = node.clean
+        if clean is not None:
+            try:
+                content = tuple(obj.items())
+                if content in clean:
+                    return
+            except TypeError:  # nested content is not hashable: validate it the long way
+                content = None
+            issues_before = len(ctx.issues)
+            self._walk(obj, node, expr, ctx)
+            if content is not None and len(ctx.issues) == issues_before and len(clean) < CLEAN_MEMO_SIZE:
+                clean.add(content)
+            return
+        self._walk(obj, node, expr, ctx)
+
+    def _walk(self, obj: dict, node: Node, expr: str, ctx: Context) -> None:
         rules = node.rules
         for key, value in obj.items():
             rule = rules.get(key)
@@ -242,19 +259,19 @@ class Walker:
 
     # -- invariants ------------------------------------------------------------------------------
     def _invariants(self, invariants: tuple[Invariant, ...], focus, expr: str, ctx: Context) -> None:
+        resource, root = ctx.resource, ctx.root
         for inv in invariants:
             if inv.evaluate is None:
                 ctx.unevaluated.add(inv.key)
                 continue
             try:
-                result = inv.evaluate(focus, resource=ctx.resource, root_resource=ctx.root)
-            except FhirPathError:
+                holds = inv.evaluate(focus, resource, root)
+            except Exception:  # noqa: BLE001
+                # data we do not control (a number where a string should be ...) must never
+                # crash validation: the structural issue is reported elsewhere
                 ctx.unevaluated.add(inv.key)
                 continue
-            except Exception:  # noqa: BLE001 - data we do not control must never crash validation
-                ctx.unevaluated.add(inv.key)
-                continue
-            if result is False:
+            if not holds:
                 ctx.add(inv.severity, "invariant", f"Constraint failed: {inv.key}: {inv.human}", expr)
 
 

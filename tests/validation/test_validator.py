@@ -286,3 +286,15 @@ def test_response_to_another_questionnaire_is_not_held_to_the_dialog_profile(val
     result = validator.validate(qr)
     assert result.profiles == []
     assert ("warning", "not-found", "QuestionnaireResponse.questionnaire") in keys(result)
+
+
+def test_remembered_clean_content_never_hides_an_error(validator, qr):
+    assert validator.validate(qr).valid  # the rating Codings are now remembered as clean
+    coding = rating(qr, "mental-health")
+    coding["code"] = "0"
+    assert ("error", "code-invalid", "QuestionnaireResponse.item[0].answer[0].value.ofType(Coding)") in keys(validator.validate(qr))
+    coding["code"] = "5"
+    coding["system"] = "not a uri with spaces"
+    assert not validator.validate(qr).valid
+    coding["system"] = "https://fhir-bridge.example.org/CodeSystem/dialog-rating"
+    assert validator.validate(qr).valid
