@@ -223,12 +223,13 @@ def demo(services: Services) -> None:
         root = services.settings.examples_dir
         paths = sorted(p for p in root.rglob("*") if p.suffix in (".json", ".xml", ".ndjson")
                        and not p.name.endswith(".expected.json"))
-        click.echo(f"{'example':<64} {'type':<22} {'result':<8} {'err':>3} {'warn':>4} {'SQOL':>5} {'TS':>5}")
+        width = max((len(str(p.relative_to(root))) for p in paths), default=10) + 3  # room for an NDJSON ":n"
+        click.echo(f"{'example':<{width}} {'type':<22} {'result':<11} {'err':>3} {'warn':>4} {'SQOL':>5} {'TS':>5}")
         surprises = 0
         for record, result in _validated(services, [str(p) for p in paths]):
             name = _relative(record.label, root)
             if record.error is not None:
-                click.echo(f"{name:<64} {'-':<22} {'UNUSABLE':<8}   {record.error.message}")
+                click.echo(f"{name:<{width}} {'-':<22} {'UNUSABLE':<11} {record.error.message}")
                 surprises += 1
                 continue
             errors = len(result.errors)
@@ -243,7 +244,7 @@ def demo(services: Services) -> None:
             surprises += surprise
             verdict = ("valid" if result.valid else "invalid") + (" !!" if surprise else "")
             rtype = record.resource.get("resourceType", "?")
-            click.echo(f"{name:<64} {rtype:<22} {verdict:<8} {errors:>3} {warnings:>4} {sqol:>5} {ts:>5}")
+            click.echo(f"{name:<{width}} {rtype:<22} {verdict:<11} {errors:>3} {warnings:>4} {sqol:>5} {ts:>5}")
         click.echo(f"\n{len(paths)} example files; "
                    + ("every result as expected" if not surprises else f"{surprises} results NOT as expected (!!)"))
         return EXIT_ISSUES if surprises else EXIT_OK

@@ -298,3 +298,13 @@ def test_remembered_clean_content_never_hides_an_error(validator, qr):
     assert not validator.validate(qr).valid
     coding["system"] = "https://fhir-bridge.example.org/CodeSystem/dialog-rating"
     assert validator.validate(qr).valid
+
+
+def test_extensible_binding_miss_is_a_warning_not_an_error(validator, patient):
+    patient["extension"] = [e for e in patient.get("extension", []) if not e["url"].endswith("EthnicCategory")]
+    patient["extension"].append({
+        "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory",
+        "valueCodeableConcept": {"coding": [{"system": "http://example.org/local-ethnicity", "code": "WB"}]}})
+    result = validator.validate(patient)
+    assert result.valid
+    assert any(i.severity == "warning" and i.code == "code-invalid" for i in result.issues), result.issues
