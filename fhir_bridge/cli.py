@@ -6,6 +6,7 @@ as tracebacks.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -58,6 +59,9 @@ def _run(command: Callable[[], int]) -> None:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     except Exception as exc:  # noqa: BLE001 - a bug of ours: say so in a sentence, keep the trace out
         click.echo(f"fhir-bridge: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
         code = EXIT_INTERNAL
