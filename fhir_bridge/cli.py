@@ -6,7 +6,9 @@ as tracebacks.
 """
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -268,3 +270,148 @@ def _expected_invalid(record: Record) -> bool:
     """Invalid examples are named invalid-*; inside a multi-resource file, by resource id."""
     file_name = Path(record.label.split(".ndjson:")[0]).name
     return file_name.startswith("invalid") or str(record.resource.get("id", "")).startswith("invalid")
+
+
+# -- serve ---------------------------------------------------------------------------------------
+SEED_ORDER = ("Patient", "QuestionnaireResponse", "Observation", "CarePlan")  # referenced before referring
+INSECURE_WARNING = """
+########################################################################################
+#  WARNING: AUTHENTICATION IS OFF (--insecure-dev).                                    #
+#  Every request is accepted with full read and write access to every resource.        #
+#  For local experiments only: never expose this server to a network or to real data.  #
+########################################################################################
+"""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--seed-examples", is_flag=True,
+              help="On first start (empty database) store the valid examples/: Patients first, then the rest.")
+@click.option("--insecure-dev", is_flag=True, help="Switch authentication OFF, for local experiments only.")
+@click.option("--tokens", "tokens_file", envvar="FHIR_BRIDGE_TOKENS_FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Tokens file (SHA-256 hashes, see `fhir-bridge token`) [env FHIR_BRIDGE_TOKENS_FILE]. "
+                   "Without one, a development token is generated for this run and printed.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1),
+              help="Larger request bodies are refused with 413 [default: 5 MiB].")
+@click.pass_obj
+def serve(services: Services, host: str, port: int, seed_examples: bool, insecure_dev: bool,
+          tokens_file: Path | None, max_body_bytes: int | None) -> None:
+    """Run the FHIR R4 server (REST API under /fhir) on the configured database.
+
+    The database is FHIR_BRIDGE_DATABASE_URL, or an SQLite file in FHIR_BRIDGE_DATA_DIR,
+    created and migrated on start.
+    """
+    if insecure_dev and tokens_file:
+        raise click.UsageError("--insecure-dev switches authentication off; it cannot be used with a tokens file")
+
+    def command() -> int:
+        import uvicorn
+
+        from fhir_bridge.api.app import RESOURCE_TYPES, create_app
+        from fhir_bridge.api.auth import TokenStore
+        from fhir_bridge.bridge import Bridge
+
+        if insecure_dev:
+            tokens, dev_token = None, None
+        elif tokens_file:
+            tokens, dev_token = TokenStore.load(tokens_file), None
+        else:
+            tokens, dev_token = TokenStore.with_dev_token()
+        bridge = Bridge(services.settings, validator=services.validator)
+        try:
+            if seed_examples:
+                _seed_examples(bridge, services.settings.examples_dir, RESOURCE_TYPES)
+            limit = {"max_body_bytes": max_body_bytes} if max_body_bytes else {}  # else the app's default
+            app = create_app(bridge, tokens=tokens, **limit)
+            click.echo(f"fhir-bridge FHIR R4 server: http://{host}:{port}/fhir")
+            click.echo(f"database: {bridge.database.engine.url.render_as_string(hide_password=True)}")
+            if insecure_dev:
+                click.echo(INSECURE_WARNING, err=True)
+            elif dev_token:
+                click.echo(f"development token (every scope, valid for this run only): {dev_token}")
+                click.echo(f"  curl -H 'Authorization: Bearer {dev_token}' http://{host}:{port}/fhir/Patient")
+            else:
+                click.echo(f"tokens: {tokens_file}")
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            # uvicorn stops gracefully on SIGTERM, then raises it again for the handler it found: the
+            # default one would kill the process before the database is closed. This one ends the
+            # command through the `finally` below, with exit code 0.
+            previous = signal.signal(signal.SIGTERM, _stop)
+            try:
+                # One worker: the embedded SQLite store has a single writer; the Bridge is built once here.
+                uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+        finally:
+            bridge.close()
+        return EXIT_OK
+
+    _run(command)
+
+
+def _stop(_signal: int, _frame) -> None:
+    raise SystemExit(EXIT_OK)
+
+
+def _seed_examples(bridge, examples_dir: Path, served: frozenset[str]) -> None:
+    """Store the valid examples of the `served` types under their own ids (their references name
+    each other), only into an empty database so a restart never brings back what users changed
+    or deleted."""
+    from fhir_bridge.pipelines.resources import SYSTEM_CALLER
+
+    held = bridge.repository.count()
+    if held:
+        click.echo(f"examples not seeded: the database already holds {held} resources")
+        return
+    paths = sorted(str(p) for p in examples_dir.rglob("*") if p.suffix in (".json", ".ndjson")
+                   and not p.name.endswith(".expected.json"))
+    records = [r for r in read_records(paths, bridge.validator.model)
+               if r.error is None and not _expected_invalid(r)]
+    rank = {rtype: i for i, rtype in enumerate(SEED_ORDER)}
+    records.sort(key=lambda r: rank.get(r.resource.get("resourceType"), len(rank)))
+    stored = 0
+    for record in records:
+        resource, name = record.resource, _relative(record.label, examples_dir)
+        if resource.get("resourceType") not in served:
+            click.echo(f"example skipped: {name}: a {resource.get('resourceType')} is not stored "
+                       "(a transaction Bundle is POSTed to the base URL)")
+            continue
+        try:
+            bridge.resources.update(resource.get("resourceType"), resource.get("id"), resource, SYSTEM_CALLER)
+            stored += 1
+        except BridgeError as exc:
+            click.echo(f"example skipped: {name}: {exc.message}")
+    click.echo(f"seeded {stored} example resources from {examples_dir}")
+
+
+# -- token ---------------------------------------------------------------------------------------
+def _check_scopes(_ctx, _param, scopes: tuple[str, ...]) -> tuple[str, ...]:
+    from fhir_bridge.api.auth import check_scope
+
+    for scope in scopes:
+        try:
+            check_scope(scope)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return scopes
+
+
+@main.command()
+@click.option("--partner", required=True, help="ODS code of the partner organisation, e.g. RV3.")
+@click.option("--name", help="The partner's name, for people reading the tokens file.")
+@click.option("--scope", "scopes", multiple=True, required=True, callback=_check_scopes,
+              help="SMART v1 system scope, e.g. system/*.read or system/QuestionnaireResponse.write; repeatable.")
+def token(partner: str, name: str | None, scopes: tuple[str, ...]) -> None:
+    """Issue a bearer token: prints the token once and the tokens-file entry holding only its hash."""
+    import secrets
+
+    from fhir_bridge.api.auth import token_hash
+
+    new_token = secrets.token_urlsafe(32)
+    entry = {"sha256": token_hash(new_token), "partner": partner, "name": name or partner, "scopes": list(scopes)}
+    click.echo(f"token for {partner} (shown once, not stored: hand it to the partner over a secure channel):")
+    click.echo(new_token)
+    click.echo('add this entry to the "tokens" list of the tokens file:')
+    click.echo(orjson.dumps(entry).decode())

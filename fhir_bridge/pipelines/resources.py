@@ -1,0 +1,171 @@
+"""Writes as a FHIR server makes them: validate at the edge, then store the resource, its history,
+index rows, DIALOG score row and a Provenance naming the partner, all in one transaction.
+
+The API and the bundle processor call this; nothing here knows HTTP. `Caller` is who is writing
+(the authenticated partner organisation and, when its system passes one, the user).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fhir_bridge.errors import InputError, PreconditionFailed, Unprocessable
+from fhir_bridge.fhir.json_patch import apply_patch
+from fhir_bridge.fhir.outcome import Issue
+from fhir_bridge.store.types import Stored, WriteResult
+from fhir_bridge.validation import Validator
+
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+ACTIVITY = {"POST": ("CREATE", "create"), "PUT": ("UPDATE", "revise"), "PATCH": ("UPDATE", "revise"),
+            "DELETE": ("DELETE", "delete")}
+UNTRACKED = {"Provenance"}  # a Provenance is itself the record of a write
+
+
+@dataclass(frozen=True)
+class Caller:
+    partner: str                     # ODS code of the partner organisation (from its token)
+    partner_name: str = ""
+    user: str | None = None          # the user claim, when the partner's system passes one
+    scopes: frozenset[str] = frozenset()
+
+
+SYSTEM_CALLER = Caller("fhir-bridge", "fhir-bridge", None, frozenset({"system/*.*"}))
+
+
+@dataclass
+class Written:
+    result: WriteResult
+    issues: list[Issue] = field(default_factory=list)  # warnings and information from validation
+
+
+class ResourceService:
+    def __init__(self, repository, validator: Validator, *, find: Callable[[str, list[tuple[str, str]]], list[Stored]],
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
+        self.repository = repository
+        self.validator = validator
+        self.find = find        # (type, search params) -> current matches, for conditional interactions
+        self.new_id = new_id
+
+    # -- validation at the edge ------------------------------------------------------------------
+    def check(self, resource: dict, expected_type: str | None = None) -> list[Issue]:
+        """Profile validation of an incoming resource: errors refuse it (422), the rest is returned."""
+        if type(resource) is not dict:
+            raise InputError("The body must be a FHIR resource (a JSON object)")
+        if expected_type and resource.get("resourceType") != expected_type:
+            raise InputError(f"The body is a {resource.get('resourceType')!r}, not a {expected_type}",
+                             expression="resourceType")
+        result = self.validator.validate(resource)
+        if not result.valid:
+            first = result.errors[0]
+            raise Unprocessable(f"{resource.get('resourceType')} failed validation: {first.message}",
+                                outcome=result.outcome(), expression=first.expression)
+        return [i for i in result.issues if not (i.severity == "information" and i.code == "informational"
+                                                 and not i.expression)]
+
+    # -- interactions ------------------------------------------------------------------------------
+    def create(self, resource: dict, caller: Caller, *, if_none_exist: list[tuple[str, str]] | None = None,
+               uow=None, assigned_id: str | None = None) -> Written:
+        """`assigned_id`: the id a transaction chose in advance, so that other entries' references
+        to this one could be rewritten before anything was written; otherwise a new one."""
+        rtype = resource.get("resourceType") if type(resource) is dict else None
+        if if_none_exist is not None:
+            existing = self._conditional(rtype, if_none_exist, "create")
+            if existing is not None:
+                return Written(WriteResult(existing, created=False, unchanged=True))
+        issues = self.check(resource)
+        resource = {**resource, "id": assigned_id or self.new_id()}
+        return Written(self._write(lambda u: u.create(resource), caller, "POST", uow), issues)
+
+    def update(self, resource_type: str, resource_id: str, resource: dict, caller: Caller, *,
+               if_match: int | None = None, uow=None) -> Written:
+        issues = self.check(resource, resource_type)
+        if resource.get("id") != resource_id:
+            raise InputError(f"The body's id {resource.get('id')!r} does not match the URL's {resource_id!r}",
+                             expression=f"{resource_type}.id")
+        return Written(self._write(lambda u: u.update(resource, if_match=if_match), caller, "PUT", uow), issues)
+
+    def conditional_update(self, resource_type: str, params: list[tuple[str, str]], resource: dict,
+                           caller: Caller, *, uow=None) -> Written:
+        existing = self._conditional(resource_type, params, "update")
+        if existing is None:
+            if resource.get("id"):
+                return self.update(resource_type, resource["id"], resource, caller, uow=uow)
+            return self.create(resource, caller, uow=uow)
+        if resource.get("id") not in (None, existing.resource_id):
+            raise InputError(f"The body's id {resource['id']!r} is not the matched {resource_type}/{existing.resource_id}")
+        return self.update(resource_type, existing.resource_id, {**resource, "id": existing.resource_id}, caller, uow=uow)
+
+    def patch(self, resource_type: str, resource_id: str, patch: object, caller: Caller, *,
+              if_match: int | None = None, uow=None) -> Written:
+        current = (uow or self.repository).read(resource_type, resource_id)
+        if if_match is not None and if_match != current.version_id:
+            raise PreconditionFailed(f"{resource_type}/{resource_id} is at version {current.version_id}, not {if_match}")
+        patched = apply_patch(current.resource, patch)
+        patched.get("meta", {}).pop("versionId", None)
+        issues = self.check(patched, resource_type)
+        if patched.get("id") != resource_id:
+            raise Unprocessable("A patch may not change the resource's id")
+        write = self._write(lambda u: u.update(patched, if_match=current.version_id, method="PATCH"), caller, "PATCH", uow)
+        return Written(write, issues)
+
+    def delete(self, resource_type: str, resource_id: str, caller: Caller, *, if_match: int | None = None,
+               uow=None) -> Stored | None:
+        def do(u):
+            stored = u.delete(resource_type, resource_id, if_match=if_match)
+            if stored is not None and resource_type not in UNTRACKED:
+                u.create(self._provenance(stored, caller, "DELETE"))
+            return stored
+
+        if uow is not None:
+            return do(uow)
+        with self.repository.unit_of_work() as u:
+            return do(u)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _write(self, action: Callable, caller: Caller, method: str, uow) -> WriteResult:
+        def do(u) -> WriteResult:
+            result = action(u)
+            if not result.unchanged and result.stored.resource_type not in UNTRACKED:
+                u.create(self._provenance(result.stored, caller, "POST" if result.created else method))
+            return result
+
+        if uow is not None:
+            return do(uow)
+        with self.repository.unit_of_work() as u:
+            return do(u)
+
+    def _conditional(self, resource_type: str | None, params: list[tuple[str, str]], what: str) -> Stored | None:
+        if not resource_type:
+            raise InputError("A conditional interaction needs a resource type")
+        if not params:
+            raise InputError(f"A conditional {what} needs search criteria")
+        matches = self.find(resource_type, params)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"Conditional {what}: {len(matches)} {resource_type} resources match; "
+                                     "the criteria must select one at most")
+        return matches[0] if matches else None
+
+    def _provenance(self, stored: Stored, caller: Caller, method: str) -> dict:
+        code, display = ACTIVITY[method]
+        agent_who = {"identifier": {"system": ODS, "value": caller.partner}}
+        if caller.partner_name:
+            agent_who["display"] = caller.partner_name
+        agent = {"type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author"}]}, "who": agent_who}
+        provenance = {
+            "resourceType": "Provenance",
+            "id": self.new_id(),
+            "target": [{"reference": stored.location}],
+            "recorded": stored.last_updated_instant,
+            "activity": {"coding": [{"system": DATA_OPERATION, "code": code, "display": display}]},
+            "agent": [agent],
+        }
+        if caller.user:
+            provenance["agent"].append({
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "enterer"}]},
+                "who": {"display": caller.user},
+                "onBehalfOf": agent_who,
+            })
+        return provenance

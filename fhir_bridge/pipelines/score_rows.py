@@ -1,0 +1,83 @@
+"""The compact `dialog_scores` row a stored DIALOG QuestionnaireResponse carries.
+
+Written in the same transaction as the response, so reports, submissions and searches read one
+narrow row instead of re-parsing JSON. Anything that is not a DIALOG response gets no row.
+"""
+from __future__ import annotations
+
+from fhir_bridge.fhir.dates import to_microseconds
+from fhir_bridge.measures import DialogDefinition, score_dialog
+from fhir_bridge.store.schema import DIALOG_DOMAINS
+
+PURPOSE_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-collection-purpose"
+TIMEPOINT_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-timepoint"
+RECORDING_ORG_EXT = "https://fhir-bridge.example.org/StructureDefinition/recording-organization"
+
+
+class ScoreRows:
+    def __init__(self, definition: DialogDefinition, min_answered: dict[str, int]):
+        self.definition = definition
+        self.min_answered = min_answered
+
+    def __call__(self, resource: dict) -> dict | None:
+        if resource.get("resourceType") != "QuestionnaireResponse":
+            return None
+        canonical = resource.get("questionnaire")
+        if type(canonical) is not str or canonical.split("|")[0] != self.definition.url:
+            return None
+        score = score_dialog(resource, self.definition, min_answered=self.min_answered)
+        subject_type, subject_id = _split_reference(resource.get("subject"))
+        authored = resource.get("authored")
+        row = {
+            "response_id": resource["id"],
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "questionnaire": canonical,
+            "authored": to_microseconds(authored),
+            "authored_text": authored,
+            "status": resource.get("status", "unknown"),
+            "purpose": _extension_code(resource, PURPOSE_EXT),
+            "timepoint": _extension_code(resource, TIMEPOINT_EXT),
+            "recording_organization": _extension_reference(resource, RECORDING_ORG_EXT),
+            "author": (resource.get("author") or {}).get("reference"),
+            "not_applicable": ",".join(score.not_applicable),
+            "sqol_mean": score.sqol_mean,
+            "sqol_answered": score.sqol_answered,
+            "treatment_satisfaction_mean": score.treatment_satisfaction_mean,
+            "treatment_satisfaction_answered": score.treatment_satisfaction_answered,
+            "dissatisfied_count": score.dissatisfied_count,
+        }
+        ratings, help_ = score.ratings, score.more_help
+        for column in DIALOG_DOMAINS:
+            code = column.replace("_", "-")
+            row[f"rating_{column}"] = ratings.get(code)
+            row[f"help_{column}"] = help_.get(code)
+        return row
+
+
+def _split_reference(ref) -> tuple[str | None, str | None]:
+    target = ref.get("reference") if type(ref) is dict else None
+    if type(target) is not str or "/" not in target:
+        return None, None
+    parts = target.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return parts[-2], parts[-1]
+
+
+def _extension_code(resource: dict, url: str) -> str | None:
+    for ext in resource.get("extension", ()):
+        if type(ext) is dict and ext.get("url") == url and type(ext.get("valueCoding")) is dict:
+            return ext["valueCoding"].get("code")
+    return None
+
+
+def _extension_reference(resource: dict, url: str) -> str | None:
+    for ext in resource.get("extension", ()):
+        if type(ext) is dict and ext.get("url") == url and type(ext.get("valueReference")) is dict:
+            ref = ext["valueReference"]
+            if ref.get("reference"):
+                return ref["reference"]
+            ident = ref.get("identifier") or {}
+            return f"{ident.get('system', '')}|{ident.get('value', '')}" if ident.get("value") else None
+    return None

@@ -1,0 +1,316 @@
+"""A resource -> its search index rows, one list per index table.
+
+    indexer = Indexer(registry, base_url="https://bridge.example.org/fhir")
+    indexer.rows(resource)   # {"token": [{"param", "system", "code"}], "reference": [...], "date": [...], ...}
+
+Rows carry the parameter and its values; the repository adds the owner's type and id. Every row of
+a table has the same keys (executemany needs one shape). Odd data never raises: a value that cannot
+be indexed is skipped and the rest of the resource is indexed, so a write is never refused here.
+
+Dates are ranges: `1990` is [1990-01-01T00:00:00, 1990-12-31T23:59:59.999999], in integer microseconds
+UTC; a dateTime without an offset is taken as UTC. `date_range` and `normalize` are shared with the
+query side so that both read values the same way.
+"""
+from __future__ import annotations
+
+import calendar
+import math
+import re
+import unicodedata
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+
+from fhir_bridge.fhirpath.model import CHOICE_NAMES
+from fhir_bridge.store.search_parameters import SearchParam, SearchParameterRegistry, split_union
+
+__all__ = ["Indexer", "date_range", "normalize", "parse_reference", "MIN_TIME", "MAX_TIME"]
+
+_US_PER_DAY = 86_400_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+MIN_TIME = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * _US_PER_DAY      # an open Period start
+MAX_TIME = (date(9999, 12, 31).toordinal() + 1 - _EPOCH_ORDINAL) * _US_PER_DAY - 1  # an open Period end
+
+# Column sizes of schema.py: longer values are cut (strings) or skipped (tokens, URLs), since
+# PostgreSQL refuses an over-long VARCHAR and a cut code or URL would match the wrong thing.
+_STRING_MAX, _TOKEN_MAX, _SYSTEM_MAX, _URL_MAX = 512, 255, 255, 1024
+
+_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
+                   r"(Z|[+-]\d{2}:\d{2})?)?)?)?")
+_REFERENCE = re.compile(r"(?:(.*)/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+_SPACE = re.compile(r"\s+")
+_CHAIN_START = re.compile(r"(?:[A-Z][A-Za-z]*\.)?([a-z][A-Za-z0-9]*)(?=[.\[]|$)")  # a member, not a call
+_CHAIN_TEXT = re.compile(r"[A-Za-z0-9_.(\[]+")
+_TOP_LEVEL_CALL = re.compile(r"\.([A-Za-z]+)\(")
+# Functions that give nothing for nothing: a chain made only of these is empty when its first
+# element is absent, so the indexer need not evaluate it (most parameters, on most resources).
+_EMPTY_PRESERVING = frozenset({"where", "extension", "ofType", "as", "first", "last", "tail", "skip", "take",
+                               "single", "select", "distinct", "resolve", "repeat", "children", "descendants"})
+
+_NAME_PARTS = ("family", "given", "text", "prefix", "suffix")
+_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+
+Row = dict
+Extractor = Callable[[object, SearchParam, str, list], None]
+
+
+def date_range(text: str) -> tuple[int, int] | None:
+    """FHIR date/dateTime/instant text (any precision down to fractions of a second) -> the
+    [low, high] microseconds it covers; None for anything else."""
+    match = _DATE.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    y = int(year)
+    try:
+        if month is None:
+            return _days(date(y, 1, 1), date(y, 12, 31))
+        m = int(month)
+        if day is None:
+            return _days(date(y, m, 1), date(y, m, calendar.monthrange(y, m)[1]))
+        start = date(y, m, int(day))
+    except ValueError:
+        return None
+    if hour is None:
+        return _days(start, start)
+    h, mi, s = int(hour), int(minute), int(second or 0)
+    if h > 23 or mi > 59 or s > 59:
+        return None
+    low = (start.toordinal() - _EPOCH_ORDINAL) * _US_PER_DAY + ((h * 60 + mi) * 60 + s) * 1_000_000
+    if zone and zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        low -= sign * (int(zone[1:3]) * 60 + int(zone[4:6])) * 60_000_000
+    if second is None:
+        return low, low + 60_000_000 - 1
+    if fraction is None:
+        return low, low + 1_000_000 - 1
+    digits = fraction[:6]
+    low += int(digits.ljust(6, "0"))
+    return low, low + 10 ** (6 - len(digits)) - 1
+
+
+def _days(first: date, last: date) -> tuple[int, int]:
+    return ((first.toordinal() - _EPOCH_ORDINAL) * _US_PER_DAY,
+            (last.toordinal() + 1 - _EPOCH_ORDINAL) * _US_PER_DAY - 1)
+
+
+def normalize(text: str) -> str:
+    """What string search compares: accents stripped (NFKD, combining marks dropped), lower case,
+    runs of white space as one space, trimmed."""
+    if text.isascii():
+        return _SPACE.sub(" ", text.lower()).strip()
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _SPACE.sub(" ", plain.casefold()).strip()
+
+
+def parse_reference(reference: str, base_url: str | None) -> tuple[str | None, str | None, str | None]:
+    """A reference's (target_type, target_id, url). `Type/id` (and `Type/id/_history/n`) is local;
+    an absolute URL on `base_url` is local too; any other absolute URL or urn is kept as url only,
+    its trailing type still reported as target_type so a type filter can check it (target_id None)."""
+    match = _REFERENCE.fullmatch(reference)
+    if match is None:
+        return None, None, reference
+    prefix, rtype, rid = match.groups()
+    if prefix is None or (base_url and prefix.rstrip("/") == base_url.rstrip("/")):
+        return rtype, rid, None
+    return rtype, None, reference
+
+
+class Indexer:
+    def __init__(self, registry: SearchParameterRegistry, base_url: str | None = None):
+        self.registry = registry
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self._plans: dict[str, list[tuple[SearchParam, Extractor, tuple[str, ...] | None]]] = {}
+
+    def rows(self, resource: dict) -> dict[str, list[Row]]:
+        out: dict[str, list[Row]] = {"token": [], "reference": [], "date": [], "string": [], "number": []}
+        rtype = resource.get("resourceType")
+        if type(rtype) is not str:
+            return out
+        plan = self._plans.get(rtype) or self._plan(rtype)
+        for param, extract, keys in plan:
+            if keys is not None:
+                for key in keys:
+                    if key in resource:
+                        break
+                else:
+                    continue
+            try:
+                values = param.expression(resource)
+            except Exception:  # noqa: BLE001 - odd data: this parameter is left unindexed, the write goes on
+                continue
+            if not values:
+                continue
+            rows: list[Row] = []
+            for value in values:
+                try:
+                    extract(value, param, self.base_url, rows)
+                except Exception:  # noqa: BLE001 - one odd value is skipped, not the resource
+                    continue
+            if rows:
+                out[param.table].extend(_distinct(rows) if len(rows) > 1 else rows)
+        return out
+
+    def _plan(self, resource_type: str) -> list[tuple[SearchParam, Extractor, tuple[str, ...] | None]]:
+        plan = [(p, _EXTRACTORS[p.type], _first_keys(p.expression.source))
+                for p in self.registry.for_type(resource_type).values() if p.indexed]
+        self._plans[resource_type] = plan
+        return plan
+
+
+def _first_keys(expression: str) -> tuple[str, ...] | None:
+    """The top-level JSON keys without which the expression is surely empty (`name.given` or
+    `Patient.name.given` -> ("name",)); None when that cannot be told (choice elements, operators,
+    `exists()`...)."""
+    keys = []
+    for part in split_union(expression):
+        start = _CHAIN_START.match(part)
+        if start is None or start.group(1) in CHOICE_NAMES or not _plain_chain(part):
+            return None
+        keys.append(start.group(1))
+    return tuple(dict.fromkeys(keys))
+
+
+def _plain_chain(part: str) -> bool:
+    """A chain of members and empty-preserving calls, with nothing outside brackets but names and dots."""
+    depth, quoted, outside = 0, False, []
+    for ch in part:
+        if ch == "'":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch in "([":
+            if depth == 0:
+                outside.append(ch)
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif depth == 0:
+            outside.append(ch)
+    text = "".join(outside)
+    if not _CHAIN_TEXT.fullmatch(text):
+        return False
+    return all(name in _EMPTY_PRESERVING for name in _TOP_LEVEL_CALL.findall(text))
+
+
+def _distinct(rows: list[Row]) -> list[Row]:
+    seen: set[tuple] = set()
+    out = []
+    for row in rows:
+        key = tuple(row.values())
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
+
+
+# -- token: code, Coding, CodeableConcept, Identifier, ContactPoint, boolean, string ---------------------
+def _token(value, param: SearchParam, base_url, rows: list) -> None:
+    t = type(value)
+    if t is str:
+        _token_row(param.code, None, value, rows)
+    elif t is bool:
+        rows.append({"param": param.code, "system": None, "code": "true" if value else "false"})
+    elif t is dict:
+        codings = value.get("coding")
+        if type(codings) is list:                  # CodeableConcept (its text is not indexed)
+            for coding in codings:
+                if type(coding) is dict:
+                    _token_row(param.code, coding.get("system"), coding.get("code"), rows)
+        elif "code" in value:                      # Coding
+            _token_row(param.code, value.get("system"), value.get("code"), rows)
+        elif "value" in value:                     # Identifier, ContactPoint
+            _token_row(param.code, value.get("system"), value.get("value"), rows)
+
+
+def _token_row(param: str, system, code, rows: list) -> None:
+    if type(code) is not str or not code or len(code) > _TOKEN_MAX:
+        return
+    if type(system) is not str or not system or len(system) > _SYSTEM_MAX:
+        system = None
+    rows.append({"param": param, "system": system, "code": code})
+
+
+# -- reference: Reference, canonical / uri, a resource in place (Bundle.entry[0].resource) --------------
+def _reference(value, param: SearchParam, base_url, rows: list) -> None:
+    t = type(value)
+    if t is str:
+        if 0 < len(value) <= _URL_MAX:
+            rows.append({"param": param.code, "target_type": None, "target_id": None, "url": value})
+        return
+    if t is not dict:
+        return
+    ref = value.get("reference")
+    if type(ref) is str:
+        if not ref or ref[0] == "#" or len(ref) > _URL_MAX:   # contained resources are not searchable
+            return
+        rtype, rid, url = parse_reference(ref, base_url)
+    elif type(value.get("resourceType")) is str and type(value.get("id")) is str:
+        rtype, rid, url = value["resourceType"], value["id"], None
+    else:
+        return
+    if param.type_filter is not None and rtype not in param.type_filter:
+        return
+    rows.append({"param": param.code, "target_type": rtype if rid else None, "target_id": rid, "url": url})
+
+
+# -- date: date, dateTime, instant, Period, Timing (its events and bounds) ------------------------------
+def _date(value, param: SearchParam, base_url, rows: list) -> None:
+    t = type(value)
+    if t is str:
+        found = date_range(value)
+        if found:
+            rows.append({"param": param.code, "low": found[0], "high": found[1]})
+    elif t is dict:
+        if "start" in value or "end" in value:
+            _period(value, param, rows)
+        else:
+            for event in value.get("event") or ():
+                _date(event, param, base_url, rows)
+            bounds = (value.get("repeat") or {}).get("boundsPeriod")
+            if type(bounds) is dict:
+                _period(bounds, param, rows)
+
+
+def _period(period: dict, param: SearchParam, rows: list) -> None:
+    start = date_range(period["start"]) if type(period.get("start")) is str else None
+    end = date_range(period["end"]) if type(period.get("end")) is str else None
+    if start is None and end is None:
+        return
+    low = start[0] if start else MIN_TIME
+    high = end[1] if end else MAX_TIME
+    if low <= high:
+        rows.append({"param": param.code, "low": low, "high": high})
+
+
+# -- string: string, HumanName, Address ----------------------------------------------------------------
+def _string(value, param: SearchParam, base_url, rows: list) -> None:
+    t = type(value)
+    if t is str:
+        _string_row(param.code, value, rows)
+    elif t is dict:
+        parts = _NAME_PARTS if "family" in value or "given" in value or "prefix" in value else _ADDRESS_PARTS
+        for key in parts:
+            part = value.get(key)
+            for text in part if type(part) is list else (part,):
+                if type(text) is str:
+                    _string_row(param.code, text, rows)
+
+
+def _string_row(param: str, text: str, rows: list) -> None:
+    normalized = normalize(text)
+    if normalized:
+        rows.append({"param": param, "normalized": normalized[:_STRING_MAX], "exact": text[:_STRING_MAX]})
+
+
+# -- number ----------------------------------------------------------------------------------------------
+def _number(value, param: SearchParam, base_url, rows: list) -> None:
+    if type(value) in (int, float, Decimal):       # not bool: type(True) is bool
+        number = float(value)
+        if math.isfinite(number):
+            rows.append({"param": param.code, "value": number})
+
+
+_EXTRACTORS: dict[str, Extractor] = {"token": _token, "reference": _reference, "uri": _reference,
+                                     "date": _date, "string": _string, "number": _number}

@@ -1,0 +1,430 @@
+"""The repository: the only code that talks to the database.
+
+Reads (read, vread, history, count) run in short read transactions. Every write goes through a
+UnitOfWork, one database transaction that may hold many writes: each write updates the current row,
+appends a history row, rewrites the resource's search index rows and its DIALOG score row, all or
+nothing. Version ids count every change of a resource, deletions included: 1, 2, 3 ...
+
+Concurrent writers of one resource are serialized per resource: the current row is read with
+SELECT ... FOR UPDATE on PostgreSQL (a concurrent writer waits for the commit, then sees the new
+version); SQLite has a single writer and a write transaction takes its lock at BEGIN (IMMEDIATE).
+So a version check and the write that follows always see the same version.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import orjson
+from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from fhir_bridge.errors import Conflict, Gone, InputError, NotFound, PreconditionFailed
+from fhir_bridge.fhir.codec import dumps_json, json_default, loads_json
+from fhir_bridge.store import schema
+from fhir_bridge.store.database import Database
+from fhir_bridge.store.search_execution import SearchMixin
+from fhir_bridge.store.types import Stored, WriteResult, instant
+
+__all__ = ["Repository", "UnitOfWork", "Indexer", "ScoreRows", "Clock", "IncreasingClock"]
+
+Clock = Callable[[], int]                      # microseconds since the epoch
+ScoreRows = Callable[[dict], dict | None]       # a DIALOG response -> its dialog_scores row
+
+
+class Indexer(Protocol):
+    def rows(self, resource: dict) -> dict[str, list[dict]]:
+        """Index rows per schema.INDEX_TABLES key, without resource_type/resource_id."""
+
+
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
+_RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")     # FHIR id datatype
+_SERVER_META = ("versionId", "lastUpdated")
+_SCORED_TYPE = "QuestionnaireResponse"
+_IN_CHUNK = 500   # ids per IN (...) list: well under every SQLite build's bound-parameter limit
+_resources, _history, _scores = schema.resources, schema.history, schema.dialog_scores
+
+
+def _owner_is(table: Table):
+    return and_(table.c.resource_type == bindparam("owner_type"), table.c.resource_id == bindparam("owner_id"))
+
+
+# Statements of the single-resource paths, built once: building a statement and computing its
+# cache key on every call costs several times what SQLite takes to run it.
+_CURRENT = select(_resources).where(_owner_is(_resources))
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+_VERSION = select(_history).where(_owner_is(_history), _history.c.version_id == bindparam("version"))
+_SET_CURRENT = update(_resources).where(_owner_is(_resources)).values(
+    version_id=bindparam("new_version"), last_updated=bindparam("new_updated"),
+    deleted=bindparam("new_deleted"), body=bindparam("new_body"))
+_INSERT = {table.name: insert(table) for table in (_resources, _history, _scores, *schema.INDEX_TABLES.values())}
+_DELETE_INDEX_ROWS = [delete(table).where(_owner_is(table)) for table in schema.INDEX_TABLES.values()]
+_DELETE_SCORES = delete(_scores).where(_scores.c.response_id == bindparam("owner_id"))
+_KEYS_OF_TYPE = select(_resources.c.resource_type, _resources.c.resource_id).where(
+    _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)))
+_LIVE_OF_TYPE = select(_resources).where(
+    _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)),
+    _resources.c.deleted.is_(False))
+
+
+class IncreasingClock:
+    """Wall-clock microseconds, strictly increasing within the process: no two writes share one."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            self._last = max(time.time_ns() // 1000, self._last + 1)
+            return self._last
+
+
+class Repository(SearchMixin):
+    def __init__(self, database: Database, indexer: Indexer, *, clock: Clock | None = None,
+                 score_rows: ScoreRows | None = None) -> None:
+        self._database = database
+        self._indexer = indexer
+        self._clock = clock or IncreasingClock()
+        self._score_rows = score_rows
+        dialect_insert = postgresql_insert if database.dialect == "postgresql" else sqlite_insert
+        # Insert-if-absent: a concurrent creator of the same id makes it return no row.
+        self._claim_statement = (dialect_insert(_resources)
+                                 .on_conflict_do_nothing(index_elements=["resource_type", "resource_id"])
+                                 .returning(_resources.c.version_id))
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._database.connect(write=True) as connection, connection.begin():
+            yield UnitOfWork(self, connection)
+
+    def read(self, resource_type: str, resource_id: str) -> Stored:
+        """The current version; NotFound if it never existed, Gone if it is deleted."""
+        with self._reading() as connection:
+            return _read_current(connection, resource_type, resource_id)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
+        """One version; NotFound if there is no such version, Gone if that version is a deletion."""
+        with self._reading() as connection:
+            row = connection.execute(_VERSION, {**_owner(resource_type, resource_id), "version": version_id}).first()
+        if row is None:
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+        if row.deleted:
+            raise Gone(f"version {version_id} of {resource_type}/{resource_id} is its deletion")
+        return _stored_from_history(row)
+
+    def history(self, resource_type: str | None = None, resource_id: str | None = None, *,
+                since: int | None = None, count: int = 50, offset: int = 0) -> tuple[int, list[Stored]]:
+        """(total, one page) of versions newest first, deletions included: of one resource, of one
+        type, or of everything. `since` (microseconds) keeps versions written at or after it."""
+        conditions = []
+        if resource_type is not None:
+            conditions.append(_history.c.resource_type == resource_type)
+        if resource_id is not None:
+            conditions.append(_history.c.resource_id == resource_id)
+        if since is not None:
+            conditions.append(_history.c.last_updated >= since)
+        page = (select(_history).where(*conditions)
+                .order_by(_history.c.last_updated.desc(), _history.c.resource_type, _history.c.resource_id,
+                          _history.c.version_id.desc())
+                .limit(count).offset(offset))
+        with self._reading() as connection:
+            total = connection.scalar(select(func.count()).select_from(_history).where(*conditions))
+            rows = connection.execute(page).all() if count > 0 else []
+        return total, [_stored_from_history(row) for row in rows]
+
+    def count(self, resource_type: str | None = None) -> int:
+        """How many resources exist now (deleted ones not counted)."""
+        query = select(func.count()).select_from(_resources).where(_resources.c.deleted.is_(False))
+        if resource_type is not None:
+            query = query.where(_resources.c.resource_type == resource_type)
+        with self._reading() as connection:
+            return connection.scalar(query)
+
+    # -- what search_execution.SearchMixin builds on ----------------------------------------------------
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A read transaction: several queries see one consistent state (SQLite: one snapshot)."""
+        with self._database.connect() as connection, connection.begin():
+            yield connection
+
+    def _fetch_stored(self, keys: list[tuple[str, str]], connection: Connection | None = None) -> list[Stored]:
+        """Current versions of `keys`, in the order given; deleted and unknown keys are left out.
+        Pass a unit of work's or a read transaction's connection to read in that transaction."""
+        if connection is None:
+            with self._reading() as own:
+                return self._fetch_stored(keys, own)
+        found: dict[tuple[str, str], Stored] = {}
+        for parameters in _ids_by_type(keys):
+            for row in connection.execute(_LIVE_OF_TYPE, parameters):
+                found[row.resource_type, row.resource_id] = _stored_from_current(row)
+        return [found[key] for key in keys if key in found]
+
+
+class UnitOfWork:
+    """The writes of one transaction; get one from Repository.unit_of_work()."""
+
+    def __init__(self, repository: Repository, connection: Connection) -> None:
+        self._repo = repository
+        self._connection = connection
+
+    def read(self, resource_type: str, resource_id: str) -> Stored:
+        """As Repository.read, inside this transaction: sees its own writes."""
+        return _read_current(self._connection, resource_type, resource_id)
+
+    def create(self, resource: dict) -> WriteResult:
+        """A new resource with the id the caller assigned; Conflict if that id is live. A deleted
+        id comes back as its next version."""
+        return self._write(resource, "POST", if_match=None, allow_create=True, must_be_new=True)
+
+    def update(self, resource: dict, *, if_match: int | None = None, allow_create: bool = True,
+               method: str = "PUT") -> WriteResult:
+        """The next version. PreconditionFailed when if_match is not the current version; NotFound
+        when absent and not allow_create. Content equal to the current version (meta.versionId and
+        meta.lastUpdated aside) writes nothing and returns it with unchanged=True."""
+        return self._write(resource, method, if_match=if_match, allow_create=allow_create, must_be_new=False)
+
+    def delete(self, resource_type: str, resource_id: str, *, if_match: int | None = None) -> Stored | None:
+        """Records a deletion version. None when the resource never existed; an already deleted one
+        is left as is and its deletion version returned."""
+        current = self._locked_current(resource_type, resource_id)
+        if current is None:
+            return None
+        _check_if_match(resource_type, resource_id, current.version_id, if_match)
+        if current.deleted:
+            return _stored_from_current(current)
+        stored = Stored(resource_type, resource_id, current.version_id + 1,
+                        self._next_time(current.last_updated), True, None, "DELETE")
+        self._set_current(stored, None)
+        self._connection.execute(_INSERT[_history.name], [_history_row(stored, None)])
+        self._remove_derived_rows([(resource_type, resource_id)])
+        return stored
+
+    def create_many(self, resources: list[dict]) -> list[WriteResult]:
+        """Bulk create: one executemany per table for ids not seen before (the fast path); an id
+        that exists already is handled by create() (Conflict if live, next version if deleted)."""
+        keys = [_key_of(resource) for resource in resources]
+        _check_unique(keys)
+        existing = self._existing(keys)
+        results: list[WriteResult | None] = [None] * len(resources)
+        fresh: list[tuple[int, Stored, bytes]] = []
+        for position, (resource, key) in enumerate(zip(resources, keys)):
+            if key in existing:
+                results[position] = self.create(resource)
+            else:
+                fresh.append((position, *self._new_version(resource, key, 1, "POST", 0)))
+        if fresh:
+            self._insert_new([(stored, body) for _, stored, body in fresh])
+            for position, stored, _ in fresh:
+                results[position] = WriteResult(stored, created=True)
+        return results
+
+    # -- internals -------------------------------------------------------------------------------
+    def _write(self, resource: dict, method: str, *, if_match: int | None, allow_create: bool,
+               must_be_new: bool) -> WriteResult:
+        key = _key_of(resource)
+        current = self._locked_current(*key)
+        if current is None:
+            if not allow_create:
+                raise NotFound(f"{'/'.join(key)} does not exist, and this update may not create it")
+            _check_if_match(*key, None, if_match)
+            stored, body = self._new_version(resource, key, 1, method, 0)
+            if self._claim(stored, body):
+                self._record([(stored, body)], replace=False)
+                return WriteResult(stored, created=True)
+            # A concurrent transaction created this id between our read and our insert, and has
+            # committed (PostgreSQL made the insert wait for it): carry on from its version.
+            current = self._locked_current(*key)
+        _check_if_match(*key, current.version_id, if_match)
+        if not current.deleted:
+            if must_be_new:
+                raise Conflict(f"{'/'.join(key)} already exists (version {current.version_id}): "
+                               "update it instead of creating it")
+            previous = loads_json(current.body)
+            if _content(previous) == _content(resource):
+                return WriteResult(_stored(*key, current, previous), created=False, unchanged=True)
+        stored, body = self._new_version(resource, key, current.version_id + 1, method, current.last_updated)
+        self._set_current(stored, body)
+        self._record([(stored, body)], replace=True)
+        return WriteResult(stored, created=current.deleted)
+
+    def _locked_current(self, resource_type: str, resource_id: str) -> Row | None:
+        # FOR UPDATE holds concurrent PostgreSQL writers of this resource until we commit;
+        # SQLite compiles it away (the transaction already holds the database's write lock).
+        return self._connection.execute(_CURRENT_FOR_UPDATE, _owner(resource_type, resource_id)).first()
+
+    def _set_current(self, stored: Stored, body: bytes | None) -> None:
+        self._connection.execute(_SET_CURRENT, {
+            **_owner(stored.resource_type, stored.resource_id), "new_version": stored.version_id,
+            "new_updated": stored.last_updated, "new_deleted": stored.deleted, "new_body": body})
+
+    def _claim(self, stored: Stored, body: bytes) -> bool:
+        """Insert the current row of a new resource; False if another transaction got there first."""
+        return self._connection.execute(self._repo._claim_statement, _current_row(stored, body)).first() is not None
+
+    def _insert_new(self, versions: list[tuple[Stored, bytes]]) -> None:
+        try:
+            self._connection.execute(_INSERT[_resources.name], [_current_row(stored, body) for stored, body in versions])
+        except IntegrityError as exc:   # PostgreSQL: a concurrent transaction created one of these ids
+            raise Conflict("a resource in this bulk create was created concurrently by another writer") from exc
+        self._record(versions, replace=False)
+
+    def _record(self, versions: list[tuple[Stored, bytes]], *, replace: bool) -> None:
+        """History rows, index rows and score rows of new versions (replacing the old ones)."""
+        if replace:
+            self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in versions])
+        self._connection.execute(_INSERT[_history.name], [_history_row(stored, body) for stored, body in versions])
+        index_rows: dict[str, list[dict]] = {name: [] for name in schema.INDEX_TABLES}
+        score_rows: list[dict] = []
+        for stored, _ in versions:
+            for name, rows in self._repo._indexer.rows(stored.resource).items():
+                index_rows[name] += [_complete(schema.INDEX_TABLES[name], row, stored) for row in rows]
+            if stored.resource_type == _SCORED_TYPE and self._repo._score_rows is not None:
+                row = self._repo._score_rows(stored.resource)
+                if row is not None:
+                    score_rows.append(_complete(_scores, {**row, "response_id": stored.resource_id}))
+        for name, rows in index_rows.items():
+            if rows:
+                self._connection.execute(_INSERT[schema.INDEX_TABLES[name].name], rows)
+        if score_rows:
+            self._connection.execute(_INSERT[_scores.name], score_rows)
+
+    def _remove_derived_rows(self, keys: list[tuple[str, str]]) -> None:
+        owners = [_owner(*key) for key in keys]
+        for statement in _DELETE_INDEX_ROWS:
+            self._connection.execute(statement, owners)
+        scored = [owner for owner in owners if owner["owner_type"] == _SCORED_TYPE]
+        if scored:
+            self._connection.execute(_DELETE_SCORES, scored)
+
+    def _existing(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for parameters in _ids_by_type(keys):
+            found.update((t, i) for t, i in self._connection.execute(_KEYS_OF_TYPE, parameters))
+        return found
+
+    def _new_version(self, resource: dict, key: tuple[str, str], version_id: int, method: str,
+                     previous_updated: int) -> tuple[Stored, bytes]:
+        last_updated = self._next_time(previous_updated)
+        body = _with_server_meta(resource, version_id, last_updated)
+        return Stored(*key, version_id, last_updated, False, body, method), dumps_json(body)
+
+    def _next_time(self, previous_updated: int) -> int:
+        # Never before the version it follows, even if another process's clock runs behind.
+        return max(self._repo._clock(), previous_updated + 1)
+
+
+# -- rows and values ---------------------------------------------------------------------------------
+def _key_of(resource: dict) -> tuple[str, str]:
+    resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+    if not isinstance(resource_type, str) or not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise InputError("a stored resource needs a resourceType", expression="resourceType")
+    if not isinstance(resource_id, str) or not _RESOURCE_ID.fullmatch(resource_id):
+        raise InputError(f"{resource_type}.id must be 1-64 letters, digits, '-' or '.', got {resource_id!r}",
+                         expression=f"{resource_type}.id")
+    return resource_type, resource_id
+
+
+def _check_unique(keys: list[tuple[str, str]]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key in keys:
+        if key in seen:
+            raise Conflict(f"{'/'.join(key)} appears more than once in one bulk create")
+        seen.add(key)
+
+
+def _with_server_meta(resource: dict, version_id: int, last_updated: int) -> dict:
+    """A copy with meta.versionId and meta.lastUpdated set (other meta kept), meta after id."""
+    kept = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    body = {"resourceType": resource["resourceType"], "id": resource["id"],
+            "meta": {"versionId": str(version_id), "lastUpdated": instant(last_updated), **kept}}
+    body.update((k, v) for k, v in resource.items() if k not in body)
+    return body
+
+
+def _content(resource: dict) -> bytes:
+    """What an update compares: the resource without server meta, keys sorted, decimals as written."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    content = {k: v for k, v in resource.items() if k != "meta"}
+    if meta:
+        content["meta"] = meta
+    return orjson.dumps(content, default=json_default, option=orjson.OPT_SORT_KEYS)
+
+
+def _check_if_match(resource_type: str, resource_id: str, current: int | None, if_match: int | None) -> None:
+    if if_match is not None and if_match != current:
+        now = f"is at version {current}" if current is not None else "does not exist"
+        raise PreconditionFailed(f"If-Match version {if_match} is stale: {resource_type}/{resource_id} {now}")
+
+
+def _current_row(stored: Stored, body: bytes) -> dict:
+    return {"resource_type": stored.resource_type, "resource_id": stored.resource_id,
+            "version_id": stored.version_id, "last_updated": stored.last_updated, "deleted": False, "body": body}
+
+
+def _history_row(stored: Stored, body: bytes | None) -> dict:
+    return {"resource_type": stored.resource_type, "resource_id": stored.resource_id,
+            "version_id": stored.version_id, "last_updated": stored.last_updated,
+            "deleted": stored.deleted, "method": stored.method, "body": body}
+
+
+def _column_defaults(table: Table) -> dict[str, object]:
+    return {c.name: (c.default.arg if c.default is not None and c.default.is_scalar else None) for c in table.c}
+
+
+_DEFAULTS = {table.name: _column_defaults(table) for table in (*schema.INDEX_TABLES.values(), _scores)}
+
+
+def _complete(table: Table, row: dict, owner: Stored | None = None) -> dict:
+    """Every column present (executemany needs one shape for all rows); owner fills the key."""
+    full = {**_DEFAULTS[table.name], **row}
+    if owner is not None:
+        full["resource_type"], full["resource_id"] = owner.resource_type, owner.resource_id
+    return full
+
+
+def _read_current(connection: Connection, resource_type: str, resource_id: str) -> Stored:
+    row = connection.execute(_CURRENT, _owner(resource_type, resource_id)).first()
+    if row is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if row.deleted:
+        raise Gone(f"{resource_type}/{resource_id} was deleted (version {row.version_id})")
+    return _stored_from_current(row)
+
+
+def _stored(resource_type: str, resource_id: str, row: Row, resource: dict | None, method: str = "PUT") -> Stored:
+    return Stored(resource_type, resource_id, row.version_id, row.last_updated, bool(row.deleted), resource, method)
+
+
+def _stored_from_current(row: Row) -> Stored:
+    method = "DELETE" if row.deleted else "PUT"
+    return _stored(row.resource_type, row.resource_id, row, _body(row.body), method)
+
+
+def _stored_from_history(row: Row) -> Stored:
+    return _stored(row.resource_type, row.resource_id, row, _body(row.body), row.method)
+
+
+def _body(data: bytes | None) -> dict | None:
+    return None if data is None else loads_json(data)
+
+
+def _owner(resource_type: str, resource_id: str) -> dict[str, str]:
+    return {"owner_type": resource_type, "owner_id": resource_id}
+
+
+def _ids_by_type(keys: Iterable[tuple[str, str]]) -> Iterator[dict]:
+    """Parameters of _KEYS_OF_TYPE / _LIVE_OF_TYPE covering `keys`: per type, IN lists of bounded length."""
+    by_type: dict[str, list[str]] = {}
+    for resource_type, resource_id in keys:
+        by_type.setdefault(resource_type, []).append(resource_id)
+    for resource_type, ids in by_type.items():
+        for start in range(0, len(ids), _IN_CHUNK):
+            yield {"owner_type": resource_type, "ids": ids[start:start + _IN_CHUNK]}

@@ -1,0 +1,129 @@
+"""The database schema: current resources, full history, search index rows, DIALOG score rows.
+
+SQLAlchemy Core tables, one definition for SQLite and PostgreSQL. Times are integer microseconds
+since the Unix epoch (UTC): exact, sortable and compared the same way by both databases.
+Bodies are the resource's FHIR JSON as bytes (orjson), meta.versionId/lastUpdated included.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, SmallInteger,
+                        String, Table, Text)
+
+metadata = MetaData()
+
+
+
+def _key() -> list[Column]:
+    return [Column("resource_type", String(64), nullable=False), Column("resource_id", String(64), nullable=False)]
+
+
+resources = Table(
+    "resources", metadata,
+    Column("resource_type", String(64), primary_key=True),
+    Column("resource_id", String(64), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),   # microseconds since epoch, UTC
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", LargeBinary, nullable=True),             # None once deleted
+    Index("ix_resources_type_updated", "resource_type", "last_updated"),
+)
+
+history = Table(
+    "resource_history", metadata,
+    Column("resource_type", String(64), primary_key=True),
+    Column("resource_id", String(64), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("method", String(8), nullable=False),             # POST | PUT | PATCH | DELETE
+    Column("body", LargeBinary, nullable=True),
+    Index("ix_history_updated", "last_updated"),
+    Index("ix_history_type_updated", "resource_type", "last_updated"),
+)
+
+# -- search index: one row per indexed value, rewritten with every version ---------------------------
+token_index = Table(
+    "search_token", metadata, *_key(),
+    Column("param", String(64), nullable=False),
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=False),
+    Index("ix_token_lookup", "resource_type", "param", "code", "system"),
+    Index("ix_token_owner", "resource_type", "resource_id"),
+)
+
+reference_index = Table(
+    "search_reference", metadata, *_key(),
+    Column("param", String(64), nullable=False),
+    Column("target_type", String(64), nullable=True),  # for relative references Type/id
+    Column("target_id", String(64), nullable=True),
+    Column("url", String(1024), nullable=True),        # absolute URLs and canonicals (url|version kept whole)
+    Index("ix_reference_lookup", "resource_type", "param", "target_type", "target_id"),
+    Index("ix_reference_url", "resource_type", "param", "url"),
+    Index("ix_reference_target", "target_type", "target_id"),
+    Index("ix_reference_owner", "resource_type", "resource_id"),
+)
+
+date_index = Table(
+    "search_date", metadata, *_key(),
+    Column("param", String(64), nullable=False),
+    Column("low", BigInteger, nullable=False),   # the value as a range [low, high], microseconds UTC
+    Column("high", BigInteger, nullable=False),
+    Index("ix_date_lookup", "resource_type", "param", "low", "high"),
+    Index("ix_date_owner", "resource_type", "resource_id"),
+)
+
+string_index = Table(
+    "search_string", metadata, *_key(),
+    Column("param", String(64), nullable=False),
+    Column("normalized", String(512), nullable=False),  # lower case, accents and punctuation folded
+    Column("exact", String(512), nullable=False),
+    Index("ix_string_lookup", "resource_type", "param", "normalized"),
+    Index("ix_string_owner", "resource_type", "resource_id"),
+)
+
+number_index = Table(
+    "search_number", metadata, *_key(),
+    Column("param", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_number_lookup", "resource_type", "param", "value"),
+    Index("ix_number_owner", "resource_type", "resource_id"),
+)
+
+INDEX_TABLES = {"token": token_index, "reference": reference_index, "date": date_index,
+                "string": string_index, "number": number_index}
+
+# -- one compact row per stored DIALOG response: what reports and submissions read ------------------
+DIALOG_DOMAINS = ("mental_health", "physical_health", "job_situation", "accommodation", "leisure_activities",
+                  "friendships", "partner_family", "personal_safety", "medication", "practical_help", "meetings")
+
+dialog_scores = Table(
+    "dialog_scores", metadata,
+    Column("response_id", String(64), primary_key=True),
+    Column("subject_type", String(64), nullable=True),
+    Column("subject_id", String(64), nullable=True),
+    Column("questionnaire", String(255), nullable=False),
+    Column("authored", BigInteger, nullable=True),        # microseconds UTC
+    Column("authored_text", String(40), nullable=True),   # as recorded, with its precision and offset
+    Column("status", String(32), nullable=False),
+    Column("purpose", String(32), nullable=True),          # prom | care-planning
+    Column("timepoint", String(32), nullable=True),        # assessment | review | discharge | other
+    Column("recording_organization", String(255), nullable=True),
+    Column("author", String(255), nullable=True),
+    *[Column(f"rating_{d}", SmallInteger, nullable=True) for d in DIALOG_DOMAINS],   # 1-7, None if not rated
+    *[Column(f"help_{d}", Boolean, nullable=True) for d in DIALOG_DOMAINS],          # more help wanted
+    Column("not_applicable", Text, nullable=False, default=""),  # domains answered 8, comma separated
+    Column("sqol_mean", Float, nullable=True),
+    Column("sqol_answered", SmallInteger, nullable=False),
+    Column("treatment_satisfaction_mean", Float, nullable=True),
+    Column("treatment_satisfaction_answered", SmallInteger, nullable=False),
+    Column("dissatisfied_count", SmallInteger, nullable=False),
+    Index("ix_scores_subject", "subject_type", "subject_id", "authored"),
+    Index("ix_scores_authored", "authored"),
+)
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied", BigInteger, nullable=False),
+    Column("description", Text, nullable=False),
+)

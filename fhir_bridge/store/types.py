@@ -1,0 +1,52 @@
+"""The values that cross the store's boundary (no SQLAlchemy, no FastAPI in here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+def instant(microseconds: int) -> str:
+    """Integer microseconds since the epoch -> FHIR instant with millisecond precision, UTC."""
+    dt = datetime.fromtimestamp(microseconds / 1_000_000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One version of a resource as the store holds it."""
+
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: int          # microseconds since epoch, UTC
+    deleted: bool
+    resource: dict | None      # with meta.versionId and meta.lastUpdated; None for a deletion
+    method: str = "PUT"        # how this version came to be (history Bundle.entry.request.method)
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+    @property
+    def last_updated_instant(self) -> str:
+        return instant(self.last_updated)
+
+    @property
+    def location(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}/_history/{self.version_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    stored: Stored
+    created: bool              # True for a create (201), False for an update (200)
+    unchanged: bool = False    # an update whose content equals the current version: no new version
+
+
+@dataclass
+class SearchResult:
+    total: int | None          # None when the caller asked not to count (_total=none)
+    matches: list[Stored]      # the page, in order
+    included: list[Stored] = field(default_factory=list)  # _include / _revinclude
+    offset: int = 0
+    count: int = 0

@@ -1,0 +1,123 @@
+"""The real server: `python -m fhir_bridge serve` in a subprocess (uvicorn, SQLite in a temporary
+data dir), driven over a socket with an HTTP client, then stopped with SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from fhir_bridge.api.auth import token_hash
+from tests.conftest import REPO
+
+TOKEN = "process-test-token"
+START_TIMEOUT = 30.0
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen, base: str, log: Path):
+        self.process, self.base, self.log = process, base, log
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager stops it; the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=15)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
+
+    def start(*args: str) -> Server:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("FHIR_BRIDGE_DATABASE_URL", "FHIR_BRIDGE_TOKENS_FILE")}
+        env["FHIR_BRIDGE_DATA_DIR"] = str(tmp_path / "data")
+        log = tmp_path / f"server-{port}.log"
+        with log.open("wb") as sink:  # a file, not a pipe: a chatty server can never block on it
+            process = subprocess.Popen([sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port), *args],
+                                       cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        server = Server(process, f"http://127.0.0.1:{port}/fhir", log)
+        started.append(server)
+        _wait_until_up(server)
+        return server
+
+    yield start
+    for server in started:  # a failed test must not leave a server behind
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(timeout=15)
+
+
+def _wait_until_up(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the server exited with {server.process.returncode}:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.base}/metadata", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    pytest.fail(f"the server did not answer within {START_TIMEOUT} s:\n{server.output()}")
+
+
+@pytest.fixture
+def tokens_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.json"
+    entry = {"sha256": token_hash(TOKEN), "partner": "RV3", "name": "Test trust", "scopes": ["system/*.*"]}
+    path.write_bytes(orjson.dumps({"tokens": [entry]}))
+    return path
+
+
+def test_the_server_answers_over_a_socket_and_stops_cleanly(start_server, tokens_file, tmp_path):
+    server = start_server("--tokens", str(tokens_file))
+    examples = REPO / "examples"
+    patient = orjson.loads((examples / "bridge-patient" / "valid-patient-without-nhs-number.json").read_bytes())
+    response = orjson.loads((examples / "dialog-questionnaire-response" / "valid-prom-assessment-complete.json")
+                            .read_bytes())
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=server.base, headers=auth, timeout=10) as http:
+        created = http.post("/Patient", content=orjson.dumps(patient))
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+        assert created.headers["location"] == f"{server.base}/Patient/{pid}/_history/1"
+        response["subject"] = {"reference": f"Patient/{pid}"}
+        stored = http.post("/QuestionnaireResponse", content=orjson.dumps(response))
+        assert stored.status_code == 201, stored.text
+        read = http.get(f"/QuestionnaireResponse/{stored.json()['id']}")
+        assert read.status_code == 200 and read.headers["etag"] == 'W/"1"'
+        found = http.get("/QuestionnaireResponse", params={"subject": f"Patient/{pid}"})
+        assert found.status_code == 200
+        assert [e["resource"]["id"] for e in found.json()["entry"]] == [stored.json()["id"]]
+    refused = httpx.get(f"{server.base}/Patient/{pid}")
+    assert refused.status_code == 401 and refused.json()["resourceType"] == "OperationOutcome"
+    assert server.stop() == 0
+    output = server.output()
+    assert f"{server.base}" in output and "database: sqlite:///" in output and "development token" not in output
+    assert (tmp_path / "data" / "fhir-bridge.db").exists()
+    assert "Traceback" not in output
+
+
+def test_insecure_dev_says_so_and_serves_without_a_token(start_server):
+    server = start_server("--insecure-dev")
+    assert httpx.get(f"{server.base}/Patient/nobody").status_code == 404   # not 401: auth is off
+    assert server.stop() == 0
+    assert "AUTHENTICATION IS OFF" in server.output()

@@ -1,0 +1,162 @@
+"""Schema migrations: created on first start, idempotent, upgrades keep data, newer schemas refused."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, inspect, insert, select, text
+
+from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.store import schema
+from fhir_bridge.store.database import Database, open_database
+from fhir_bridge.store.migrations import MIGRATIONS, Migration, current_version, migrate
+from fhir_bridge.store.repository import Repository
+
+PATIENT = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Ngata"}]}
+
+
+class NoIndex:
+    def rows(self, resource: dict) -> dict[str, list[dict]]:
+        return {}
+
+
+@pytest.fixture
+def open_db(database_url: str, tmp_path: Path) -> Iterator[Callable[[], Database]]:
+    """Opens the test database as a starting process would; every opening is disposed at the end."""
+    opened: list[Database] = []
+
+    def start() -> Database:
+        opened.append(open_database(database_url, tmp_path))
+        return opened[-1]
+
+    yield start
+    for database in opened:
+        database.dispose()
+
+
+def versions(database: Database) -> list[tuple[int, str]]:
+    with database.connect() as connection:
+        return [tuple(row) for row in connection.execute(
+            select(schema.schema_version.c.version, schema.schema_version.c.description)
+            .order_by(schema.schema_version.c.version))]
+
+
+def table_names(database: Database) -> set[str]:
+    with database.connect() as connection:
+        return set(inspect(connection).get_table_names())
+
+
+def add_source_column(connection: Connection) -> None:
+    connection.execute(text("ALTER TABLE resources ADD COLUMN source VARCHAR(64)"))
+    connection.execute(text("UPDATE resources SET source = 'migrated'"))
+
+
+V2 = Migration(2, "resources.source", add_source_column)
+
+
+def test_first_start_creates_every_table_and_records_version_1(open_db):
+    database = open_db()
+    assert migrate(database) == [1]
+    assert table_names(database) >= set(schema.metadata.tables)
+    assert versions(database) == [(1, MIGRATIONS[0].description)]
+
+
+def test_a_second_start_applies_nothing(open_db):
+    assert migrate(open_db()) == [1]
+    again = open_db()
+    assert migrate(again) == []
+    assert migrate(again) == []
+    assert len(versions(again)) == 1
+
+
+def test_data_survives_a_restart(open_db):
+    first = open_db()
+    migrate(first)
+    with Repository(first, NoIndex()).unit_of_work() as uow:
+        uow.create(PATIENT)
+    first.dispose()
+
+    second = open_db()
+    assert migrate(second) == []
+    assert Repository(second, NoIndex()).read("Patient", "p1").resource["name"] == PATIENT["name"]
+
+
+def test_a_schema_newer_than_the_code_is_refused_naming_both_versions(open_db):
+    database = open_db()
+    migrate(database)
+    with database.connect() as connection, connection.begin():
+        connection.execute(insert(schema.schema_version), {"version": 7, "applied": 0, "description": "future"})
+    with pytest.raises(ConfigurationError, match=r"version 7 .* up to 1\b"):
+        migrate(open_db())
+
+
+def test_a_v2_migration_upgrades_a_v1_database_and_keeps_its_data(open_db):
+    database = open_db()
+    migrate(database)
+    with Repository(database, NoIndex()).unit_of_work() as uow:
+        uow.create(PATIENT)
+
+    upgraded = open_db()
+    assert migrate(upgraded, [*MIGRATIONS, V2]) == [2]
+    assert [v for v, _ in versions(upgraded)] == [1, 2]
+    with upgraded.connect() as connection:
+        assert connection.execute(text("SELECT resource_id, source FROM resources")).all() == [("p1", "migrated")]
+    assert Repository(upgraded, NoIndex()).read("Patient", "p1").version_id == 1
+    assert migrate(upgraded, [*MIGRATIONS, V2]) == []
+
+
+def test_a_fresh_database_is_built_at_the_newest_version_and_stamped(open_db):
+    # schema.py describes the newest schema, so a fresh database never replays upgrade steps.
+    database = open_db()
+    assert migrate(database, [*MIGRATIONS, V2]) == [1, 2]
+    assert "source" not in {c["name"] for c in inspect(database.engine).get_columns("resources")}
+
+
+def test_a_failing_migration_leaves_the_database_at_the_previous_version(open_db):
+    def half_then_fail(connection: Connection) -> None:
+        connection.execute(text("CREATE TABLE half_done (x INTEGER)"))
+        raise RuntimeError("disk on fire")
+
+    database = open_db()
+    migrate(database)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        migrate(database, [*MIGRATIONS, Migration(2, "fails", half_then_fail)])
+    with database.connect() as connection:
+        assert current_version(connection) == 1
+    assert "half_done" not in table_names(database)
+
+
+def test_two_processes_starting_at_once_migrate_once(open_db):
+    def slow_create(connection: Connection) -> None:
+        time.sleep(0.3)  # keep the first start inside its transaction while the second arrives
+        MIGRATIONS[0].apply(connection)
+
+    migrations = [Migration(1, MIGRATIONS[0].description, slow_create)]
+    starts = [open_db(), open_db()]
+    barrier = threading.Barrier(2)
+    applied: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def start(database: Database) -> None:
+        barrier.wait()
+        try:
+            applied.append(migrate(database, migrations))
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(database,)) for database in starts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(applied) == [[], [1]]
+    assert len(versions(starts[0])) == 1
+
+
+def test_migrations_must_be_numbered_without_gaps(open_db):
+    with pytest.raises(ConfigurationError, match="without gaps"):
+        migrate(open_db(), [*MIGRATIONS, Migration(3, "skips 2", add_source_column)])

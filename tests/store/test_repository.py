@@ -1,0 +1,493 @@
+"""The repository against real databases: versions, history, locking, atomicity, index and score rows."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import event, func, select
+
+from fhir_bridge.errors import Conflict, Gone, InputError, NotFound, PreconditionFailed
+from fhir_bridge.store import schema
+from fhir_bridge.store.database import Database
+from fhir_bridge.store.repository import Repository
+from fhir_bridge.store.types import instant
+
+DIALOG = "http://example.org/fhir/Questionnaire/dialog"
+
+
+class FakeIndexer:
+    """Just enough of the real indexer: identifier tokens and subject references."""
+
+    def rows(self, resource: dict) -> dict[str, list[dict]]:
+        tokens = [{"param": "identifier", "system": i.get("system"), "code": i["value"]}
+                  for i in resource.get("identifier", [])]
+        subject = resource.get("subject", {}).get("reference")
+        references = []
+        if subject:
+            target_type, _, target_id = subject.partition("/")
+            references.append({"param": "subject", "target_type": target_type, "target_id": target_id})
+        return {"token": tokens, "reference": references}
+
+
+def fake_score_row(resource: dict) -> dict | None:
+    if resource.get("questionnaire") != DIALOG:
+        return None
+    return {"questionnaire": DIALOG, "status": resource["status"], "sqol_answered": 11,
+            "treatment_satisfaction_answered": 3, "dissatisfied_count": 0,
+            "subject_id": resource["subject"]["reference"].partition("/")[2]}
+
+
+class StepClock:
+    """Microseconds that move on by one second per write."""
+
+    def __init__(self, start: int = 1_700_000_000_000_000) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        self.now += 1_000_000
+        return self.now
+
+
+def patient(pid: str = "p1", family: str = "Ngata", nhs: str = "9434765919", **extra) -> dict:
+    return {"resourceType": "Patient", "id": pid,
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}],
+            "name": [{"family": family}], **extra}
+
+
+def response(rid: str = "r1", subject: str = "Patient/p1", status: str = "completed") -> dict:
+    return {"resourceType": "QuestionnaireResponse", "id": rid, "questionnaire": DIALOG, "status": status,
+            "subject": {"reference": subject}, "identifier": [{"value": rid}]}
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+@pytest.fixture
+def repo(database: Database, clock: StepClock) -> Repository:
+    return Repository(database, FakeIndexer(), clock=clock, score_rows=fake_score_row)
+
+
+def rows(database: Database, table, **where) -> list[tuple]:
+    query = select(table).where(*[table.c[name] == value for name, value in where.items()])
+    with database.connect() as connection:
+        return [tuple(row) for row in connection.execute(query)]
+
+
+def row_counts(database: Database) -> dict[str, int]:
+    tables = [schema.resources, schema.history, *schema.INDEX_TABLES.values(), schema.dialog_scores]
+    with database.connect() as connection:
+        return {t.name: connection.scalar(select(func.count()).select_from(t)) for t in tables}
+
+
+def repo_create(repo: Repository, resource: dict):
+    with repo.unit_of_work() as uow:
+        return uow.create(resource)
+
+
+def repo_update(repo: Repository, resource: dict, **options):
+    with repo.unit_of_work() as uow:
+        return uow.update(resource, **options)
+
+
+def repo_delete(repo: Repository, resource_type: str, resource_id: str, **options):
+    with repo.unit_of_work() as uow:
+        return uow.delete(resource_type, resource_id, **options)
+
+
+# -- create, read, vread --------------------------------------------------------------------------------
+def test_create_stores_version_1_with_server_meta_and_keeps_other_meta(repo: Repository, clock: StepClock):
+    given = patient(meta={"profile": ["http://example.org/bridge-patient"], "versionId": "99"})
+    result = repo_create(repo, given)
+    assert result.created and not result.unchanged
+    assert result.stored.version_id == 1 and result.stored.method == "POST"
+    assert result.stored.last_updated == clock.now
+    assert result.stored.resource["meta"] == {"versionId": "1", "lastUpdated": instant(clock.now),
+                                              "profile": ["http://example.org/bridge-patient"]}
+    assert given["meta"]["versionId"] == "99"  # the caller's dict is not touched
+    read = repo.read("Patient", "p1")
+    assert read.resource == result.stored.resource
+    assert (read.version_id, read.last_updated, read.deleted) == (1, clock.now, False)
+
+
+def test_creating_a_live_id_again_is_a_conflict(repo: Repository):
+    repo_create(repo, patient())
+    with pytest.raises(Conflict, match="Patient/p1 already exists"):
+        repo_create(repo, patient(family="Other"))
+    assert repo.read("Patient", "p1").resource["name"] == [{"family": "Ngata"}]
+
+
+@pytest.mark.parametrize("resource", [{"id": "x"}, {"resourceType": "Patient"},
+                                      {"resourceType": "Patient", "id": "not/valid"},
+                                      {"resourceType": "Patient", "id": "x" * 65}])
+def test_a_resource_without_type_or_with_a_bad_id_is_refused(repo: Repository, resource: dict):
+    with pytest.raises(InputError):
+        repo_create(repo, resource)
+
+
+def test_unknown_resources_and_versions_are_not_found(repo: Repository):
+    with pytest.raises(NotFound):
+        repo.read("Patient", "nobody")
+    repo_create(repo, patient())
+    with pytest.raises(NotFound, match="no version 2"):
+        repo.vread("Patient", "p1", 2)
+    with pytest.raises(NotFound):
+        repo.read("Observation", "p1")
+
+
+def test_decimals_keep_their_written_precision(repo: Repository):
+    observation = {"resourceType": "Observation", "id": "o1", "status": "final",
+                   "valueQuantity": {"value": Decimal("4.50")}}
+    repo_create(repo, observation)
+    assert repo.read("Observation", "o1").resource["valueQuantity"]["value"] == Decimal("4.50")
+    assert str(repo.read("Observation", "o1").resource["valueQuantity"]["value"]) == "4.50"
+    assert repo_update(repo, observation).unchanged
+
+
+# -- update ------------------------------------------------------------------------------------------
+def test_update_writes_the_next_version_and_keeps_the_old_one(repo: Repository):
+    repo_create(repo, patient())
+    result = repo_update(repo, patient(family="Ngata-Smith"))
+    assert not result.created and result.stored.version_id == 2 and result.stored.method == "PUT"
+    assert repo.read("Patient", "p1").resource["name"] == [{"family": "Ngata-Smith"}]
+    assert repo.vread("Patient", "p1", 1).resource["name"] == [{"family": "Ngata"}]
+    assert repo.vread("Patient", "p1", 2).resource["meta"]["versionId"] == "2"
+    assert repo_update(repo, patient(family="Ngata"), method="PATCH").stored.method == "PATCH"
+    assert [s.method for s in repo.history("Patient", "p1")[1]] == ["PATCH", "PUT", "POST"]
+
+
+def test_an_update_with_the_same_content_makes_no_version(repo: Repository):
+    first = repo_create(repo, patient()).stored
+    same_but_reordered = {"name": [{"family": "Ngata"}], "resourceType": "Patient", "id": "p1",
+                          "meta": {"versionId": "7", "lastUpdated": "2001-01-01T00:00:00Z"},
+                          "identifier": patient()["identifier"]}
+    result = repo_update(repo, same_but_reordered)
+    assert result.unchanged and not result.created
+    assert (result.stored.version_id, result.stored.resource) == (1, first.resource)
+    assert repo.history("Patient", "p1")[0] == 1
+    assert repo_update(repo, patient(meta={"tag": [{"code": "x"}]})).stored.version_id == 2  # meta is content
+
+
+def test_if_match_on_a_stale_version_is_refused_naming_both_versions(repo: Repository):
+    repo_create(repo, patient())
+    repo_update(repo, patient(family="B"), if_match=1)
+    with pytest.raises(PreconditionFailed, match=r"If-Match version 1 .* version 2"):
+        repo_update(repo, patient(family="C"), if_match=1)
+    with pytest.raises(PreconditionFailed):
+        repo_update(repo, patient(family="B"), if_match=1)  # stale even when unchanged
+    assert repo_update(repo, patient(family="C"), if_match=2).stored.version_id == 3
+    with pytest.raises(PreconditionFailed, match="does not exist"):
+        repo_update(repo, patient("p2"), if_match=1)
+
+
+def test_update_as_create_and_update_that_may_not_create(repo: Repository):
+    with pytest.raises(NotFound, match="Patient/p9 does not exist"):
+        repo_update(repo, patient("p9"), allow_create=False)
+    created = repo_update(repo, patient("p9"))
+    assert created.created and created.stored.version_id == 1 and created.stored.method == "PUT"
+
+
+def test_last_updated_never_goes_back_within_a_resource(database: Database):
+    times = iter([5_000_000, 3_000_000, 1_000_000])   # another process's clock running behind
+    repo = Repository(database, FakeIndexer(), clock=lambda: next(times))
+    stamps = [repo_create(repo, patient()).stored.last_updated,
+              repo_update(repo, patient(family="B")).stored.last_updated,
+              repo_delete(repo, "Patient", "p1").last_updated]
+    assert stamps == [5_000_000, 5_000_001, 5_000_002]
+
+
+def test_the_default_clock_gives_every_write_its_own_instant(database: Database):
+    repo = Repository(database, FakeIndexer())
+    with repo.unit_of_work() as uow:
+        stamps = [uow.create(patient(f"p{n}")).stored.last_updated for n in range(50)]
+    assert stamps == sorted(set(stamps))
+
+
+# -- delete ------------------------------------------------------------------------------------------
+def test_delete_records_a_version_then_reads_are_gone_and_history_stays(repo: Repository):
+    repo_create(repo, patient())
+    deleted = repo_delete(repo, "Patient", "p1")
+    assert (deleted.version_id, deleted.deleted, deleted.resource, deleted.method) == (2, True, None, "DELETE")
+    with pytest.raises(Gone):
+        repo.read("Patient", "p1")
+    with pytest.raises(Gone):
+        repo.vread("Patient", "p1", 2)
+    assert repo.vread("Patient", "p1", 1).resource["name"] == [{"family": "Ngata"}]
+    assert repo_delete(repo, "Patient", "p1") == deleted       # deleting again changes nothing
+    assert repo_delete(repo, "Patient", "nobody") is None
+    assert repo.count("Patient") == 0
+
+
+def test_a_deleted_id_comes_back_as_its_next_version(repo: Repository):
+    repo_create(repo, patient())
+    repo_delete(repo, "Patient", "p1")
+    again = repo_create(repo, patient(family="Back"))
+    assert again.created and again.stored.version_id == 3
+    assert repo_delete(repo, "Patient", "p1").version_id == 4
+    revived = repo_update(repo, patient(family="Back"))
+    assert revived.created and revived.stored.version_id == 5 and not revived.unchanged
+    assert [s.method for s in repo.history("Patient", "p1")[1]] == ["PUT", "DELETE", "POST", "DELETE", "POST"]
+
+
+def test_delete_honours_if_match(repo: Repository):
+    repo_create(repo, patient())
+    with pytest.raises(PreconditionFailed):
+        repo_delete(repo, "Patient", "p1", if_match=3)
+    assert repo_delete(repo, "Patient", "p1", if_match=1).version_id == 2
+
+
+# -- history -----------------------------------------------------------------------------------------
+def test_history_at_instance_type_and_system_level_newest_first(repo: Repository, clock: StepClock):
+    repo_create(repo, patient("a"))
+    after_first = clock.now + 1
+    repo_create(repo, response("r1", "Patient/a"))
+    repo_update(repo, patient("a", family="B"))
+    repo_delete(repo, "QuestionnaireResponse", "r1")
+
+    total, page = repo.history("Patient", "a")
+    assert total == 2 and [(s.version_id, s.method) for s in page] == [(2, "PUT"), (1, "POST")]
+    total, page = repo.history("QuestionnaireResponse")
+    assert total == 2 and [(s.deleted, s.resource is None) for s in page] == [(True, True), (False, False)]
+    total, page = repo.history()
+    assert total == 4
+    assert [(s.resource_type, s.version_id) for s in page] == [
+        ("QuestionnaireResponse", 2), ("Patient", 2), ("QuestionnaireResponse", 1), ("Patient", 1)]
+    assert [s.last_updated for s in page] == sorted((s.last_updated for s in page), reverse=True)
+    assert repo.history(since=after_first)[0] == 3
+    assert repo.history(since=page[0].last_updated)[0] == 1   # _since includes the instant itself
+    assert repo.history("Patient", since=after_first)[0] == 1
+
+
+def test_history_pages(repo: Repository):
+    with repo.unit_of_work() as uow:
+        for n in range(7):
+            uow.create(patient(f"p{n}"))
+    total, first = repo.history("Patient", count=3)
+    _, second = repo.history("Patient", count=3, offset=3)
+    _, last = repo.history("Patient", count=3, offset=6)
+    assert total == 7 and [len(first), len(second), len(last)] == [3, 3, 1]
+    assert [s.resource_id for s in first + second + last] == [f"p{n}" for n in reversed(range(7))]
+    assert repo.history("Patient", count=0) == (7, [])
+
+
+# -- index and score rows ----------------------------------------------------------------------------
+def test_index_rows_are_written_replaced_and_removed(repo: Repository, database: Database):
+    repo_create(repo, patient(nhs="111"))
+    token = schema.token_index
+    assert rows(database, token) == [("Patient", "p1", "identifier", "https://fhir.nhs.uk/Id/nhs-number", "111")]
+    repo_update(repo, patient(nhs="222"))
+    assert [r[-1] for r in rows(database, token)] == ["222"]
+    repo_delete(repo, "Patient", "p1")
+    assert rows(database, token) == []
+
+
+def test_a_dialog_response_keeps_one_score_row_in_step_with_it(repo: Repository, database: Database):
+    repo_create(repo, response("r1"))
+    repo_create(repo, {**response("r2"), "questionnaire": "http://example.org/other"})
+    scores = schema.dialog_scores
+    assert [(r.response_id, r.status, r.not_applicable) for r in _score_rows(database)] == [("r1", "completed", "")]
+    repo_update(repo, response("r1", status="amended"))
+    assert [r.status for r in _score_rows(database)] == ["amended"]
+    assert rows(database, schema.reference_index, resource_id="r1") == [
+        ("QuestionnaireResponse", "r1", "subject", "Patient", "p1", None)]
+    repo_update(repo, {**response("r1"), "questionnaire": "http://example.org/other"})
+    assert _score_rows(database) == []
+    repo_update(repo, response("r1"))
+    repo_delete(repo, "QuestionnaireResponse", "r1")
+    assert rows(database, scores) == []
+    assert rows(database, schema.reference_index, resource_id="r1") == []
+
+
+def _score_rows(database: Database) -> list:
+    with database.connect() as connection:
+        return connection.execute(select(schema.dialog_scores)).all()
+
+
+def test_a_patient_sharing_an_id_with_a_response_leaves_its_score_row_alone(repo: Repository, database: Database):
+    repo_create(repo, response("same"))
+    repo_create(repo, patient("same"))
+    repo_delete(repo, "Patient", "same")
+    assert len(_score_rows(database)) == 1
+
+
+# -- units of work -----------------------------------------------------------------------------------
+def test_an_exception_in_a_unit_of_work_leaves_no_trace(repo: Repository, database: Database):
+    before = row_counts(database)
+    with pytest.raises(RuntimeError, match="boom"):
+        with repo.unit_of_work() as uow:
+            uow.create(patient())
+            uow.create(response("r1"))
+            uow.create_many([response("r2"), response("r3")])
+            assert uow.read("QuestionnaireResponse", "r1").version_id == 1  # sees its own writes
+            raise RuntimeError("boom")
+    assert row_counts(database) == before == {name: 0 for name in before}
+
+
+def test_a_failing_write_undoes_the_earlier_writes_of_its_unit(repo: Repository, database: Database):
+    repo_create(repo, patient("taken"))
+    before = row_counts(database)
+    with pytest.raises(Conflict):
+        with repo.unit_of_work() as uow:
+            uow.create(response("r1"))
+            uow.update(patient("taken", family="Changed"))
+            uow.create(patient("taken"))
+    assert row_counts(database) == before
+    assert repo.read("Patient", "taken").version_id == 1
+
+
+def test_an_indexer_failure_mid_write_stores_nothing(database: Database):
+    class BrokenIndexer(FakeIndexer):
+        def rows(self, resource: dict) -> dict[str, list[dict]]:
+            if resource["id"] == "r2":
+                raise ValueError("cannot index")
+            return super().rows(resource)
+
+    repo = Repository(database, BrokenIndexer(), score_rows=fake_score_row)
+    with pytest.raises(ValueError):
+        with repo.unit_of_work() as uow:
+            uow.create_many([response("r1"), response("r2")])
+    assert set(row_counts(database).values()) == {0}
+
+
+def test_read_inside_a_unit_of_work(repo: Repository):
+    with repo.unit_of_work() as uow:
+        with pytest.raises(NotFound):
+            uow.read("Patient", "p1")
+        uow.create(patient())
+        uow.delete("Patient", "p1")
+        with pytest.raises(Gone):
+            uow.read("Patient", "p1")
+
+
+# -- bulk --------------------------------------------------------------------------------------------
+def test_create_many_stores_everything_a_create_would(repo: Repository, database: Database):
+    repo_create(repo, patient("gone"))
+    repo_delete(repo, "Patient", "gone")
+    with repo.unit_of_work() as uow:
+        results = uow.create_many([response("r1"), patient("gone"), patient("p2"), response("r2")])
+    assert [(r.stored.resource_id, r.stored.version_id, r.created) for r in results] == [
+        ("r1", 1, True), ("gone", 3, True), ("p2", 1, True), ("r2", 1, True)]
+    assert repo.read("QuestionnaireResponse", "r2").resource == results[3].stored.resource
+    assert repo.count() == 4 and repo.count("QuestionnaireResponse") == 2
+    assert len(_score_rows(database)) == 2
+    assert len(rows(database, schema.token_index)) == 4
+    assert repo.history()[0] == 6
+
+
+def test_create_many_refuses_live_and_repeated_ids(repo: Repository):
+    repo_create(repo, patient("p1"))
+    with pytest.raises(Conflict, match="Patient/p1 already exists"):
+        with repo.unit_of_work() as uow:
+            uow.create_many([patient("p0"), patient("p1")])
+    with pytest.raises(Conflict, match="more than once"):
+        with repo.unit_of_work() as uow:
+            uow.create_many([patient("p5"), patient("p5")])
+    assert repo.count() == 1
+
+
+def test_create_many_writes_10000_resources_in_a_few_statements(repo: Repository, database: Database):
+    statements: list[bool] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(executemany)
+
+    resources = [response(f"r{n}", subject=f"Patient/p{n % 100}") for n in range(10_000)]
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        with repo.unit_of_work() as uow:
+            uow.create_many(resources)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+    assert repo.count("QuestionnaireResponse") == 10_000
+    # 20 existence checks of 500 ids, then one executemany per table written: resources, history,
+    # token, reference, dialog_scores (not 10,000 statements per table).
+    assert sum(statements) == 5
+    assert len(statements) <= 30
+    assert len(rows(database, schema.reference_index)) == 10_000
+
+
+# -- lookups for search ------------------------------------------------------------------------------
+def test_fetch_stored_keeps_the_order_asked_and_skips_deleted_and_unknown(repo: Repository):
+    with repo.unit_of_work() as uow:
+        uow.create_many([patient("a"), patient("b"), patient("c"), response("r1")])
+        uow.delete("Patient", "b")
+    keys = [("QuestionnaireResponse", "r1"), ("Patient", "c"), ("Patient", "b"), ("Patient", "zz"), ("Patient", "a")]
+    assert [(s.resource_type, s.resource_id) for s in repo._fetch_stored(keys)] == [
+        ("QuestionnaireResponse", "r1"), ("Patient", "c"), ("Patient", "a")]
+    many = [("Patient", f"x{n}") for n in range(1_200)] + [("Patient", "a")]
+    assert [s.resource_id for s in repo._fetch_stored(many)] == ["a"]
+
+
+# -- concurrency -------------------------------------------------------------------------------------
+def run_together(workers: list) -> list[BaseException]:
+    barrier = threading.Barrier(len(workers))
+    errors: list[BaseException] = []
+
+    def run(work) -> None:
+        barrier.wait()
+        try:
+            work()
+        except BaseException as exc:  # reported by the test's own thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
+def assert_consistent_history(repo: Repository, resource_type: str, resource_id: str) -> int:
+    current = repo.read(resource_type, resource_id).version_id
+    total, versions = repo.history(resource_type, resource_id, count=1_000)
+    assert total == current
+    assert sorted(s.version_id for s in versions) == list(range(1, current + 1))
+    by_version = sorted(versions, key=lambda s: s.version_id)
+    assert all(a.last_updated < b.last_updated for a, b in zip(by_version, by_version[1:]))
+    return current
+
+
+def test_two_writers_updating_one_resource_lose_no_version(database: Database):
+    repo = Repository(database, FakeIndexer())
+    repo_create(repo, patient())
+    rounds = 15
+
+    def writer(name: str):
+        return lambda: [repo_update(repo, patient(family=f"{name}{n}")) for n in range(rounds)]
+
+    assert run_together([writer("a"), writer("b")]) == []
+    assert assert_consistent_history(repo, "Patient", "p1") == 1 + 2 * rounds
+
+
+def test_two_writers_with_if_match_never_both_win_from_one_version(database: Database):
+    repo = Repository(database, FakeIndexer())
+    repo_create(repo, patient())
+    wins: list[int] = []
+    refused: list[int] = []
+
+    def writer(name: str):
+        def work() -> None:
+            for n in range(15):
+                seen = repo.read("Patient", "p1").version_id
+                try:
+                    wins.append(repo_update(repo, patient(family=f"{name}{n}"), if_match=seen).stored.version_id)
+                except PreconditionFailed:
+                    refused.append(seen)
+        return work
+
+    assert run_together([writer("a"), writer("b")]) == []
+    assert sorted(wins) == list(range(2, 2 + len(wins)))   # every winner got its own next version
+    assert len(wins) + len(refused) == 30
+    assert assert_consistent_history(repo, "Patient", "p1") == 1 + len(wins)
+
+
+def test_two_writers_creating_one_new_id_by_update_make_versions_1_and_2(database: Database):
+    repo = Repository(database, FakeIndexer())
+    results = []
+    workers = [lambda name=name: results.append(repo_update(repo, patient("new", family=name))) for name in "ab"]
+    assert run_together(workers) == []
+    assert sorted((r.stored.version_id, r.created) for r in results) == [(1, True), (2, False)]
+    assert assert_consistent_history(repo, "Patient", "new") == 2
