@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,9 @@ class Settings:
     report_best_practice: bool = False  # FHIR best-practice invariants (dom-6 narrative) as hints
     database_url: str | None = None     # None: the embedded SQLite file under data_dir
     data_dir: Path = REPO_ROOT / "var"
-    extra: dict = field(default_factory=dict)
+    # The server's public FHIR base (https://bridge.trust.nhs.uk/fhir): absolute references to it
+    # are indexed as local Type/id references. None: only relative references are local.
+    base_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -44,4 +46,5 @@ class Settings:
             report_best_practice=env.get("FHIR_BRIDGE_REPORT_BEST_PRACTICE", "").lower() in ("1", "true", "yes"),
             database_url=env.get("FHIR_BRIDGE_DATABASE_URL") or None,
             data_dir=_path(env, "DATA_DIR", REPO_ROOT / "var"),
+            base_url=(env.get("FHIR_BRIDGE_BASE_URL") or "").rstrip("/") or None,
         )

@@ -64,6 +64,8 @@ def search_get(request: Request, resource_type: str) -> Response:
 async def search_post(request: Request, resource_type: str) -> Response:
     # The body is application/x-www-form-urlencoded (http.html#search), parsed here: Starlette's
     # request.form() needs python-multipart, and this way the body size limit applies too.
+    ctx.check_type(request, resource_type)
+    ctx.caller(request, resource_type, "read")  # refuse before reading an unauthenticated body
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in ("", "application/x-www-form-urlencoded"):
         raise UnsupportedFormat("POST _search takes its parameters as application/x-www-form-urlencoded")

@@ -72,21 +72,21 @@ def test_without_authentication_everything_is_allowed_and_said(bridge, make_pati
 # -- request size ---------------------------------------------------------------------------------------
 @pytest.fixture
 def small_client(bridge, tokens):
-    with OutcomeCheckingClient(create_app(bridge, tokens=tokens, max_body_bytes=1000),
+    with OutcomeCheckingClient(create_app(bridge, tokens=tokens, max_body_bytes=2000),
                                raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 def test_a_body_over_the_limit_is_413(small_client, auth, make_patient, make_response):
-    expect(small_client.post("/fhir/Patient", json=make_patient(), headers=auth), 201)  # ~900 bytes: fits
-    response = small_client.post("/fhir/QuestionnaireResponse", json=make_response(), headers=auth)
+    expect(small_client.post("/fhir/Patient", json=make_patient(), headers=auth), 201)  # ~0.9 kB: fits
+    response = small_client.post("/fhir/QuestionnaireResponse", json=make_response(), headers=auth)  # ~6 kB
     assert issue_codes(expect(response, 413)) == ["too-costly"]
 
 
 def test_a_streamed_body_without_length_is_cut_at_the_limit(small_client, auth):
     def chunks():
         yield b'{"resourceType": "Patient", "gender": "'
-        for _ in range(100):
+        for _ in range(300):
             yield b"x" * 100
         yield b'"}'
 

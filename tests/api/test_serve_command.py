@@ -86,6 +86,14 @@ def test_serve_insecure_dev_warns_loudly_and_needs_no_token(serve):
     assert "AUTHENTICATION IS OFF" in result.output and "development token" not in result.output
 
 
+def test_serve_max_body_bytes_limits_requests(serve):
+    def probe(client, _token):
+        expect(client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "x" * 200}), 413)
+
+    result, _ = serve("--insecure-dev", "--max-body-bytes", "100", probe=probe)
+    assert result.exit_code == 0, result.output
+
+
 def test_insecure_dev_and_a_tokens_file_exclude_each_other(serve, tmp_path):
     tokens_file = tmp_path / "tokens.json"
     tokens_file.write_text('{"tokens": []}')
