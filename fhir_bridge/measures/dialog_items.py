@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,16 +76,26 @@ class DialogDefinition:
     link_ids: frozenset[str]                    # every linkId the Questionnaire defines
 
     def domain(self, code: str) -> DialogDomain:
-        for domain in self.domains:
-            if domain.code == code:
-                return domain
-        raise KeyError(code)
+        return self._by_code[code]
 
     def rating_item_for(self, domain: DialogDomain) -> RatingItem:
-        return next(item for item in self.rating_items.values() if item.domain == domain)
+        return self._rating_by_domain[domain.code]
 
     def help_link_for(self, domain: DialogDomain) -> str | None:
-        return next((link for link, d in self.help_items.items() if d == domain), None)
+        return self._help_by_domain.get(domain.code)
+
+    # Lookups by domain code, built once: scoring runs on every stored DIALOG response.
+    @cached_property
+    def _by_code(self) -> dict[str, DialogDomain]:
+        return {d.code: d for d in self.domains}
+
+    @cached_property
+    def _rating_by_domain(self) -> dict[str, RatingItem]:
+        return {item.domain.code: item for item in self.rating_items.values()}
+
+    @cached_property
+    def _help_by_domain(self) -> dict[str, str]:
+        return {d.code: link for link, d in self.help_items.items()}
 
     def ratings_by_domain(self, values: Sequence[Any], order: ItemOrder) -> dict[str, Any]:
         """Key a source's positional item values (item 1 first) by domain code.

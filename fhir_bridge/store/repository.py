@@ -12,6 +12,7 @@ So a version check and the write that follows always see the same version.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -93,6 +94,8 @@ class Repository(SearchMixin):
         self._indexer = indexer
         self._clock = clock or IncreasingClock()
         self._score_rows = score_rows
+        # PostgreSQL takes row locks itself; SQLite's single writer is queued for in-process.
+        self._writer_lock = threading.Lock() if database.dialect == "sqlite" else contextlib.nullcontext()
         dialect_insert = postgresql_insert if database.dialect == "postgresql" else sqlite_insert
         # Insert-if-absent: a concurrent creator of the same id makes it return no row.
         self._claim_statement = (dialect_insert(_resources)
@@ -101,8 +104,12 @@ class Repository(SearchMixin):
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with self._database.connect(write=True) as connection, connection.begin():
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        SQLite has one writer at a time; threads of this process queue on a lock instead of
+        polling the database's busy timeout, which gave create a p99 of ~0.8 s under 16 writers.
+        Other processes (the MLLP listener) still meet the busy timeout."""
+        with self._writer_lock, self._database.connect(write=True) as connection, connection.begin():
             yield UnitOfWork(self, connection)
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
