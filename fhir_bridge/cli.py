@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 import orjson
@@ -19,7 +19,10 @@ import orjson
 from fhir_bridge.config import Settings
 from fhir_bridge.errors import BridgeError
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
-from fhir_bridge.fhir.reading import Record, read_records
+from fhir_bridge.fhir.reading import read_records
+
+if TYPE_CHECKING:
+    from fhir_bridge.pipelines.seed import SeedReport
 
 EXIT_OK, EXIT_ISSUES, EXIT_UNUSABLE, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -225,6 +228,7 @@ def demo(services: Services) -> None:
     """
     def command() -> int:
         from fhir_bridge.measures import score_dialog
+        from fhir_bridge.pipelines.seed import example_name, expected_invalid
 
         root = services.settings.examples_dir
         paths = sorted(p for p in root.rglob("*") if p.suffix in (".json", ".xml", ".ndjson")
@@ -233,7 +237,7 @@ def demo(services: Services) -> None:
         click.echo(f"{'example':<{width}} {'type':<22} {'result':<11} {'err':>3} {'warn':>4} {'SQOL':>5} {'TS':>5}")
         surprises = 0
         for record, result in _validated(services, [str(p) for p in paths]):
-            name = _relative(record.label, root)
+            name = example_name(record.label, root)
             if record.error is not None:
                 click.echo(f"{name:<{width}} {'-':<22} {'UNUSABLE':<11} {record.error.message}")
                 surprises += 1
@@ -245,8 +249,7 @@ def demo(services: Services) -> None:
             if len(qrs) == 1 and qrs[0].get("questionnaire", "").startswith(services.dialog.url):
                 s = score_dialog(qrs[0], services.dialog, min_answered=services.min_answered())
                 sqol, ts = _fmt(s.sqol_mean), _fmt(s.treatment_satisfaction_mean)
-            expected_invalid = _expected_invalid(record)
-            surprise = result.valid == expected_invalid
+            surprise = result.valid == expected_invalid(record)
             surprises += surprise
             verdict = ("valid" if result.valid else "invalid") + (" !!" if surprise else "")
             rtype = record.resource.get("resourceType", "?")
@@ -258,22 +261,7 @@ def demo(services: Services) -> None:
     _run(command)
 
 
-def _relative(label: str, root: Path) -> str:
-    """examples/x/y.json:3 -> x/y.json:3 (an NDJSON line keeps its number)."""
-    path, _, line = label.partition(".ndjson:")
-    path = path + ".ndjson" if line else label
-    rel = str(Path(path).relative_to(root))
-    return f"{rel}:{line}" if line else rel
-
-
-def _expected_invalid(record: Record) -> bool:
-    """Invalid examples are named invalid-*; inside a multi-resource file, by resource id."""
-    file_name = Path(record.label.split(".ndjson:")[0]).name
-    return file_name.startswith("invalid") or str(record.resource.get("id", "")).startswith("invalid")
-
-
 # -- serve ---------------------------------------------------------------------------------------
-SEED_ORDER = ("Patient", "QuestionnaireResponse", "Observation", "CarePlan")  # referenced before referring
 INSECURE_WARNING = """
 ########################################################################################
 #  WARNING: AUTHENTICATION IS OFF (--insecure-dev).                                    #
@@ -312,6 +300,7 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
         from fhir_bridge.api.app import RESOURCE_TYPES, create_app
         from fhir_bridge.api.auth import TokenStore
         from fhir_bridge.bridge import Bridge
+        from fhir_bridge.pipelines import seed
 
         if insecure_dev:
             tokens, dev_token = None, None
@@ -322,7 +311,8 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
         bridge = Bridge(services.settings, validator=services.validator)
         try:
             if seed_examples:
-                _seed_examples(bridge, services.settings.examples_dir, RESOURCE_TYPES)
+                examples_dir = services.settings.examples_dir
+                _print_seed_report(seed.seed_examples(bridge, examples_dir, RESOURCE_TYPES), examples_dir)
             limit = {"max_body_bytes": max_body_bytes} if max_body_bytes else {}  # else the app's default
             app = create_app(bridge, tokens=tokens, **limit)
             click.echo(f"fhir-bridge FHIR R4 server: http://{host}:{port}/fhir")
@@ -355,35 +345,13 @@ def _stop(_signal: int, _frame) -> None:
     raise SystemExit(EXIT_OK)
 
 
-def _seed_examples(bridge, examples_dir: Path, served: frozenset[str]) -> None:
-    """Store the valid examples of the `served` types under their own ids (their references name
-    each other), only into an empty database so a restart never brings back what users changed
-    or deleted."""
-    from fhir_bridge.pipelines.resources import SYSTEM_CALLER
-
-    held = bridge.repository.count()
-    if held:
-        click.echo(f"examples not seeded: the database already holds {held} resources")
+def _print_seed_report(report: SeedReport, examples_dir: Path) -> None:
+    if report.held:
+        click.echo(f"examples not seeded: the database already holds {report.held} resources")
         return
-    paths = sorted(str(p) for p in examples_dir.rglob("*") if p.suffix in (".json", ".ndjson")
-                   and not p.name.endswith(".expected.json"))
-    records = [r for r in read_records(paths, bridge.validator.model)
-               if r.error is None and not _expected_invalid(r)]
-    rank = {rtype: i for i, rtype in enumerate(SEED_ORDER)}
-    records.sort(key=lambda r: rank.get(r.resource.get("resourceType"), len(rank)))
-    stored = 0
-    for record in records:
-        resource, name = record.resource, _relative(record.label, examples_dir)
-        if resource.get("resourceType") not in served:
-            click.echo(f"example skipped: {name}: a {resource.get('resourceType')} is not stored "
-                       "(a transaction Bundle is POSTed to the base URL)")
-            continue
-        try:
-            bridge.resources.update(resource.get("resourceType"), resource.get("id"), resource, SYSTEM_CALLER)
-            stored += 1
-        except BridgeError as exc:
-            click.echo(f"example skipped: {name}: {exc.message}")
-    click.echo(f"seeded {stored} example resources from {examples_dir}")
+    for name, reason in report.skipped:
+        click.echo(f"example skipped: {name}: {reason}")
+    click.echo(f"seeded {len(report.stored)} example resources from {examples_dir}")
 
 
 # -- token ---------------------------------------------------------------------------------------

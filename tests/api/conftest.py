@@ -8,7 +8,6 @@ _lastUpdated and history order are exact rather than racing the wall clock.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,9 +21,8 @@ from fhir_bridge.config import Settings
 from fhir_bridge.validation import Validator
 from tests.api.helpers import OutcomeCheckingClient, expect
 from tests.conftest import EXAMPLES
-from tests.store.conftest import POSTGRES_ENV, _postgres_schema
+from tests.postgres import BACKENDS, throwaway_database_url
 
-BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get(POSTGRES_ENV) else [])]
 PARTNER = "RV3"                     # ODS code of the full-scope test partner
 PARTNER_NAME = "East London NHS Foundation Trust"
 CLOCK_START = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z in microseconds
@@ -54,10 +52,7 @@ class SteppingClock:
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file, or a PostgreSQL schema of its own dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'api.db'}"
-    else:
-        yield from _postgres_schema(os.environ[POSTGRES_ENV])
+    yield from throwaway_database_url(request.param, tmp_path / "api.db")
 
 
 @pytest.fixture
