@@ -8,6 +8,7 @@ from typing import Callable
 
 from fhir_bridge.config import Settings
 from fhir_bridge.measures import load_dialog_definition
+from fhir_bridge.pipelines.identity import IdentityResolver
 from fhir_bridge.pipelines.resources import ResourceService
 from fhir_bridge.pipelines.score_rows import ScoreRows
 from fhir_bridge.store.database import open_database
@@ -37,6 +38,7 @@ class Bridge:
                                      score_rows=score_rows)
         kwargs = {"new_id": new_id} if new_id else {}
         self.resources = ResourceService(self.repository, self.validator, find=self.find, **kwargs)
+        self.identity = IdentityResolver(self.repository, self.find, settings.source_trust)
 
     def find(self, resource_type: str, params: list[tuple[str, str]], base_url: str = "") -> list[Stored]:
         """Current resources matching search criteria (conditional create/update/references)."""

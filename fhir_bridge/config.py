@@ -33,6 +33,9 @@ class Settings:
     # The server's public FHIR base (https://bridge.trust.nhs.uk/fhir): absolute references to it
     # are indexed as local Type/id references. None: only relative references are local.
     base_url: str | None = None
+    # When sources disagree about a person's demographics, the earlier in this order wins
+    # (identity linking reports the disagreement either way).
+    source_trust: tuple[str, ...] = ("pds", "rio", "hl7", "vcse", "dialog-app")
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -47,4 +50,6 @@ class Settings:
             database_url=env.get("FHIR_BRIDGE_DATABASE_URL") or None,
             data_dir=_path(env, "DATA_DIR", REPO_ROOT / "var"),
             base_url=(env.get("FHIR_BRIDGE_BASE_URL") or "").rstrip("/") or None,
+            source_trust=tuple(s.strip() for s in env["FHIR_BRIDGE_SOURCE_TRUST"].split(",") if s.strip())
+            if env.get("FHIR_BRIDGE_SOURCE_TRUST") else cls.source_trust,
         )

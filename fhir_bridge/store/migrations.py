@@ -38,8 +38,13 @@ def _create_schema(connection: Connection) -> None:
     schema.metadata.create_all(connection)
 
 
+def _create_ingest_tables(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=list(schema.INGEST_TABLES))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, history, search index, DIALOG scores", _create_schema),
+    Migration(2, "import runs, quarantine, identity reviews", _create_ingest_tables),
 ]
 
 

@@ -30,6 +30,7 @@ from fhir_bridge.errors import Conflict, Gone, InputError, NotFound, Preconditio
 from fhir_bridge.fhir.codec import dumps_json, json_default, loads_json
 from fhir_bridge.store import schema
 from fhir_bridge.store.database import Database
+from fhir_bridge.store.ingest_records import IngestMixin
 from fhir_bridge.store.search_execution import SearchMixin
 from fhir_bridge.store.types import Stored, WriteResult, instant
 
@@ -87,7 +88,7 @@ class IncreasingClock:
             return self._last
 
 
-class Repository(SearchMixin):
+class Repository(SearchMixin, IngestMixin):
     def __init__(self, database: Database, indexer: Indexer, *, clock: Clock | None = None,
                  score_rows: ScoreRows | None = None) -> None:
         self._database = database
@@ -109,8 +110,14 @@ class Repository(SearchMixin):
         SQLite has one writer at a time; threads of this process queue on a lock instead of
         polling the database's busy timeout, which gave create a p99 of ~0.8 s under 16 writers.
         Other processes (the MLLP listener) still meet the busy timeout."""
-        with self._writer_lock, self._database.connect(write=True) as connection, connection.begin():
+        with self._writing() as connection:
             yield UnitOfWork(self, connection)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: queued on the in-process writer lock, then BEGIN IMMEDIATE)."""
+        with self._writer_lock, self._database.connect(write=True) as connection, connection.begin():
+            yield connection
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         """The current version; NotFound if it never existed, Gone if it is deleted."""

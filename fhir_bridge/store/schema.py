@@ -127,3 +127,43 @@ schema_version = Table(
     Column("applied", BigInteger, nullable=False),
     Column("description", Text, nullable=False),
 )
+
+# -- ingestion (schema version 2): runs, quarantined records, identity reviews --------------------------
+import_runs = Table(
+    "import_runs", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("source", String(32), nullable=False),      # rio | hl7 | vcse | dialog-app ...
+    Column("started", BigInteger, nullable=False),
+    Column("finished", BigInteger, nullable=True),     # None while running, or after a crash
+    Column("report", LargeBinary, nullable=True),      # the run report (JSON), written at the end
+)
+
+quarantine = Table(
+    "quarantine", metadata,
+    Column("entry_id", String(64), primary_key=True),  # deterministic: the same bad record twice is one entry
+    Column("run_id", String(64), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("location", String(512), nullable=False),   # file:line, message control id ...
+    Column("reason", String(64), nullable=False),      # short, for counting: mapping | validation | identity ...
+    Column("raw", LargeBinary, nullable=False),        # the record exactly as received
+    Column("outcome", LargeBinary, nullable=False),    # OperationOutcome (JSON) saying why
+    Column("created", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),       # open | released (stored on a retry)
+    Index("ix_quarantine_state", "state", "source"),
+)
+
+identity_reviews = Table(
+    "identity_reviews", metadata,
+    Column("review_id", String(64), primary_key=True),  # deterministic per source person
+    Column("source", String(32), nullable=False),
+    Column("source_key", String(255), nullable=False),  # the source's own id of the person
+    Column("reason", Text, nullable=False),
+    Column("candidates", Text, nullable=False),         # comma-separated Patient ids that might be them
+    Column("waiting", LargeBinary, nullable=False),     # the mapped resources (JSON) held until resolved
+    Column("created", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),        # open | linked | new
+    Column("patient_id", String(64), nullable=True),    # the resolution
+    Index("ix_reviews_state", "state"),
+)
+
+INGEST_TABLES = (import_runs, quarantine, identity_reviews)

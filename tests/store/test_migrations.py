@@ -54,22 +54,24 @@ def add_source_column(connection: Connection) -> None:
     connection.execute(text("UPDATE resources SET source = 'migrated'"))
 
 
-V2 = Migration(2, "resources.source", add_source_column)
+NEWEST = MIGRATIONS[-1].version
+ALL = list(range(1, NEWEST + 1))
+NEXT = Migration(NEWEST + 1, "resources.source", add_source_column)  # a future release's step
 
 
-def test_first_start_creates_every_table_and_records_version_1(open_db):
+def test_first_start_creates_every_table_and_records_every_version(open_db):
     database = open_db()
-    assert migrate(database) == [1]
+    assert migrate(database) == ALL
     assert table_names(database) >= set(schema.metadata.tables)
-    assert versions(database) == [(1, MIGRATIONS[0].description)]
+    assert versions(database) == [(m.version, m.description) for m in MIGRATIONS]
 
 
 def test_a_second_start_applies_nothing(open_db):
-    assert migrate(open_db()) == [1]
+    assert migrate(open_db()) == ALL
     again = open_db()
     assert migrate(again) == []
     assert migrate(again) == []
-    assert len(versions(again)) == 1
+    assert len(versions(again)) == NEWEST
 
 
 def test_data_survives_a_restart(open_db):
@@ -89,29 +91,45 @@ def test_a_schema_newer_than_the_code_is_refused_naming_both_versions(open_db):
     migrate(database)
     with database.connect() as connection, connection.begin():
         connection.execute(insert(schema.schema_version), {"version": 7, "applied": 0, "description": "future"})
-    with pytest.raises(ConfigurationError, match=r"version 7 .* up to 1\b"):
+    with pytest.raises(ConfigurationError, match=rf"version 7 .* up to {NEWEST}\b"):
         migrate(open_db())
 
 
-def test_a_v2_migration_upgrades_a_v1_database_and_keeps_its_data(open_db):
+def test_a_new_migration_upgrades_an_existing_database_and_keeps_its_data(open_db):
     database = open_db()
     migrate(database)
     with Repository(database, NoIndex()).unit_of_work() as uow:
         uow.create(PATIENT)
 
     upgraded = open_db()
-    assert migrate(upgraded, [*MIGRATIONS, V2]) == [2]
-    assert [v for v, _ in versions(upgraded)] == [1, 2]
+    assert migrate(upgraded, [*MIGRATIONS, NEXT]) == [NEXT.version]
+    assert [v for v, _ in versions(upgraded)] == ALL + [NEXT.version]
     with upgraded.connect() as connection:
         assert connection.execute(text("SELECT resource_id, source FROM resources")).all() == [("p1", "migrated")]
     assert Repository(upgraded, NoIndex()).read("Patient", "p1").version_id == 1
-    assert migrate(upgraded, [*MIGRATIONS, V2]) == []
+    assert migrate(upgraded, [*MIGRATIONS, NEXT]) == []
+
+
+def test_a_version_1_database_gains_the_ingest_tables_and_keeps_its_data(open_db):
+    """A database made by the first release (version 1: no ingest tables) upgraded in place."""
+    database = open_db()
+    v1_tables = [t for t in schema.metadata.sorted_tables if t not in schema.INGEST_TABLES]
+    with database.connect(write=True) as connection, connection.begin():
+        schema.metadata.create_all(connection, tables=v1_tables)
+        connection.execute(insert(schema.schema_version), {"version": 1, "applied": 0, "description": "v1"})
+    with Repository(database, NoIndex()).unit_of_work() as uow:
+        uow.create(PATIENT)
+    assert not {t.name for t in schema.INGEST_TABLES} & table_names(database)
+
+    assert migrate(open_db()) == ALL[1:]
+    assert {t.name for t in schema.INGEST_TABLES} <= table_names(database)
+    assert Repository(database, NoIndex()).read("Patient", "p1").resource["name"] == PATIENT["name"]
 
 
 def test_a_fresh_database_is_built_at_the_newest_version_and_stamped(open_db):
     # schema.py describes the newest schema, so a fresh database never replays upgrade steps.
     database = open_db()
-    assert migrate(database, [*MIGRATIONS, V2]) == [1, 2]
+    assert migrate(database, [*MIGRATIONS, NEXT]) == ALL + [NEXT.version]
     assert "source" not in {c["name"] for c in inspect(database.engine).get_columns("resources")}
 
 
@@ -123,9 +141,9 @@ def test_a_failing_migration_leaves_the_database_at_the_previous_version(open_db
     database = open_db()
     migrate(database)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        migrate(database, [*MIGRATIONS, Migration(2, "fails", half_then_fail)])
+        migrate(database, [*MIGRATIONS, Migration(NEWEST + 1, "fails", half_then_fail)])
     with database.connect() as connection:
-        assert current_version(connection) == 1
+        assert current_version(connection) == NEWEST
     assert "half_done" not in table_names(database)
 
 
@@ -159,4 +177,4 @@ def test_two_processes_starting_at_once_migrate_once(open_db):
 
 def test_migrations_must_be_numbered_without_gaps(open_db):
     with pytest.raises(ConfigurationError, match="without gaps"):
-        migrate(open_db(), [*MIGRATIONS, Migration(3, "skips 2", add_source_column)])
+        migrate(open_db(), [*MIGRATIONS, Migration(NEWEST + 2, "skips one", add_source_column)])

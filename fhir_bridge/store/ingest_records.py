@@ -1,0 +1,157 @@
+"""The repository's ingestion tables: import runs, quarantined records, identity reviews, and the
+demographic lookups identity linking needs. A mixin of `Repository`, which stays the only code
+that touches a database connection.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, and_, exists, func, insert, select, update
+
+from fhir_bridge.store import schema
+
+_runs, _quarantine, _reviews = schema.import_runs, schema.quarantine, schema.identity_reviews
+_res, _strings, _dates = schema.resources, schema.string_index, schema.date_index
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    entry_id: str
+    run_id: str
+    source: str
+    location: str
+    reason: str
+    raw: bytes
+    outcome: bytes  # OperationOutcome JSON
+    created: int
+    state: str = "open"
+
+
+@dataclass(frozen=True)
+class Review:
+    review_id: str
+    source: str
+    source_key: str
+    reason: str
+    candidates: tuple[str, ...]
+    waiting: bytes  # the mapped resources, JSON, held until a person resolves the review
+    created: int
+    state: str = "open"
+    patient_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Demographics:
+    """What identity matching compares, already normalised like the string index."""
+
+    family: str
+    given: str
+    birth_date: str          # FHIR date, exact
+    postcode: str            # upper case, no spaces
+
+
+class IngestMixin:
+    if TYPE_CHECKING:
+        def _reading(self) -> AbstractContextManager[Connection]: ...
+        def _writing(self) -> AbstractContextManager[Connection]: ...
+
+    # -- runs --------------------------------------------------------------------------------------
+    def start_run(self, run_id: str, source: str, started: int) -> None:
+        with self._writing() as connection:
+            connection.execute(insert(_runs), {"run_id": run_id, "source": source, "started": started})
+
+    def finish_run(self, run_id: str, finished: int, report: bytes) -> None:
+        with self._writing() as connection:
+            connection.execute(update(_runs).where(_runs.c.run_id == run_id).values(finished=finished, report=report))
+
+    def runs(self, limit: int = 20) -> list[dict]:
+        with self._reading() as connection:
+            rows = connection.execute(select(_runs).order_by(_runs.c.started.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- quarantine --------------------------------------------------------------------------------
+    def quarantine_record(self, entry: QuarantineEntry) -> None:
+        """Idempotent: the same bad record quarantined again refreshes its entry (latest run,
+        latest reason) instead of adding a second one."""
+        values = entry.__dict__
+        with self._writing() as connection:
+            changed = connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry.entry_id)
+                                         .values({k: v for k, v in values.items() if k != "entry_id"})).rowcount
+            if not changed:
+                connection.execute(insert(_quarantine), values)
+
+    def quarantined(self, *, state: str | None = "open", source: str | None = None,
+                    limit: int = 1000) -> list[QuarantineEntry]:
+        conditions = [c for c in (_quarantine.c.state == state if state else None,
+                                  _quarantine.c.source == source if source else None) if c is not None]
+        query = select(_quarantine).where(and_(True, *conditions)).order_by(_quarantine.c.created).limit(limit)
+        with self._reading() as connection:
+            return [QuarantineEntry(**r) for r in connection.execute(query).mappings()]
+
+    def quarantine_entry(self, entry_id: str) -> QuarantineEntry | None:
+        with self._reading() as connection:
+            row = connection.execute(select(_quarantine).where(_quarantine.c.entry_id == entry_id)).mappings().first()
+        return QuarantineEntry(**row) if row else None
+
+    def release_quarantined(self, entry_id: str) -> None:
+        with self._writing() as connection:
+            connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry_id).values(state="released"))
+
+    # -- identity reviews ---------------------------------------------------------------------------
+    def add_review(self, review: Review) -> None:
+        values = {**review.__dict__, "candidates": ",".join(review.candidates)}
+        with self._writing() as connection:
+            changed = connection.execute(update(_reviews).where(_reviews.c.review_id == review.review_id)
+                                         .values({k: v for k, v in values.items() if k != "review_id"})).rowcount
+            if not changed:
+                connection.execute(insert(_reviews), values)
+
+    def reviews(self, *, state: str | None = "open") -> list[Review]:
+        query = select(_reviews).order_by(_reviews.c.created)
+        if state:
+            query = query.where(_reviews.c.state == state)
+        with self._reading() as connection:
+            return [_review(r) for r in connection.execute(query).mappings()]
+
+    def review(self, review_id: str) -> Review | None:
+        with self._reading() as connection:
+            row = connection.execute(select(_reviews).where(_reviews.c.review_id == review_id)).mappings().first()
+        return _review(row) if row else None
+
+    def resolve_review(self, review_id: str, state: str, patient_id: str) -> None:
+        with self._writing() as connection:
+            connection.execute(update(_reviews).where(_reviews.c.review_id == review_id)
+                               .values(state=state, patient_id=patient_id))
+
+    # -- demographics ----------------------------------------------------------------------------------
+    def patients_matching(self, who: Demographics, birth_range: tuple[int, int]) -> tuple[list[str], list[str]]:
+        """(exact, weaker): live Patients whose family, given, birth date and postcode all equal
+        `who`'s; and those sharing only family name and birth date, or given name, birth date and
+        postcode, which a person must look at."""
+        family = self._string_is("family", who.family)
+        given = self._string_is("given", who.given)
+        postcode = exists().where(_owner(_strings), _strings.c.param == "address-postalcode",
+                                  func.upper(func.replace(_strings.c.normalized, " ", "")) == who.postcode)
+        born = exists().where(_owner(_dates), _dates.c.param == "birthdate",
+                              _dates.c.low == birth_range[0], _dates.c.high == birth_range[1])
+        live = and_(_res.c.resource_type == "Patient", _res.c.deleted.is_(False))
+        with self._reading() as connection:
+            exact = connection.scalars(select(_res.c.resource_id).where(live, family, given, born, postcode)
+                                       .order_by(_res.c.resource_id)).all()
+            weaker = connection.scalars(select(_res.c.resource_id).where(live, born, (family | (given & postcode)))
+                                        .order_by(_res.c.resource_id)).all()
+        return list(exact), [p for p in weaker if p not in exact]
+
+    @staticmethod
+    def _string_is(param: str, value: str):
+        return exists().where(_owner(_strings), _strings.c.param == param, _strings.c.normalized == value)
+
+
+def _owner(index):
+    return and_(index.c.resource_type == _res.c.resource_type, index.c.resource_id == _res.c.resource_id)
+
+
+def _review(row) -> Review:
+    return Review(**{**row, "candidates": tuple(c for c in row["candidates"].split(",") if c)})

@@ -1,0 +1,111 @@
+"""Identity linking against a real store: NHS number, exact demographics, review, new; and the
+merge of demographics by source trust."""
+from __future__ import annotations
+
+import pytest
+
+from fhir_bridge.bridge import Bridge
+from fhir_bridge.config import Settings
+from fhir_bridge.pipelines.identity import NHS_SYSTEM, IdentityResolver, Link, new_patient_id, source_of
+from tests.postgres import BACKENDS, throwaway_database_url
+
+TRUST = ("pds", "rio", "hl7", "vcse", "dialog-app")
+
+
+def patient(pid: str | None = None, *, nhs: str | None = None, family="Okafor", given="Ada", born="1980-04-02",
+            postcode="E1 4NS", **more) -> dict:
+    p = {"resourceType": "Patient", "name": [{"family": family, "given": [given]}], "birthDate": born,
+         "address": [{"postalCode": postcode}], **more}
+    if pid:
+        p["id"] = pid
+    if nhs:
+        p["identifier"] = [{"system": NHS_SYSTEM, "value": nhs}]
+    return p
+
+
+@pytest.fixture(params=BACKENDS)
+def bridge(request, tmp_path, validator):
+    """A real store on SQLite and, when configured, PostgreSQL (the matching SQL differs by dialect)."""
+    for url in throwaway_database_url(request.param, tmp_path / "identity.db"):
+        b = Bridge(Settings(data_dir=tmp_path, database_url=url), validator=validator)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture()
+def resolver(bridge):
+    return IdentityResolver(bridge.repository, bridge.find, TRUST)
+
+
+def store(bridge, *patients):
+    with bridge.repository.unit_of_work() as uow:
+        for p in patients:
+            uow.create(p)
+
+
+def test_nhs_number_links_whatever_the_other_details(bridge, resolver):
+    store(bridge, patient("a", nhs="9434765919"))
+    link = resolver.resolve(patient(nhs="943 476 5919", family="Okafor-Smith", postcode="N1 1AA"))
+    assert (link.action, link.patient_id) == ("nhs-number", "a")
+
+
+def test_exact_details_link_without_an_nhs_number(bridge, resolver):
+    store(bridge, patient("a", nhs="9434765919"), patient("b", family="Other"))
+    link = resolver.resolve(patient(family=" OKAFOR ", given="ada", postcode="e14ns"))
+    assert (link.action, link.patient_id) == ("demographics", "a")
+
+
+def test_same_details_but_another_nhs_number_is_a_review(bridge, resolver):
+    store(bridge, patient("a", nhs="9434765919"))
+    link = resolver.resolve(patient(nhs="9434765870"))
+    assert link.action == "review" and link.candidates == ("a",) and "another NHS number" in link.reason
+
+
+def test_weaker_match_is_a_review_never_a_link(bridge, resolver):
+    store(bridge, patient("a"))
+    link = resolver.resolve(patient(given="Adaeze"))
+    assert link.action == "review" and link.candidates == ("a",) and link.patient_id is None
+
+
+def test_two_exact_matches_is_a_review(bridge, resolver):
+    store(bridge, patient("a"), patient("b"))
+    link = resolver.resolve(patient())
+    assert link.action == "review" and set(link.candidates) == {"a", "b"}
+
+
+def test_too_few_details_without_nhs_number_is_a_review(bridge, resolver):
+    link = resolver.resolve({"resourceType": "Patient", "id": "x", "name": [{"family": "Okafor", "given": ["Ada"]}]})
+    assert link.action == "review" and "too few details" in link.reason
+
+
+def test_nobody_like_them_is_a_new_patient(bridge, resolver):
+    store(bridge, patient("a"))
+    assert resolver.resolve(patient("vcse-7", family="Brown", born="1990-01-01")) == Link("new", "vcse-7")
+    with_nhs = resolver.resolve(patient(nhs="9434765870", family="Brown"))
+    assert (with_nhs.action, with_nhs.patient_id) == ("new", new_patient_id("9434765870"))
+
+
+def test_deleted_patients_are_not_matched(bridge, resolver):
+    store(bridge, patient("a"))
+    with bridge.repository.unit_of_work() as uow:
+        uow.delete("Patient", "a")
+    assert resolver.resolve(patient("n")).action == "new"
+
+
+def test_merge_unites_identifiers_and_the_more_trusted_source_wins(resolver):
+    existing = patient("a", nhs="9434765919", gender="female", meta={"source": "https://fhir-bridge.example.org/source/rio"})
+    local = {"system": "https://vcse.example.org/client", "value": "C-17"}
+    incoming = patient(gender="male", identifier=[local], telecom=[{"system": "phone", "value": "07700 900123"}])
+    merged = resolver.merge(existing, incoming, "vcse")
+    assert merged.patient["gender"] == "female"                      # rio outranks vcse
+    assert merged.patient["telecom"] == incoming["telecom"]          # new information is added
+    assert local in merged.patient["identifier"] and len(merged.patient["identifier"]) == 2
+    [d] = merged.disagreements
+    assert (d.element, d.kept, d.other, d.kept_from, d.other_from) == ("gender", "female", "male", "rio", "vcse")
+    assert source_of(merged.patient) == "rio"
+
+    trusted = resolver.merge(existing, incoming, "pds")
+    assert trusted.patient["gender"] == "male" and source_of(trusted.patient) == "pds"
+    assert trusted.disagreements[0].kept_from == "pds"
