@@ -111,6 +111,11 @@ class ResourceService:
         write = self._write(lambda u: u.update(patched, if_match=current.version_id, method="PATCH"), caller, "PATCH", uow)
         return Written(write, issues)
 
+    def put_validated(self, resource: dict, caller: Caller, *, uow) -> WriteResult:
+        """Store (create or update by id) a resource the caller has already validated, with its
+        Provenance: the import pipeline validates once, at the edge, then links identities."""
+        return self._write(lambda u: u.update(resource), caller, "PUT", uow)
+
     def delete(self, resource_type: str, resource_id: str, caller: Caller, *, if_match: int | None = None,
                uow=None) -> Stored | None:
         def do(u):
