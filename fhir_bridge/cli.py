@@ -383,3 +383,114 @@ def token(partner: str, name: str | None, scopes: tuple[str, ...]) -> None:
     click.echo(new_token)
     click.echo('add this entry to the "tokens" list of the tokens file:')
     click.echo(orjson.dumps(entry).decode())
+
+
+# -- quarantine and identity reviews ---------------------------------------------------------------
+def _bridge(services: Services):
+    from fhir_bridge.bridge import Bridge
+
+    return Bridge(services.settings, validator=services.validator)
+
+
+@main.group()
+def quarantine() -> None:
+    """Records an import could not store, with where they came from and why."""
+
+
+@quarantine.command("list")
+@click.option("--source", help="Only this source (rio, hl7, vcse, dialog-app).")
+@click.option("--state", type=click.Choice(["open", "released", "all"]), default="open", show_default=True)
+@click.pass_obj
+def quarantine_list(services: Services, source: str | None, state: str) -> None:
+    """List quarantined records: id, source, location, reason."""
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            entries = bridge.repository.quarantined(state=None if state == "all" else state, source=source)
+        finally:
+            bridge.close()
+        for e in entries:
+            click.echo(f"{e.entry_id}  {e.state:8} {e.source:10} {e.reason:16} {e.location}")
+        click.echo(f"{len(entries)} quarantined record(s)")
+        return EXIT_OK
+
+    _run(command)
+
+
+@quarantine.command("show")
+@click.argument("entry_id")
+@click.pass_obj
+def quarantine_show(services: Services, entry_id: str) -> None:
+    """Show one quarantined record: the raw record as received and the OperationOutcome."""
+    from fhir_bridge.errors import NotFound
+
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            entry = bridge.repository.quarantine_entry(entry_id)
+        finally:
+            bridge.close()
+        if entry is None:
+            raise NotFound(f"no quarantined record {entry_id}")
+        click.echo(f"{entry.source} {entry.location} ({entry.reason}, {entry.state}; run {entry.run_id})")
+        click.echo("raw record:")
+        click.echo(entry.raw.decode("utf-8", "replace"))
+        click.echo("why:")
+        click.echo(orjson.dumps(orjson.loads(entry.outcome), option=orjson.OPT_INDENT_2).decode())
+        return EXIT_OK
+
+    _run(command)
+
+
+@main.group()
+def identity() -> None:
+    """Records waiting for a person to say who they belong to."""
+
+
+@identity.command("review")
+@click.pass_obj
+def identity_review(services: Services) -> None:
+    """List open identity reviews: the source's person, why, and the candidate Patients."""
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            reviews = bridge.repository.reviews()
+        finally:
+            bridge.close()
+        for r in reviews:
+            click.echo(f"{r.review_id}  {r.source}:{r.source_key}  {r.reason}")
+            click.echo(f"  candidates: {', '.join(f'Patient/{c}' for c in r.candidates) or 'none'}")
+        click.echo(f"{len(reviews)} open review(s)")
+        return EXIT_OK
+
+    _run(command)
+
+
+@identity.command("link")
+@click.argument("review_id")
+@click.argument("patient_id", required=False)
+@click.option("--new", "as_new", is_flag=True, help="The records are a new person's, not a candidate's.")
+@click.pass_obj
+def identity_link(services: Services, review_id: str, patient_id: str | None, as_new: bool) -> None:
+    """Resolve a review: the waiting records belong to PATIENT_ID (or, with --new, to a new person)."""
+    from fhir_bridge.pipelines.ingest import Ingest, resolve_review
+    from fhir_bridge.pipelines.resources import SYSTEM_CALLER
+
+    if bool(patient_id) == as_new:
+        raise click.UsageError("give either a PATIENT_ID or --new")
+
+    def refuse_mapping(_record):  # resolving a review stores records mapped already
+        raise AssertionError("no mapping when resolving a review")
+
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            review = bridge.repository.review(review_id)
+            run = Ingest(bridge, review.source if review else "review", refuse_mapping, SYSTEM_CALLER)
+            status = resolve_review(run, review_id, patient_id)
+        finally:
+            bridge.close()
+        click.echo(f"review {review_id}: {status}")
+        return EXIT_OK if not status.startswith("quarantined") else EXIT_ISSUES
+
+    _run(command)
