@@ -211,30 +211,34 @@ def _entry(stored: Stored, base: str, mode: str, request: Request) -> dict:
 
 
 def _paging_links(resource_type: str, params, result: SearchResult, base: str) -> list[dict]:
-    """self / first / previous / next / last, by _offset, so every page can be reached from any other."""
+    return page_links(f"{base}/{resource_type}", params, result.offset, result.count, result.total,
+                      len(result.matches))
+
+
+def page_links(url: str, params, offset: int, count: int, total: int | None, returned: int) -> list[dict]:
+    """self / first / previous / next / last by _offset, so every page can be reached from any other."""
     kept = [(k, v) for k, v in params if k not in ("_offset", "_count")]
-    count = max(result.count, 1)
+    count = max(count, 1)
 
-    def link(relation: str, offset: int) -> dict:
-        query = urlencode(kept + [("_count", str(count)), ("_offset", str(offset))])
-        return {"relation": relation, "url": f"{base}/{resource_type}?{query}"}
+    def link(relation: str, at: int) -> dict:
+        return {"relation": relation, "url": f"{url}?" + urlencode(kept + [("_count", str(count)), ("_offset", str(at))])}
 
-    links = [link("self", result.offset), link("first", 0)]
-    if result.offset > 0:
-        links.append(link("previous", max(result.offset - count, 0)))
-    if result.total is not None:
-        if result.offset + count < result.total:
-            links.append(link("next", result.offset + count))
-        links.append(link("last", max((result.total - 1) // count * count, 0)))
-    elif len(result.matches) == count:
-        links.append(link("next", result.offset + count))
+    links = [link("self", offset), link("first", 0)]
+    if offset > 0:
+        links.append(link("previous", max(offset - count, 0)))
+    if total is not None:
+        if offset + count < total:
+            links.append(link("next", offset + count))
+        links.append(link("last", max((total - 1) // count * count, 0)))
+    elif returned == count:
+        links.append(link("next", offset + count))
     return links
 
 
 def _history(request: Request, resource_type: str | None, resource_id: str | None) -> Response:
     params = request.query_params
     since = params.get("_since")
-    count = _int_param(params.get("_count"), 50, "_count")
+    count = max(_int_param(params.get("_count"), 50, "_count"), 1)
     offset = _int_param(params.get("_offset"), 0, "_offset")
     since_us = to_microseconds(since) if since else None
     if since and since_us is None:
@@ -247,11 +251,8 @@ def _history(request: Request, resource_type: str | None, resource_id: str | Non
     bundle = {"resourceType": "Bundle", "type": "history", "total": total, "entry": [_history_entry(v, base) for v in versions]}
     if not bundle["entry"]:
         del bundle["entry"]
-    path = "/".join(p for p in (resource_type, resource_id) if p)
-    kept = [(k, v) for k, v in params.multi_items() if k not in ("_offset", "_count")]
-    link = lambda rel, off: {"relation": rel, "url": f"{base}/{path + '/' if path else ''}_history?"  # noqa: E731
-                             + urlencode(kept + [("_count", str(count)), ("_offset", str(off))])}
-    bundle["link"] = [link("self", offset)] + ([link("next", offset + count)] if offset + count < total else [])
+    path = "/".join(p for p in (base, resource_type, resource_id, "_history") if p)
+    bundle["link"] = page_links(path, params.multi_items(), offset, count, total, len(versions))
     return ctx.render(request, bundle)
 
 

@@ -287,6 +287,20 @@ def test_type_history_pages_with_count(client, auth, create, make_patient, make_
     assert [e["resource"]["id"] for e in first["entry"] + second["entry"]] == ids[::-1]
 
 
+def test_history_links_reach_the_last_page_and_back(client, auth, create, make_patient):
+    for n in range(5):
+        create(make_patient(n))
+    page = expect(client.get("/fhir/Patient/_history", params={"_count": 2}, headers=auth), 200)
+    links = {li["relation"]: li["url"] for li in page["link"]}
+    last = expect(client.get(links["last"], headers=auth), 200)
+    assert len(last["entry"]) == 1 and "next" not in {li["relation"] for li in last["link"]}
+    previous = next(li["url"] for li in last["link"] if li["relation"] == "previous")
+    assert len(expect(client.get(previous, headers=auth), 200)["entry"]) == 2
+    zero = expect(client.get("/fhir/Patient/_history", params={"_count": 0}, headers=auth), 200)
+    next_url = next(li["url"] for li in zero["link"] if li["relation"] == "next")
+    assert "_offset=1" in next_url  # _count=0 pages by one: never a link back to itself
+
+
 def test_system_history_holds_every_type_including_provenance(client, auth, create, make_patient, make_response):
     create(make_patient())
     create(make_response())
