@@ -121,3 +121,28 @@ def test_insecure_dev_says_so_and_serves_without_a_token(start_server):
     assert httpx.get(f"{server.base}/Patient/nobody").status_code == 404   # not 401: auth is off
     assert server.stop() == 0
     assert "AUTHENTICATION IS OFF" in server.output()
+
+
+def test_a_real_fhir_client_library_works_against_the_server(start_server, tokens_file):
+    """fhirpy (an independent FHIR client, as a partner would use) over the socket: create, read,
+    search with its paging, update with the version it read, delete."""
+    from fhirpy import SyncFHIRClient
+
+    server = start_server("--tokens", str(tokens_file))
+    client = SyncFHIRClient(server.base, authorization=f"Bearer {TOKEN}")
+    patients = []
+    for n in range(3):
+        patient = client.resource("Patient", name=[{"family": f"Client{n}", "given": ["Lib"]}], birthDate="1975-06-0" + str(n + 1))
+        patient.save()
+        patients.append(patient)
+    assert all(p.id for p in patients)
+    fetched = client.reference("Patient", patients[0].id).to_resource()
+    assert fetched["name"][0]["family"] == "Client0" and fetched["meta"]["versionId"] == "1"
+    found = client.resources("Patient").search(given="Lib").limit(2).fetch_all()  # follows next links
+    assert sorted(p["name"][0]["family"] for p in found) == ["Client0", "Client1", "Client2"]
+    fetched["gender"] = "female"
+    fetched.save()
+    assert client.reference("Patient", fetched.id).to_resource()["meta"]["versionId"] == "2"
+    fetched.delete()
+    assert client.resources("Patient").search(given="Lib").count() == 2
+    assert server.stop() == 0
