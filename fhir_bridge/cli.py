@@ -494,3 +494,44 @@ def identity_link(services: Services, review_id: str, patient_id: str | None, as
         return EXIT_OK if not status.startswith("quarantined") else EXIT_ISSUES
 
     _run(command)
+
+
+# -- import ------------------------------------------------------------------------------------------
+@main.command("import")
+@click.argument("source", type=click.Choice(["dialog-app"]))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--organization", required=True, help="ODS code of the organisation the export comes from.")
+@click.pass_obj
+def import_(services: Services, source: str, paths: tuple[Path, ...], organization: str) -> None:
+    """Import a source's export files (CSV files, folders or zips) into the store.
+
+    Every record is stored (created, updated, unchanged) or quarantined with its reason; records whose
+    person cannot be identified safely wait in `fhir-bridge identity review`. Exit 0 when nothing was
+    quarantined, 1 otherwise. The run report is printed and saved with the run.
+    """
+    from fhir_bridge.mapping import MappingEngine, load_mappings
+    from fhir_bridge.pipelines.ingest import Ingest
+    from fhir_bridge.pipelines.resources import Caller
+    from fhir_bridge.pipelines.sources import DialogAppSource
+
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            engine = MappingEngine(load_mappings(services.settings.mappings_dir, bridge.terminology), bridge.terminology)
+            adapter = DialogAppSource(engine, organization)
+            run = Ingest(bridge, source, adapter.map, Caller(organization, organization),
+                         quarantine_dir=services.settings.data_dir / "quarantine")
+            report = run.run(adapter.records(list(paths)))
+        finally:
+            bridge.close()
+        summary = report.to_json()
+        click.echo(f"run {report.run_id}: {summary['in']} in = {summary['created']} created + {summary['updated']} updated"
+                   f" + {summary['unchanged']} unchanged + {summary['quarantined']} quarantined")
+        for reason, n in sorted(report.quarantined.items()):
+            click.echo(f"  quarantined, {reason}: {n}")
+        for d in report.disagreements:
+            click.echo(f"  Patient/{d['patient']} {d['element']}: kept {d['kept']!r} ({d['keptFrom']}), "
+                       f"not {d['other']!r} ({d['otherFrom']})")
+        return EXIT_ISSUES if report.quarantined else EXIT_OK
+
+    _run(command)

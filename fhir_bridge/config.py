@@ -23,6 +23,7 @@ class Settings:
     profiles_dir: Path = REPO_ROOT / "profiles"
     terminology_dir: Path = REPO_ROOT / "terminology"
     examples_dir: Path = REPO_ROOT / "examples"
+    mappings_dir: Path = REPO_ROOT / "mappings"
     # No published minimum number of answered items makes a DIALOG mean valid (domain.md):
     # a setting, and every mean reports how many items it rests on.
     min_answered_sqol: int = 1
@@ -44,6 +45,7 @@ class Settings:
             profiles_dir=_path(env, "PROFILES_DIR", REPO_ROOT / "profiles"),
             terminology_dir=_path(env, "TERMINOLOGY_DIR", REPO_ROOT / "terminology"),
             examples_dir=_path(env, "EXAMPLES_DIR", REPO_ROOT / "examples"),
+            mappings_dir=_path(env, "MAPPINGS_DIR", REPO_ROOT / "mappings"),
             min_answered_sqol=_int(env, "MIN_ANSWERED_SQOL", 1),
             min_answered_treatment=_int(env, "MIN_ANSWERED_TREATMENT", 1),
             report_best_practice=env.get("FHIR_BRIDGE_REPORT_BEST_PRACTICE", "").lower() in ("1", "true", "yes"),

@@ -1,0 +1,56 @@
+"""`fhir-bridge import dialog-app`: the whole pipeline from a real CSV file to the store."""
+from __future__ import annotations
+
+import csv
+import io
+
+from click.testing import CliRunner
+
+from fhir_bridge.cli import main
+from tests.conftest import REPO
+
+GOLDEN = REPO / "tests" / "golden" / "dialog-app"
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_app_sessions_wait_for_identity_review_then_store(tmp_path, monkeypatch):
+    """The app export has a name and no NHS number or birth date: never enough to link safely."""
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path))
+    csv = GOLDEN / "complete-session" / "input.csv"
+    first = run("import", "dialog-app", str(csv), "--organization", "RV3")
+    assert first.exit_code == 1 and "2 in = 0 created + 0 updated + 0 unchanged + 2 quarantined" in first.output
+    assert "identity-review: 2" in first.output
+    again = run("import", "dialog-app", str(csv), "--organization", "RV3")
+    assert again.exit_code == 1
+    reviews = run("identity", "review").output
+    assert "2 open review(s)" in reviews  # the same sessions again are not doubled
+    review_id = reviews.split()[0]
+    linked = run("identity", "link", review_id, "--new")
+    assert linked.exit_code == 0 and "created" in linked.output
+    assert "1 open review(s)" in run("identity", "review").output
+
+
+def test_bad_rows_and_files_are_quarantined_and_counted(tmp_path, monkeypatch):
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    header, good = list(csv.reader(io.StringIO((GOLDEN / "complete-session" / "input.csv").read_text(encoding="utf-8-sig"))))[:2]
+    nine = list(good)
+    nine[header.index("Mental Health Rank")] = "9"
+    bad = tmp_path / "export.csv"
+    with bad.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows([header, good, nine])
+        out.write("too,few\r\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    result = run("import", "dialog-app", str(bad), str(empty), "--organization", "RV3")
+    assert result.exit_code == 1
+    assert "4 in = 0 created + 0 updated + 0 unchanged + 4 quarantined" in result.output
+    assert "mapping: 3" in result.output and "identity-review: 1" in result.output
+    listed = run("quarantine", "list").output
+    assert f"{bad}:3" in listed and f"{bad}:4" in listed and f"{empty}:1" in listed
+    saved = list((tmp_path / "data" / "quarantine").glob("*.jsonl"))
+    assert len(saved) == 1 and len(saved[0].read_text().splitlines()) == 3
