@@ -509,19 +509,15 @@ def import_(services: Services, source: str, paths: tuple[Path, ...], organizati
     person cannot be identified safely wait in `fhir-bridge identity review`. Exit 0 when nothing was
     quarantined, 1 otherwise. The run report is printed and saved with the run.
     """
-    from fhir_bridge.mapping import MappingEngine, load_mappings
-    from fhir_bridge.pipelines.ingest import Ingest
     from fhir_bridge.pipelines.resources import Caller
-    from fhir_bridge.pipelines.sources import DialogAppSource
+    from fhir_bridge.pipelines.sources import run_import
 
     def command() -> int:
         bridge = _bridge(services)
         try:
-            engine = MappingEngine(load_mappings(services.settings.mappings_dir, bridge.terminology), bridge.terminology)
-            adapter = DialogAppSource(engine, organization)
-            run = Ingest(bridge, source, adapter.map, Caller(organization, organization),
-                         quarantine_dir=services.settings.data_dir / "quarantine")
-            report = run.run(adapter.records(list(paths)))
+            report = run_import(bridge, source, list(paths), organization=organization,
+                                caller=Caller(organization, organization),
+                                quarantine_dir=services.settings.data_dir / "quarantine")
         finally:
             bridge.close()
         summary = report.to_json()
@@ -533,5 +529,34 @@ def import_(services: Services, source: str, paths: tuple[Path, ...], organizati
             click.echo(f"  Patient/{d['patient']} {d['element']}: kept {d['kept']!r} ({d['keptFrom']}), "
                        f"not {d['other']!r} ({d['otherFrom']})")
         return EXIT_ISSUES if report.quarantined else EXIT_OK
+
+    _run(command)
+
+
+# -- synth ---------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("source")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Records in each source's main file (DIALOGs, sessions, ORU messages).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same bytes.")
+@click.option("--dirty", is_flag=True, help="Inject the quirks and faults real extracts contain.")
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the manifest (files, counts, every injection) as JSON here.")
+def synth(source: str, out_dir: Path, count: int, seed: int, dirty: bool, manifest_path: Path | None) -> None:
+    """Write a synthetic export of SOURCE (rio, vcse, dialog-app, hl7 or all) into OUT_DIR."""
+    from fhir_bridge.synth import generate
+
+    def command() -> int:
+        manifest = generate(source, out_dir, count=count, seed=seed, dirty=dirty)
+        for line in manifest.summary():
+            click.echo(line)
+        if manifest_path is not None:
+            try:
+                manifest_path.write_bytes(orjson.dumps(manifest.to_json(), option=orjson.OPT_INDENT_2))
+            except OSError as exc:
+                raise BridgeError(f"cannot write the manifest {manifest_path}: {exc.strerror}") from exc
+        return EXIT_OK
 
     _run(command)

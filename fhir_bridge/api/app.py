@@ -52,8 +52,9 @@ def create_app(bridge: Bridge, *, tokens: TokenStore | None, max_body_bytes: int
 def _include_optional(app: FastAPI) -> None:
     """Routers with fixed path segments ($operations, the terminology resources, the base for bundles)
     go before the generic /{type}/{id} routes so that `$validate` is never read as an id."""
-    from fhir_bridge.api import bundles, operations, terminology_ops
+    from fhir_bridge.api import bundles, ingest_op, operations, terminology_ops
 
+    app.include_router(ingest_op.router)
     app.include_router(operations.router)
     app.include_router(terminology_ops.router)
     app.include_router(bundles.router)

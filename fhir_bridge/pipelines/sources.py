@@ -13,8 +13,9 @@ from typing import Iterator
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.formats.csv_reader import read_csv, read_csv_folder_or_zip
-from fhir_bridge.mapping import MappingEngine
-from fhir_bridge.pipelines.ingest import SourceRecord
+from fhir_bridge.mapping import MappingEngine, load_mappings
+from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
+from fhir_bridge.pipelines.resources import Caller
 
 
 @dataclass
@@ -71,3 +72,16 @@ class DialogAppSource:
             raise record.data.error
         result = self.engine.map(self.name, record.data, record.location, self.parameters)
         return Mapped(result.resources, [p.to_issue() for p in result.problems])
+
+
+SOURCES = {DialogAppSource.name: DialogAppSource}  # RiO, HL7 v2 and VCSE adapters join here
+
+
+def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,
+               quarantine_dir: Path | None) -> RunReport:
+    """The one way files are imported, from the command line or from `$ingest`."""
+    if source not in SOURCES:
+        raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(SOURCES))}")
+    engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
+    adapter = SOURCES[source](engine, organization)
+    return Ingest(bridge, source, adapter.map, caller, quarantine_dir=quarantine_dir).run(adapter.records(paths))

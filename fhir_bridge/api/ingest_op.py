@@ -1,0 +1,94 @@
+"""`POST [base]/$ingest`: a partner pushes an export file over HTTP; the same pipeline as
+`fhir-bridge import` runs on it, as the partner (its token's ODS code is the organisation).
+
+Input: a Parameters resource with `source` (valueCode) and one or more `file` (valueAttachment
+with base64 `data` and a `title`), or a Binary resource with `?source=`. Output: Parameters with
+the run id, the counts and an OperationOutcome (the run report).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from fhir_bridge.api import context as ctx
+from fhir_bridge.api.auth import authorize
+from fhir_bridge.api.capability import register_operation
+from fhir_bridge.errors import InputError
+from fhir_bridge.fhir.outcome import Issue, operation_outcome
+from fhir_bridge.pipelines.sources import SOURCES, run_import
+
+router = APIRouter(prefix=ctx.FHIR_BASE)
+WRITES = ("Patient", "QuestionnaireResponse")  # what an import stores (Provenance is the server's own record)
+register_operation("*", "ingest", "https://fhir-bridge.example.org/OperationDefinition/ingest")
+
+
+@router.post("/$ingest")
+async def ingest(request: Request) -> Response:
+    who = ctx.caller(request, WRITES[0], "write")
+    for resource_type in WRITES[1:]:
+        authorize(who, resource_type, "write")
+    body = ctx.parse_resource(request, await ctx.read_body(request))
+    source, files = _inputs(body, request.query_params.get("source"))
+    bridge = ctx.state(request).bridge
+
+    def run():
+        with tempfile.TemporaryDirectory(prefix="fhir-bridge-ingest-") as folder:
+            paths = []
+            for index, (title, data) in enumerate(files):
+                path = Path(folder) / f"{index:03d}-{Path(title).name or 'upload.csv'}"
+                path.write_bytes(data)
+                paths.append(path)
+            return run_import(bridge, source, paths, organization=who.partner, caller=who,
+                              quarantine_dir=bridge.settings.data_dir / "quarantine")
+
+    report = await run_in_threadpool(run)
+    summary = report.to_json()
+    issues = [Issue("information", "informational",
+                    f"{summary['in']} records in: {summary['created']} created, {summary['updated']} updated, "
+                    f"{summary['unchanged']} unchanged, {summary['quarantined']} quarantined")]
+    issues += [Issue("warning", "processing", f"{n} record(s) quarantined: {reason}")
+               for reason, n in sorted(report.quarantined.items())]
+    counts = [{"name": key, "valueInteger": summary[key]}
+              for key in ("in", "created", "updated", "unchanged", "quarantined")]
+    result = {"resourceType": "Parameters", "parameter": [
+        {"name": "run", "valueString": report.run_id}, *counts,
+        {"name": "outcome", "resource": operation_outcome(issues)}]}
+    return ctx.render(request, result)
+
+
+def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, bytes]]]:
+    if body.get("resourceType") == "Binary":
+        if not source_param:
+            raise InputError("A Binary upload needs ?source= (one of " + ", ".join(sorted(SOURCES)) + ")")
+        return source_param, [("upload.csv", _decoded(body.get("data"), "Binary.data"))]
+    if body.get("resourceType") != "Parameters":
+        raise InputError("$ingest takes a Parameters (source, file) or a Binary resource")
+    source = source_param
+    files = []
+    for i, p in enumerate(body.get("parameter", [])):
+        if p.get("name") == "source":
+            source = p.get("valueCode") or p.get("valueString")
+        elif p.get("name") == "file":
+            attachment = p.get("valueAttachment") or {}
+            files.append((attachment.get("title") or f"file-{i}.csv",
+                          _decoded(attachment.get("data"), f"Parameters.parameter[{i}].valueAttachment.data")))
+    if not source:
+        raise InputError("$ingest needs a source (one of " + ", ".join(sorted(SOURCES)) + ")")
+    if not files:
+        raise InputError("$ingest needs at least one file (valueAttachment with base64 data)")
+    return source, files
+
+
+def _decoded(data: object, where: str) -> bytes:
+    if type(data) is not str:
+        raise InputError(f"{where} must be base64 text", expression=where)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"{where} is not valid base64", expression=where) from exc

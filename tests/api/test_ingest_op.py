@@ -1,0 +1,63 @@
+"""POST [base]/$ingest: a partner pushes an export file; the import pipeline runs as that partner."""
+from __future__ import annotations
+
+import base64
+
+from tests.api.helpers import expect
+from tests.conftest import REPO
+
+APP_CSV = (REPO / "tests" / "golden" / "dialog-app" / "complete-session" / "input.csv").read_bytes()
+
+
+def parameters(source: str, *files: tuple[str, bytes]) -> dict:
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "source", "valueCode": source},
+        *[{"name": "file", "valueAttachment": {"contentType": "text/csv", "title": title,
+                                                "data": base64.b64encode(data).decode()}} for title, data in files]]}
+
+
+def value(result: dict, name: str):
+    return next(p for p in result["parameter"] if p["name"] == name)
+
+
+def test_an_uploaded_app_export_runs_through_the_pipeline(client, auth, bridge):
+    result = expect(client.post("/fhir/$ingest", json=parameters("dialog-app", ("export.csv", APP_CSV)),
+                                headers=auth), 200)
+    assert value(result, "in")["valueInteger"] == 2
+    assert value(result, "quarantined")["valueInteger"] == 2  # the app export cannot identify people: review
+    outcome = value(result, "outcome")["resource"]
+    assert any("identity-review" in i["diagnostics"] for i in outcome["issue"])
+    assert len(bridge.repository.reviews()) == 2
+    [run] = [r for r in bridge.repository.runs() if r["run_id"] == value(result, "run")["valueString"]]
+    assert run["source"] == "dialog-app" and run["finished"] is not None
+
+
+def test_a_binary_upload_with_source_in_the_url(client, auth):
+    binary = {"resourceType": "Binary", "contentType": "text/csv", "data": base64.b64encode(APP_CSV).decode()}
+    result = expect(client.post("/fhir/$ingest?source=dialog-app", json=binary, headers=auth), 200)
+    assert value(result, "in")["valueInteger"] == 2
+
+
+def test_bad_requests_are_400_with_a_reason(client, auth):
+    unknown = expect(client.post("/fhir/$ingest", json=parameters("spreadsheet", ("x.csv", APP_CSV)), headers=auth), 400)
+    assert "unknown source" in unknown["issue"][0]["diagnostics"]
+    broken = parameters("dialog-app", ("x.csv", APP_CSV))
+    broken["parameter"][1]["valueAttachment"]["data"] = "not base64!"
+    assert "base64" in expect(client.post("/fhir/$ingest", json=broken, headers=auth), 400)["issue"][0]["diagnostics"]
+    no_file = {"resourceType": "Parameters", "parameter": [{"name": "source", "valueCode": "dialog-app"}]}
+    expect(client.post("/fhir/$ingest", json=no_file, headers=auth), 400)
+
+
+def test_ingest_needs_a_token_with_write_scopes(client, token_for):
+    body = parameters("dialog-app", ("export.csv", APP_CSV))
+    expect(client.post("/fhir/$ingest", json=body), 401)
+    expect(client.post("/fhir/$ingest", json=body, headers=token_for("system/*.read")), 403)
+    expect(client.post("/fhir/$ingest", json=body, headers=token_for("system/QuestionnaireResponse.write")), 403)
+    both = token_for("system/QuestionnaireResponse.write", "system/Patient.write")
+    expect(client.post("/fhir/$ingest", json=body, headers=both), 200)
+
+
+def test_ingest_is_listed_in_the_capability_statement(client):
+    metadata = expect(client.get("/fhir/metadata"), 200)
+    assert {"name": "ingest", "definition": "https://fhir-bridge.example.org/OperationDefinition/ingest"} in \
+        metadata["rest"][0].get("operation", [])
