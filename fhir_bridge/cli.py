@@ -517,7 +517,7 @@ def import_(services: Services, source: str, paths: tuple[Path, ...], organizati
         try:
             report = run_import(bridge, source, list(paths), organization=organization,
                                 caller=Caller(organization, organization),
-                                quarantine_dir=services.settings.data_dir / "quarantine")
+                                quarantine_dir=services.settings.data_dir / "quarantine", show_progress=True)
         finally:
             bridge.close()
         summary = report.to_json()

@@ -25,6 +25,7 @@ from fhir_bridge.errors import BridgeError
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.identity import SOURCE_BASE, Disagreement
+from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.store.ingest_records import QuarantineEntry, Review
 
@@ -82,12 +83,16 @@ class Ingest:
         self.report = RunReport(run_id or str(uuid.uuid4()), source, clock())
         self.quarantine_file = (quarantine_dir / f"{self.report.run_id}.jsonl") if quarantine_dir else None
 
-    def run(self, records: Iterable[SourceRecord]) -> RunReport:
+    def run(self, records: Iterable[SourceRecord], progress: Progress | None = None) -> RunReport:
         repo = self.bridge.repository
         repo.start_run(self.report.run_id, self.source, self.report.started)
         for record in records:
             self.report.records_in += 1
             self.one(record)
+            if progress is not None:
+                progress.advance(len(record.raw))
+        if progress is not None:
+            progress.finish()
         self.report.finished = self.clock()
         repo.finish_run(self.report.run_id, self.report.finished, orjson.dumps(self.report.to_json()))
         return self.report

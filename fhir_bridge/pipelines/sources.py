@@ -15,6 +15,7 @@ from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.formats.csv_reader import read_csv, read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
+from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
 
 
@@ -78,10 +79,24 @@ SOURCES = {DialogAppSource.name: DialogAppSource}  # RiO, HL7 v2 and VCSE adapte
 
 
 def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,
-               quarantine_dir: Path | None) -> RunReport:
+               quarantine_dir: Path | None, show_progress: bool = False) -> RunReport:
     """The one way files are imported, from the command line or from `$ingest`."""
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(SOURCES))}")
     engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
     adapter = SOURCES[source](engine, organization)
-    return Ingest(bridge, source, adapter.map, caller, quarantine_dir=quarantine_dir).run(adapter.records(paths))
+    progress = Progress(_size(paths)) if show_progress else None
+    return Ingest(bridge, source, adapter.map, caller, quarantine_dir=quarantine_dir).run(adapter.records(paths), progress)
+
+
+def _size(paths: list[Path]) -> int | None:
+    """Bytes to read, for the progress ETA (zips and odd paths: unknown)."""
+    total = 0
+    for path in paths:
+        if path.is_file() and path.suffix.lower() != ".zip":
+            total += path.stat().st_size
+        elif path.is_dir():
+            total += sum(f.stat().st_size for f in path.rglob("*.csv") if f.is_file())
+        else:
+            return None
+    return total
