@@ -77,8 +77,12 @@ def _read(stream: BinaryIO, encoding: str | None, delimiter: str | None, name: s
         lines.take_record()
         _check_header(header, f"{name}:{header_start}")
         width = len(header)
+        lines.in_data = True
         for record in reader:
             start, raw = lines.start, lines.take_record()
+            if lines.bad is not None:  # garbage inside the data: that record is flagged, the rest is read
+                yield CsvRow(start, {}, raw, lines.take_bad())
+                continue
             values = list(map(str.strip, record))  # map: about twice as fast as a comprehension here
             if not any(values):  # an empty line, or a spreadsheet row of empty cells: no data to lose
                 continue
@@ -146,6 +150,8 @@ class _Lines:
         self._number = 0       # physical lines read so far
         self.start = 1         # first line of the record being collected
         self._pending: list[str] = []
+        self.in_data = False   # past the header: a bad line flags its record instead of ending the file
+        self.bad: str | None = None  # why the record being collected is unreadable
 
     def first_non_blank(self) -> str | None:
         for line in self._iter():
@@ -158,6 +164,10 @@ class _Lines:
     def replay_first(self, first: str) -> Iterator[str]:
         yield first
         yield from self._iter()
+
+    def take_bad(self) -> str | None:
+        reason, self.bad = self.bad, None
+        return reason
 
     def take_record(self) -> str:
         raw = "".join(self._pending).rstrip("\r\n")
@@ -177,13 +187,26 @@ class _Lines:
             self._number += 1
             bad = _BAD_TEXT.search(line)
             if bad:
-                location = f"{self._name}:{self._number}"
-                if bad.group() >= "\udc80":
-                    raise InputError(f"undecodable bytes for {self._text.encoding} (the file mixes encodings)",
-                                     location=location)
-                raise InputError("binary content (NUL or control characters): not a CSV file", location=location)
+                reason = (f"undecodable bytes for {self._text.encoding} (the file mixes encodings)"
+                          if bad.group() >= "\udc80" else "binary content (NUL or control characters)")
+                if not self.in_data:
+                    raise InputError(reason + ": not a CSV file", location=f"{self._name}:{self._number}")
+                # Keep a readable copy for the quarantine and hand csv an empty line in its place
+                self.bad = reason
+                self._pending.append(_readable(line))
+                yield "\n"
+                continue
             self._pending.append(line)
             yield line
+
+
+def _readable(line: str) -> str:
+    """Undecodable bytes and control characters as \\xNN: safe to store, show and compare."""
+    text = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.rstrip("\r\n")) + "\n"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class _Replay(io.RawIOBase):

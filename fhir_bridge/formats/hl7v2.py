@@ -47,6 +47,7 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _PATH = re.compile(r"([A-Z][A-Z0-9]{2})-(\d+)(?:\[(\d+)\])?(?:\.(\d+))?(?:\.(\d+))?\Z")
 # Wrappers of batch files; they carry no patient data
 _BATCH_WRAPPERS = ("FHS", "BHS", "BTS", "FTS")
+_SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}[^A-Za-z0-9\s]")  # a segment id, then the field separator
 # MLLP framing bytes left in files captured from the wire
 _FRAMING = str.maketrans("", "", "\x0b\x1c\ufeff")  # and a byte-order mark
 
@@ -207,23 +208,33 @@ def split_batch(data: bytes) -> Iterator[tuple[int, str]]:
     """Split a file into message texts, numbered from 1, segments joined by CR.
 
     Accepts a single message, messages back to back, FHS/BHS ... BTS/FTS batches and files
-    captured from MLLP. Lines before the first MSH that are not batch wrappers are yielded as a
-    message of their own, so that parsing it fails and it is quarantined, not silently dropped.
+    captured from MLLP. Lines that are not segments (garbage) are never dropped and never cost a
+    good message: garbage between messages (before the first MSH, or directly before an MSH) is
+    yielded as a text of its own, so parsing it fails and it is quarantined; garbage followed by
+    more segments of the same message stays in that message, which is then quarantined whole
+    rather than imported truncated.
     """
-    index, current = 0, []
+    index, current, garbage = 0, [], []
     for line in _LINE_BREAK.split(decode(data).translate(_FRAMING)):
-        if not line.strip():
+        if not line.strip() or line[:3] in _BATCH_WRAPPERS:
             continue
-        head = line[:3]
-        if head in _BATCH_WRAPPERS:
+        if not _SEGMENT_START.match(line):
+            garbage.append(line)
             continue
-        if head == "MSH" and current:
-            index += 1
-            yield index, "\r".join(current)
-            current = []
+        if line.startswith("MSH"):
+            for text in (current, garbage):
+                if text:
+                    index += 1
+                    yield index, "\r".join(text)
+            current, garbage = [], []
+        elif garbage:
+            current += garbage  # inside a message: it goes to quarantine with it
+            garbage = []
         current.append(line)
-    if current:
-        yield index + 1, "\r".join(current)
+    for text in (current, garbage):
+        if text:
+            index += 1
+            yield index, "\r".join(text)
 
 
 def build_ack(

@@ -46,12 +46,13 @@ def test_cp1252_detected_from_the_first_chunk_even_when_the_odd_byte_is_late() -
     assert rows(data)[-1].values["family_name"] == "Beyoncé"
 
 
-def test_utf8_file_with_a_cp1252_byte_past_the_first_chunk_is_refused_with_its_line() -> None:
+def test_a_cp1252_line_past_the_first_chunk_of_a_utf8_file_is_flagged_and_reading_goes_on() -> None:
     good = "client_id,name\n" + "RIO1,Zoë\n" * 20000  # > 64 KiB, valid UTF-8 in the first chunk
-    data = good.encode() + "RIO2,café\n".encode("cp1252")
-    with pytest.raises(InputError) as err:
-        rows(data)
-    assert err.value.location == "<bytes>:20002"
+    data = good.encode() + "RIO2,café\n".encode("cp1252") + "RIO3,Zoë\n".encode()
+    got = rows(data)
+    flagged = [r for r in got if r.problem]
+    assert [(r.line, "mixes encodings" in r.problem) for r in flagged] == [(20002, True)]
+    assert "caf" in flagged[0].raw and got[-1].values == {"client_id": "RIO3", "name": "Zoë"}
 
 
 def test_neither_utf8_nor_cp1252_is_refused() -> None:
@@ -119,10 +120,18 @@ def test_explicit_delimiter_overrides_sniffing() -> None:
     assert rows(b"a;b,c\n1;2,3\n", delimiter=";")[0].values == {"a": "1", "b,c": "2,3"}
 
 
-def test_nul_bytes_refused_with_the_line() -> None:
+def test_a_binary_line_in_the_data_is_flagged_and_the_rest_of_the_file_read() -> None:
+    """A bad row never stops the batch: the garbage is quarantined, the rows after it import."""
+    got = rows(b"a,b\n1,2\n3,\x00\x00\x004\n5,6\n")
+    assert [(r.line, r.problem and "binary" in r.problem) for r in got] == [(2, None), (3, True), (4, None)]
+    assert got[1].values == {} and "\\x00" in got[1].raw  # kept readable for the quarantine
+    assert got[2].values == {"a": "5", "b": "6"}
+
+
+def test_binary_content_in_the_header_refuses_the_file() -> None:
     with pytest.raises(InputError, match="binary") as err:
-        rows(b"a,b\n1,2\n3,\x00\x00\x004\n")
-    assert err.value.location == "<bytes>:3"
+        rows(b"a,\x00b\n1,2\n")
+    assert err.value.location == "<bytes>:1"
 
 
 def test_binary_garbage_refused() -> None:

@@ -293,3 +293,20 @@ def test_ack_keeps_escapes_in_the_sender_header_as_sent() -> None:
     seg = ack_segments(build_ack(msg, "AA", "", now=NOW))
     assert seg["MSH"][4:6] == ["RIO\\T\\CO", "RAT^X^L"]
     assert field(parse_message(build_ack(msg, "AA", "", now=NOW)), "MSH-5") == "RIO&CO"
+
+
+def test_garbage_between_messages_is_its_own_text_and_costs_no_message():
+    first, second = oru("G1"), oru("G2")
+    data = (first + "\r\n" + "\x00\x01 not hl7 \xff" + "\r\n" + second).encode("latin-1")
+    texts = [t for _, t in split_batch(data)]
+    assert len(texts) == 3
+    assert control_id(parse_message(texts[0])) == "G1" and control_id(parse_message(texts[2])) == "G2"
+    with pytest.raises(InputError):
+        parse_message(texts[1])
+
+
+def test_garbage_inside_a_message_keeps_it_whole_for_quarantine():
+    segments = oru("G3").split("\r")
+    data = "\r".join(segments[:2] + ["#### torn line ####"] + segments[2:]).encode()
+    [(_, text)] = list(split_batch(data))
+    assert "#### torn line ####" in text and text.count("OBX") == oru("G3").count("OBX")
