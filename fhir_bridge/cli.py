@@ -498,7 +498,7 @@ def identity_link(services: Services, review_id: str, patient_id: str | None, as
 
 # -- import ------------------------------------------------------------------------------------------
 @main.command("import")
-@click.argument("source", type=click.Choice(["dialog-app"]))
+@click.argument("source", type=click.Choice(["dialog-app", "rio"]))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--organization", required=True, help="ODS code of the organisation the export comes from.")
 @click.pass_obj

@@ -54,3 +54,16 @@ def test_bad_rows_and_files_are_quarantined_and_counted(tmp_path, monkeypatch):
     assert f"{bad}:3" in listed and f"{bad}:4" in listed and f"{empty}:1" in listed
     saved = list((tmp_path / "data" / "quarantine").glob("*.jsonl"))
     assert len(saved) == 1 and len(saved[0].read_text().splitlines()) == 3
+
+
+def test_a_rio_export_imports_and_a_second_run_changes_nothing(tmp_path, monkeypatch):
+    from fhir_bridge.synth import generate
+
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    generate("rio", tmp_path / "export", count=20, seed=4)
+    first = run("import", "rio", str(tmp_path / "export"), "--organization", "RV3")
+    assert first.exit_code == 0, first.output
+    total = first.output.split(" in = ")[0].rsplit(" ", 1)[1]
+    assert f"{total} in = {total} created" in first.output
+    again = run("import", "rio", str(tmp_path / "export"), "--organization", "RV3")
+    assert f"{total} in = 0 created + 0 updated + {total} unchanged + 0 quarantined" in again.output

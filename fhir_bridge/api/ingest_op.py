@@ -21,7 +21,7 @@ from fhir_bridge.api.auth import authorize
 from fhir_bridge.api.capability import register_operation
 from fhir_bridge.errors import InputError
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
-from fhir_bridge.pipelines.sources import SOURCES, run_import
+from fhir_bridge.pipelines.sources import SOURCE_NAMES, run_import
 
 router = APIRouter(prefix=ctx.FHIR_BASE)
 WRITES = ("Patient", "QuestionnaireResponse")  # what an import stores (Provenance is the server's own record)
@@ -65,7 +65,7 @@ async def ingest(request: Request) -> Response:
 def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, bytes]]]:
     if body.get("resourceType") == "Binary":
         if not source_param:
-            raise InputError("A Binary upload needs ?source= (one of " + ", ".join(sorted(SOURCES)) + ")")
+            raise InputError("A Binary upload needs ?source= (one of " + ", ".join(sorted(SOURCE_NAMES)) + ")")
         return source_param, [("upload.csv", _decoded(body.get("data"), "Binary.data"))]
     if body.get("resourceType") != "Parameters":
         raise InputError("$ingest takes a Parameters (source, file) or a Binary resource")
@@ -79,7 +79,7 @@ def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, 
             files.append((attachment.get("title") or f"file-{i}.csv",
                           _decoded(attachment.get("data"), f"Parameters.parameter[{i}].valueAttachment.data")))
     if not source:
-        raise InputError("$ingest needs a source (one of " + ", ".join(sorted(SOURCES)) + ")")
+        raise InputError("$ingest needs a source (one of " + ", ".join(sorted(SOURCE_NAMES)) + ")")
     if not files:
         raise InputError("$ingest needs at least one file (valueAttachment with base64 data)")
     return source, files

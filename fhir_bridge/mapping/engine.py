@@ -174,7 +174,8 @@ class MappingEngine:
         """Source -> transforms -> code table, reporting problems. The output location (`where`)
         is worked out only when a problem needs it: most values never report one."""
         assert rule.source is not None  # the loader gives every non-`use` rule a source
-        get, transforms, table, required = _getter(rule.source), rule.transforms, rule.codes, rule.required
+        get = self._other_record_ref(rule.source, where) if rule.source.ref_type else _getter(rule.source)
+        transforms, table, required = rule.transforms, rule.codes, rule.required
 
         def value_of(target: dict, run: _Run, scope: _Scope) -> Any:
             value, field_name = get(run, scope)
@@ -198,6 +199,20 @@ class MappingEngine:
                 return [self._code(rule, v, run, location, field_name) for v in value]
             return self._code(rule, value, run, location, field_name)
         return value_of
+
+    def _other_record_ref(self, source: ValueSource, where: Callable[[dict, _Scope], str]
+                          ) -> Callable[[_Run, _Scope], tuple[Any, str | None]]:
+        """`{"reference": "Type/<uuid5>"}` from the other resource's business identifiers, computed
+        as `map()` computes ids. A blank key is reported (like a blank id key) and writes nothing."""
+        keys = [self._valuer(key, where) for key in source.ref_keys]
+        resource_type = source.ref_type or ""
+
+        def get(run: _Run, scope: _Scope) -> tuple[Any, str | None]:
+            values = [key({}, run, scope) for key in keys]
+            if any(v is None for v in values):
+                return None, None
+            return {"reference": f"{resource_type}/{resource_id(resource_type, [str(v) for v in values])}"}, None
+        return get
 
     def _condition(self, condition: Condition) -> Callable[[_Run, _Scope], bool]:
         get, equals, present = _getter(condition.source), condition.equals, condition.present

@@ -38,6 +38,7 @@ RULE_KEYS = {"name", "to", "from", "const", "param", "ref", "use", "transform", 
              "required", "note"}
 ID_KEYS = {"from", "const", "param", "transform"}
 VALUE_KEYS = ("from", "const", "param", "ref", "use")
+REF_KEYS = {"type", "id"}
 WHEN_KEYS = {"from", "param", "equals", "in", "present"}
 TABLE_KEYS = {"system", "map", "conceptmap", "source-system", "description"}
 _SEGMENT = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)(?:\[(\d*)\])?$")
@@ -146,13 +147,26 @@ class _FileLoader:
             raise self.fail(f"{where}.id", "list the business identifiers the resource id is made from")
         if not isinstance(rules, list):
             raise self.fail(f"{where}.rules", "expected a list of rules")
-        id_keys = tuple(self._id_key(f"{where}.id[{i}]", k) for i, k in enumerate(ids))
+        id_keys = tuple(self._id_key(f"{where}.id[{i}]", k, NO_SCOPE) for i, k in enumerate(ids))
         return ResourceSpec(name, spec["type"], id_keys, self._rules(rules, f"{where}.rules", NO_SCOPE, ()))
 
-    def _id_key(self, where: str, value: Any) -> Rule:
+    def _id_key(self, where: str, value: Any, scope: _Scope) -> Rule:
         key = self._mapping(value, where, ID_KEYS)
-        return Rule(where, Target(".", ()), source=self._source(key, where, NO_SCOPE),
+        return Rule(where, Target(".", ()), source=self._source(key, where, scope),
                     transforms=self._transforms(key.get("transform"), where), required=True)
+
+    def _other_record_ref(self, value: dict, where: str, scope: _Scope) -> ValueSource:
+        """`ref: {type, id}`: a resource another record makes (another file, another mapping).
+        Ids are uuid5s of type and business identifiers, so listing the same keys as that
+        mapping's `id` gives the same id: the reference is computed, never looked up."""
+        spec = self._mapping(value, f"{where}.ref", REF_KEYS)
+        if not isinstance(spec.get("type"), str) or not spec["type"][:1].isupper():
+            raise self.fail(f"{where}.ref", "`type` must name a FHIR resource type")
+        ids = spec.get("id")
+        if not isinstance(ids, list) or not ids:
+            raise self.fail(f"{where}.ref.id", "list the business identifiers the other resource's id is made from")
+        keys = tuple(self._id_key(f"{where}.ref.id[{i}]", k, scope) for i, k in enumerate(ids))
+        return ValueSource(ref_type=spec["type"], ref_keys=keys)
 
     # -- rules ---------------------------------------------------------------------------------
     def _rules(self, rules: list, where: str, scope: _Scope, using: tuple[str, ...]) -> tuple[Rule, ...]:
@@ -240,8 +254,11 @@ class _FileLoader:
                 raise self.fail(where, f"parameter {raw['param']!r} is not declared under `parameters`")
             return ValueSource(param=raw["param"])
         if "ref" in raw:
-            if raw["ref"] not in self.resource_names:
-                raise self.fail(where, f"`ref` to {raw['ref']!r}, which this mapping does not produce")
+            if isinstance(raw["ref"], dict):
+                return self._other_record_ref(raw["ref"], where, scope)
+            if not isinstance(raw["ref"], str) or raw["ref"] not in self.resource_names:
+                raise self.fail(where, f"`ref` to {raw['ref']!r}, which this mapping does not produce"
+                                       " (a resource of another record is `ref: {type, id: [...]}`)")
             return ValueSource(ref=raw["ref"])
         raise self.fail(where, "needs one of from, const, param")
 

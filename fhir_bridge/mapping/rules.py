@@ -39,13 +39,15 @@ class Target:
 @dataclass(frozen=True, slots=True)
 class ValueSource:
     """Exactly one of: a source path (alternatives tried in order), a constant, a caller parameter,
-    or a reference to another resource made from the same record."""
+    a reference to another resource made from the same record (`ref`), or a reference to a resource
+    made from ANOTHER record, by its type and business identifiers (`ref_type` and `ref_keys`)."""
 
     paths: tuple[str, ...] = ()
     const: Any = None
     param: str | None = None
     ref: str | None = None
-
+    ref_type: str | None = None
+    ref_keys: tuple["Rule", ...] = ()  # as a ResourceSpec's id_keys: the same keys give the same id
 
 
 @dataclass(frozen=True, slots=True)

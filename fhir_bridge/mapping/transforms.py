@@ -35,11 +35,15 @@ _DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%Y%m%d")
 _TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%H%M%S", "%H%M")
 
 
-def date(timezone: str = "Europe/London") -> Transform:
+def date(timezone: str = "Europe/London", day_only: bool = False) -> Transform:
     """DD/MM/YYYY, YYYY-MM-DD (also with a time) -> FHIR date, or dateTime when a time is given.
 
-    Local times from UK systems carry no offset: `timezone` supplies it (FHIR requires one)."""
+    Local times from UK systems carry no offset: `timezone` supplies it (FHIR requires one).
+    `day_only` keeps the day of a value with a time: extracts export date columns (a birth date)
+    as "05/03/1980 00:00", and a FHIR date has no time. The time must still be a valid one."""
     zone = ZoneInfo(timezone)
+    if not isinstance(day_only, bool):
+        raise ValueError("day_only is true or false")
 
     def convert(value: Any) -> str:
         raw = _text(value).strip()
@@ -58,6 +62,8 @@ def date(timezone: str = "Europe/London") -> Transform:
         clock = _parse(time, _TIME_FORMATS)
         if clock is None:
             raise MappingProblem(f"{raw!r} has a time that is not HH:MM or HH:MM:SS")
+        if day_only:
+            return parsed.date().isoformat()
         moment = parsed.replace(hour=clock.hour, minute=clock.minute, second=clock.second, tzinfo=zone)
         return moment.isoformat()
 
@@ -82,6 +88,30 @@ def nhs_number() -> Transform:
         if problem := nhs_number_problem(number):
             raise MappingProblem(f"{_text(value)!r} is not a valid NHS number: {problem}", code="code-invalid")
         return number
+
+    return convert
+
+
+def prefix(text: str) -> Transform:
+    """`text` + value: a URL built from a caller parameter, e.g. a local identifier system per
+    organisation (`https://.../Id/rio-client/` + the ODS code)."""
+    if not isinstance(text, str) or not text:
+        raise ValueError("prefix needs a non-empty `text`")
+    return lambda value: text + _text(value)
+
+
+def recode(map: dict[str, str]) -> Transform:  # noqa: A002 - `map` is the name mapping files use
+    """A source code -> a FHIR code (a plain `code` element such as Patient.gender, where a code
+    table's Coding does not fit). A code the map lacks is a problem, never a guess."""
+    if not isinstance(map, dict) or not map or not all(isinstance(v, str) for v in map.values()):
+        raise ValueError("recode needs `map`: source code -> FHIR code (quote codes such as \"01\")")
+    table = {str(k): v for k, v in map.items()}
+
+    def convert(value: Any) -> str:
+        code = _text(value).strip()
+        if code not in table:
+            raise MappingProblem(f"{code!r} is not one of {', '.join(sorted(table))}", code="code-invalid")
+        return table[code]
 
     return convert
 
@@ -182,6 +212,8 @@ REGISTRY: dict[str, Callable[..., Transform]] = {
     "lower": lower,
     "name_last_first": name_last_first,
     "nhs_number": nhs_number,
+    "prefix": prefix,
+    "recode": recode,
     "split": split,
     "trim": trim,
     "upper": upper,

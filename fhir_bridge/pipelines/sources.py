@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
@@ -75,16 +75,27 @@ class DialogAppSource:
         return Mapped(result.resources, [p.to_issue() for p in result.problems])
 
 
-SOURCES = {DialogAppSource.name: DialogAppSource}  # RiO, HL7 v2 and VCSE adapters join here
+def _sources() -> dict[str, Callable]:
+    """Adapter factories by source name: (mapping engine, organisation ODS code, bridge) -> adapter."""
+    from fhir_bridge.pipelines.source_rio import RioSource
+
+    return {
+        DialogAppSource.name: lambda engine, organization, bridge: DialogAppSource(engine, organization),
+        RioSource.name: RioSource,
+    }
+
+
+SOURCE_NAMES = ("dialog-app", "rio")
 
 
 def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,
                quarantine_dir: Path | None, show_progress: bool = False) -> RunReport:
     """The one way files are imported, from the command line or from `$ingest`."""
-    if source not in SOURCES:
-        raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(SOURCES))}")
+    factories = _sources()
+    if source not in factories:
+        raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(factories))}")
     engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
-    adapter = SOURCES[source](engine, organization)
+    adapter = factories[source](engine, organization, bridge)
     progress = Progress(_size(paths)) if show_progress else None
     return Ingest(bridge, source, adapter.map, caller, quarantine_dir=quarantine_dir).run(adapter.records(paths), progress)
 

@@ -1,0 +1,164 @@
+"""The RiO importer end to end on a real store: synthetic exports (clean and dirty) through
+RioSource and Ingest - every record stored or quarantined, Patients linked, DIALOGs pointed at
+the Patient their client was stored as, re-imports unchanged, every injected fault quarantined."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fhir_bridge.bridge import Bridge
+from fhir_bridge.config import Settings
+from fhir_bridge.formats.csv_reader import read_csv
+from fhir_bridge.mapping import MappingEngine, load_mappings
+from fhir_bridge.pipelines.ingest import Ingest, RunReport
+from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.source_rio import RioSource
+from fhir_bridge.store.search import parse_search
+from fhir_bridge.synth import SynthManifest, generate
+from fhir_bridge.terminology import Terminology
+from tests.conftest import EXAMPLES, REPO
+
+TRUST = Caller("RV3", "Example Mental Health NHS Foundation Trust")
+IMPORTED = ("clients.csv", "dialog_assessments.csv")
+HEADER_CLIENTS = "ClientID,NHSNumber,NHSNumberStatus,Surname,Forename,DateOfBirth,Gender,EthnicCategory,Postcode,GPPracticeCode\n"
+HEADER_DIALOG = "AssessmentID,ClientID,CompletedDateTime,Purpose,Timepoint,Item01_MentalHealth\n"
+
+
+@pytest.fixture(scope="module")
+def engine() -> MappingEngine:
+    terminology = Terminology.load(REPO / "terminology")
+    return MappingEngine(load_mappings(REPO / "mappings", terminology), terminology)
+
+
+@pytest.fixture()
+def bridge(tmp_path, validator):
+    b = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    yield b
+    b.close()
+
+
+def run(bridge, engine, *paths: Path) -> RunReport:
+    source = RioSource(engine, "RV3", bridge)
+    return Ingest(bridge, "rio", source.map, TRUST).run(source.records(list(paths)))
+
+
+def all_of(bridge, resource_type: str) -> list[dict]:
+    request = parse_search(resource_type, [("_count", "1000")], bridge.registry, strict=False, base_url="")
+    return [s.resource for s in bridge.repository.search(request).matches]
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    return [row.values for row in read_csv(path)]
+
+
+def rows(manifest: SynthManifest) -> int:
+    return sum(manifest.records(name) for name in IMPORTED)
+
+
+def test_a_clean_export_imports_whole_and_again_unchanged(bridge, engine, tmp_path):
+    manifest = generate("rio", tmp_path / "export", count=50, seed=11)
+    report = run(bridge, engine, tmp_path / "export")
+    assert report.balanced and not report.quarantined
+    assert report.records_in == rows(manifest) and report.counts["created"] == report.records_in
+    patients = {p["id"] for p in all_of(bridge, "Patient")}
+    responses = all_of(bridge, "QuestionnaireResponse")
+    assert len(patients) == manifest.records("clients.csv")
+    assert len(responses) == manifest.records("dialog_assessments.csv") == 50
+    assert {r["subject"]["reference"].split("/")[1] for r in responses} <= patients
+
+    again = run(bridge, engine, tmp_path / "export")
+    assert again.balanced and again.counts["unchanged"] == again.records_in == report.records_in
+
+
+def test_a_client_known_from_another_source_is_linked_by_nhs_number(bridge, engine, tmp_path):
+    generate("rio", tmp_path / "export", count=50, seed=11)
+    client = next(r for r in _csv(tmp_path / "export" / "clients.csv") if r["NHSNumber"])
+    known = orjson.loads((EXAMPLES / "bridge-patient" / "valid-patient-nhs-number-verified.json").read_bytes())
+    known["identifier"][0]["value"] = client["NHSNumber"].replace(" ", "")
+    with bridge.repository.unit_of_work() as uow:
+        bridge.resources.put_validated(known, TRUST, uow=uow)
+
+    assert run(bridge, engine, tmp_path / "export").balanced
+    linked = bridge.repository.read("Patient", known["id"]).resource
+    assert f"https://fhir-bridge.example.org/Id/rio-client/RV3|{client['ClientID']}" in {
+        f"{i['system']}|{i['value']}" for i in linked["identifier"]}
+    theirs = [r for r in all_of(bridge, "QuestionnaireResponse") if r["subject"]["reference"] == f"Patient/{known['id']}"]
+    assert theirs, "the client's DIALOGs must point at the Patient the client was linked to"
+    assert len(all_of(bridge, "Patient")) == len(_csv(tmp_path / "export" / "clients.csv"))
+
+
+def test_a_dirty_export_quarantines_every_fault_and_imports_every_quirk(bridge, engine, tmp_path):
+    manifest = generate("rio", tmp_path / "export", count=50, seed=3, dirty=True)
+    report = run(bridge, engine, tmp_path / "export")  # never raises
+    assert report.balanced and report.records_in == rows(manifest)
+    held = {e.location.rsplit("/", 1)[-1] for e in bridge.repository.quarantined(source="rio")}
+    faults = {f"{i.file}:{i.line}" for i in manifest.faults() if i.file in IMPORTED}
+    quirks = {f"{i.file}:{i.line}" for i in manifest.injections
+              if i.expect == "import" and i.file in IMPORTED and i.record}
+    assert faults and quirks
+    assert held == faults  # every fault, and nothing else
+    assert not quirks & held
+    assert sum(report.quarantined.values()) == len(faults)
+
+
+def test_a_zip_with_a_sub_folder_imports_like_the_folder(bridge, engine, tmp_path):
+    manifest = generate("rio", tmp_path / "export", count=5, seed=1)
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as archive:
+        for file in (tmp_path / "export").glob("*.csv"):
+            archive.write(file, f"rio-extract/{file.name}")
+    report = run(bridge, engine, tmp_path / "export.zip")
+    assert report.balanced and not report.quarantined and report.records_in == rows(manifest)
+
+
+def test_a_missing_file_is_one_quarantined_record_naming_it(bridge, engine, tmp_path):
+    generate("rio", tmp_path / "export", count=5, seed=1)
+    (tmp_path / "export" / "dialog_assessments.csv").unlink()
+    report = run(bridge, engine, tmp_path / "export")
+    assert report.balanced and report.quarantined == {"mapping": 1}
+    [entry] = bridge.repository.quarantined(source="rio")
+    assert entry.location.endswith("dialog_assessments.csv")
+    assert b"dialog_assessments.csv is missing" in entry.outcome
+
+
+def test_a_dialog_of_a_quarantined_client_is_quarantined_with_the_reason(bridge, engine, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "clients.csv").write_text(HEADER_CLIENTS + "42,9990000019,01,Okafor,Ada,02/04/1980,2,N,E1 4NS,\n")
+    (folder / "dialog_assessments.csv").write_text(HEADER_DIALOG + "7,42,2024-05-01 10:00,PROM,Assessment,4\n")
+    report = run(bridge, engine, folder)
+    assert report.balanced and report.quarantined == {"mapping": 2}
+    reasons = {e.location.rsplit("/", 1)[-1]: e.outcome for e in bridge.repository.quarantined(source="rio")}
+    assert b"not a valid NHS number" in reasons["clients.csv:2"]
+    assert b"client 42 is not stored (quarantined or waiting for identity review)" in reasons["dialog_assessments.csv:2"]
+
+    # Fixed at the source and exported again: both import, the DIALOG pointing at the client.
+    (folder / "clients.csv").write_text(HEADER_CLIENTS + "42,9990000018,01,Okafor,Ada,02/04/1980,2,N,E1 4NS,\n")
+    assert run(bridge, engine, folder).counts["created"] == 2
+    [patient] = all_of(bridge, "Patient")
+    [response] = all_of(bridge, "QuestionnaireResponse")
+    assert response["subject"] == {"reference": f"Patient/{patient['id']}"}
+
+
+def test_the_other_extracts_are_not_read(bridge, engine, tmp_path):
+    manifest = generate("rio", tmp_path / "export", count=5, seed=1)
+    for name in ("referrals.csv", "care_contacts.csv", "key_workers.csv"):
+        (tmp_path / "export" / name).write_bytes(b"\x00garbage")  # would be quarantined if read
+    report = run(bridge, engine, tmp_path / "export")
+    assert report.records_in == rows(manifest) and not report.quarantined
+
+
+def test_items_go_by_domain_and_blank_or_8_is_never_a_rating(engine):
+    # RiO numbers 06 friendships, 07 partner/family (MHSDS); the DIALOG+ app the other way round.
+    case = REPO / "tests" / "golden" / "rio-dialog-assessment" / "items-6-7-blank-and-8"
+    [row] = _csv(case / "input.csv")
+    [response] = engine.map("rio-dialog-assessment", row, "dialog_assessments.csv:2", {"organization": "RV3"}).resources
+    answers = {i["linkId"]: i["answer"][0]["valueCoding"]["code"] for i in response["item"]}
+    assert answers["friendships"] == "6" and answers["partner-family"] == "2"
+    assert answers["partner-family.more-help"] == "Y"
+    assert "physical-health" not in answers and "leisure-activities" not in answers  # blank: no item
+    assert answers["accommodation"] == answers["medication"] == "8"  # kept as not applicable
+    linked = [i["linkId"] for i in response["item"]]
+    assert linked.index("friendships") < linked.index("partner-family")  # the Questionnaire's order
