@@ -498,9 +498,10 @@ def identity_link(services: Services, review_id: str, patient_id: str | None, as
 
 # -- import ------------------------------------------------------------------------------------------
 @main.command("import")
-@click.argument("source", type=click.Choice(["dialog-app", "rio"]))
+@click.argument("source", type=click.Choice(["dialog-app", "rio", "vcse"]))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--organization", required=True, help="ODS code of the organisation the export comes from.")
+@click.option("--organization", required=True,
+              help="ODS code of the organisation the export comes from (VCSE rows carry their own; this names the importer).")
 @click.pass_obj
 def import_(services: Services, source: str, paths: tuple[Path, ...], organization: str) -> None:
     """Import a source's export files (CSV files, folders or zips) into the store.

@@ -67,3 +67,15 @@ def test_a_rio_export_imports_and_a_second_run_changes_nothing(tmp_path, monkeyp
     assert f"{total} in = {total} created" in first.output
     again = run("import", "rio", str(tmp_path / "export"), "--organization", "RV3")
     assert f"{total} in = 0 created + 0 updated + {total} unchanged + 0 quarantined" in again.output
+
+
+def test_a_vcse_export_imports_csv_then_json_unchanged(tmp_path, monkeypatch):
+    """The same sessions as CSV and as JSON are the same records: the second import changes nothing."""
+    from fhir_bridge.synth import generate
+
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    generate("vcse", tmp_path / "export", count=15, seed=11)
+    first = run("import", "vcse", str(tmp_path / "export" / "sessions.csv"), "--organization", "X1A2B")
+    assert first.exit_code == 0 and "15 in = 15 created + 0 updated + 0 unchanged + 0 quarantined" in first.output
+    second = run("import", "vcse", str(tmp_path / "export" / "sessions.json"), "--organization", "X1A2B")
+    assert second.exit_code == 0 and "15 in = 0 created + 0 updated + 15 unchanged + 0 quarantined" in second.output

@@ -162,8 +162,12 @@ class Ingest:
         return merge.patient
 
     def _hold_for_review(self, record: SourceRecord, resources: list[dict], reason: str, candidates) -> None:
+        # One review per set of records, not per person: two waiting sessions of one person are two
+        # reviews (keyed by person, the second would overwrite the first's records). Deterministic
+        # ids keep it one review however often the same session is imported.
+        held = ",".join(sorted(f"{r.get('resourceType')}/{r.get('id')}" for r in resources))
+        review_id = str(uuid.uuid5(QUARANTINE_NAMESPACE, f"review|{record.source}|{held}"))
         key = record.source_key or record.location
-        review_id = str(uuid.uuid5(QUARANTINE_NAMESPACE, f"review|{record.source}|{key}"))
         self.bridge.repository.add_review(Review(review_id, record.source, key, reason, tuple(candidates),
                                                  dumps_json({"location": record.location, "resources": resources}),
                                                  self.clock()))

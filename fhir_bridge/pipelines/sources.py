@@ -78,14 +78,16 @@ class DialogAppSource:
 def _sources() -> dict[str, Callable]:
     """Adapter factories by source name: (mapping engine, organisation ODS code, bridge) -> adapter."""
     from fhir_bridge.pipelines.source_rio import RioSource
+    from fhir_bridge.pipelines.source_vcse import VcseSource
 
     return {
         DialogAppSource.name: lambda engine, organization, bridge: DialogAppSource(engine, organization),
         RioSource.name: RioSource,
+        VcseSource.name: lambda engine, organization, bridge: VcseSource(engine),  # rows carry their own ODS
     }
 
 
-SOURCE_NAMES = ("dialog-app", "rio")
+SOURCE_NAMES = ("dialog-app", "rio", "vcse")
 
 
 def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,
@@ -107,7 +109,7 @@ def _size(paths: list[Path]) -> int | None:
         if path.is_file() and path.suffix.lower() != ".zip":
             total += path.stat().st_size
         elif path.is_dir():
-            total += sum(f.stat().st_size for f in path.rglob("*.csv") if f.is_file())
+            total += sum(f.stat().st_size for f in path.rglob("*") if f.suffix.lower() in (".csv", ".json"))
         else:
             return None
     return total

@@ -154,3 +154,15 @@ def test_demographic_disagreement_is_reported_and_trust_decides(bridge):
     report = ingest(bridge, source="vcse").run([rec(2, nhs="9434765919", gender="male")])
     [d] = report.disagreements
     assert (d["element"], d["kept"], d["keptFrom"], d["other"]) == ("gender", "female", "rio", "male")
+
+
+def test_two_waiting_sessions_of_one_person_are_two_reviews_and_stay_two(bridge):
+    ingest(bridge).run([rec(1)])
+    sessions = [rec(2, given="Adaeze", client="C2", when="2025-01-01T10:00:00Z"),
+                rec(3, given="Adaeze", client="C2", when="2025-02-01T10:00:00Z")]
+    ingest(bridge).run(sessions)
+    ingest(bridge).run(sessions)  # the same export again
+    reviews = bridge.repository.reviews()
+    assert len(reviews) == 2 and {r.source_key for r in reviews} == {"C2"}
+    held = {orjson.loads(r.waiting)["resources"][1]["authored"] for r in reviews}
+    assert held == {"2025-01-01T10:00:00Z", "2025-02-01T10:00:00Z"}  # neither session lost
