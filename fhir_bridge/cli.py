@@ -498,7 +498,7 @@ def identity_link(services: Services, review_id: str, patient_id: str | None, as
 
 # -- import ------------------------------------------------------------------------------------------
 @main.command("import")
-@click.argument("source", type=click.Choice(["dialog-app", "rio", "vcse"]))
+@click.argument("source", type=click.Choice(["dialog-app", "hl7", "rio", "vcse"]))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--organization", required=True,
               help="ODS code of the organisation the export comes from (VCSE rows carry their own; this names the importer).")
@@ -558,6 +558,40 @@ def synth(source: str, out_dir: Path, count: int, seed: int, dirty: bool, manife
                 manifest_path.write_bytes(orjson.dumps(manifest.to_json(), option=orjson.OPT_INDENT_2))
             except OSError as exc:
                 raise BridgeError(f"cannot write the manifest {manifest_path}: {exc.strerror}") from exc
+        return EXIT_OK
+
+    _run(command)
+
+
+# -- mllp --------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=2575, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--organization", required=True, help="ODS code of the organisation whose feed this is.")
+@click.option("--idle-timeout", default=300.0, show_default=True, help="Seconds before an idle connection is closed.")
+@click.pass_obj
+def mllp(services: Services, host: str, port: int, organization: str, idle_timeout: float) -> None:
+    """Listen for HL7 v2 messages over MLLP and import them as they arrive.
+
+    Every message is answered: AA once its data is committed, AE with the reason when it cannot be
+    imported (the message is quarantined), AR when it cannot be parsed. Shares the store named by
+    FHIR_BRIDGE_DATABASE_URL with `serve`, so both can run as separate processes.
+    """
+    import asyncio
+
+    from fhir_bridge.pipelines.source_hl7 import serve_mllp
+
+    def command() -> int:
+        bridge = _bridge(services)
+
+        def ready(address) -> None:
+            click.echo(f"fhir-bridge MLLP listener: {address[0]}:{address[1]} (feed of {organization})")
+            click.echo(f"database: {bridge.database.engine.url.render_as_string(hide_password=True)}")
+
+        try:
+            asyncio.run(serve_mllp(bridge, host, port, organization, ready=ready, idle_timeout=idle_timeout))
+        finally:
+            bridge.close()
         return EXIT_OK
 
     _run(command)

@@ -77,17 +77,19 @@ class DialogAppSource:
 
 def _sources() -> dict[str, Callable]:
     """Adapter factories by source name: (mapping engine, organisation ODS code, bridge) -> adapter."""
+    from fhir_bridge.pipelines.source_hl7 import Hl7Source
     from fhir_bridge.pipelines.source_rio import RioSource
     from fhir_bridge.pipelines.source_vcse import VcseSource
 
     return {
         DialogAppSource.name: lambda engine, organization, bridge: DialogAppSource(engine, organization),
         RioSource.name: RioSource,
+        Hl7Source.name: Hl7Source,
         VcseSource.name: lambda engine, organization, bridge: VcseSource(engine),  # rows carry their own ODS
     }
 
 
-SOURCE_NAMES = ("dialog-app", "rio", "vcse")
+SOURCE_NAMES = ("dialog-app", "hl7", "rio", "vcse")
 
 
 def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,

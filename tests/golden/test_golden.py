@@ -1,6 +1,6 @@
-"""Golden tests: tests/golden/<mapping name>/<case>/{input.csv, parameters.json, expected.json}.
+"""Golden tests: tests/golden/<mapping name>/<case>/{input.csv or input.hl7, parameters.json, expected.json}.
 
-Each case's input is mapped row by row with the project's own mappings/; the resources (all rows, in
+Each case's input is mapped row by row (HL7: message by message, decoded by the HL7 source) with the project's own mappings/; the resources (all rows, in
 order) must equal expected.json after normalize(), map without errors and validate against the
 project's profiles. FHIR_BRIDGE_UPDATE_GOLDEN=1 rewrites expected.json from the current output
 (review the diff before committing it).
@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from fhir_bridge.formats.csv_reader import read_csv
+from fhir_bridge.formats.hl7v2 import parse_message, split_batch
 from fhir_bridge.mapping import MappingEngine, load_mappings
+from fhir_bridge.pipelines.source_hl7 import hl7_record
 from fhir_bridge.terminology import Terminology
 from tests.conftest import REPO
 
@@ -40,13 +42,23 @@ def map_case(engine: MappingEngine, case: Path) -> list[dict]:
     parameters_file = case / "parameters.json"
     parameters: dict[str, Any] = json.loads(parameters_file.read_text()) if parameters_file.exists() else {}
     resources = []
-    for row in read_csv(case / "input.csv"):
-        where = f"{case.parent.name}/{case.name}/input.csv:{row.line}"
-        assert row.problem is None, f"{where}: {row.problem}"
-        result = engine.map(case.parent.name, row.values, where, parameters)
+    for where, record in _records(case):
+        result = engine.map(case.parent.name, record, where, parameters)
         assert result.ok, [p.to_issue() for p in result.problems]
         resources.extend(result.resources)
     return resources
+
+
+def _records(case: Path) -> Iterator[tuple[str, dict]]:
+    label = f"{case.parent.name}/{case.name}"
+    if (case / "input.hl7").exists():
+        for number, text in split_batch((case / "input.hl7").read_bytes()):
+            yield f"{label}/input.hl7:{number}", hl7_record(parse_message(text))
+        return
+    for row in read_csv(case / "input.csv"):
+        where = f"{label}/input.csv:{row.line}"
+        assert row.problem is None, f"{where}: {row.problem}"
+        yield where, row.values
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.parent.name}/{p.name}")

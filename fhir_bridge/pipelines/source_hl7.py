@@ -1,0 +1,246 @@
+"""The HL7 v2 source: files (one message, messages back to back, batches) and live MLLP messages.
+
+A parsed message is decoded by `hl7_record` into a plain dict the mapping engine walks (shape in
+mappings/hl7/README.md); the message type picks the mapping file; `Ingest` does the rest. A message
+that cannot be parsed, or whose type is not imported, becomes a record that fails to map, so it is
+quarantined with its reason, never dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import orjson
+from hl7.util import unescape
+
+from fhir_bridge.api.mllp_listener import MllpListener, Verdict
+from fhir_bridge.errors import BridgeError, InputError
+from fhir_bridge.formats.hl7v2 import Message, Segment, control_id, parse_message, split_batch
+from fhir_bridge.fhir.codec import loads_json
+from fhir_bridge.mapping import MappingEngine, load_mappings
+from fhir_bridge.pipelines.ingest import QUARANTINE_NAMESPACE, STATUSES, Ingest, SourceRecord
+from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.sources import Mapped, Unreadable
+
+# Message type (MSH-9.1, MSH-9.2) -> mapping name; A40 (merge) is not imported yet.
+MAPPINGS = {
+    ("ADT", "A28"): "hl7-adt-person",
+    ("ADT", "A31"): "hl7-adt-person",
+    ("ADT", "A08"): "hl7-adt-person",
+    ("ORU", "R01"): "hl7-oru-dialog",
+}
+
+# v2.4 fields of type TS/DT that the mappings read. The `date` transform knows ISO dates but not
+# HL7's YYYYMMDD[HHMM[SS]], so the decoder rewrites these (and only these: a 10-digit NHS number
+# must never look like a time) to `YYYY-MM-DD HH:MM:SS`. Values that do not fit are left as sent,
+# so the transform reports them and the message is quarantined.
+TIMESTAMP_FIELDS = frozenset({"MSH-7", "EVN-2", "EVN-6", "PID-7", "PID-29", "OBR-7", "OBR-8", "OBR-14",
+                              "OBX-14", "OBX-19"})
+_TS = re.compile(r"(\d{4})(\d\d)(\d\d)(?:(\d\d)(\d\d)(\d\d)?(?:\.\d{1,4})?)?([+-]\d{4})?\Z")
+OBSERVATIONS_BY_CODE = "OBX-by-code"
+
+
+def hl7_record(message: Message) -> dict[str, Any]:
+    """One parsed message as a plain dict (documented in mappings/hl7/README.md):
+
+    - `"PID-5.1"`: fields and components of the FIRST segment with each id, by IG name, first
+      repetition (`"PID-7"` is the whole field, `"PID-5.1"` a component, `"PID-3.4.2"` a subcomponent);
+    - `"PID-3~"`: every repetition of a field, each a dict with the same keys (`"PID-3.4"` ...);
+    - `"OBX"`: every segment with that id, in message order, each a dict of its own fields;
+    - `"OBX-by-code"`: the OBX segments grouped by OBX-3.1, so a mapping can ask for an observation
+      by its code (a code sent twice gives two elements: nothing is silently dropped).
+    """
+    record: dict[str, Any] = {}
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    for segment in message:
+        segment_id = str(segment[0])
+        fields = _segment_fields(segment, segment_id)
+        if segment_id not in record:
+            record.update(fields)
+        record.setdefault(segment_id, []).append(fields)
+        if segment_id == "OBX" and fields.get("OBX-3.1"):
+            by_code.setdefault(fields["OBX-3.1"], []).append(fields)
+    record[OBSERVATIONS_BY_CODE] = by_code
+    return record
+
+
+def _segment_fields(segment: Segment, segment_id: str) -> dict[str, Any]:
+    # Split the segment's own text rather than walking python-hl7's tree path by path: decoding is
+    # then a few string splits per field (it runs once per message, MLLP and file replay alike).
+    fields: dict[str, Any] = {}
+    separators = segment.separators  # CR, field, repetition, component, subcomponent
+    escape = segment.esc  # python-hl7 reads it from MSH-2
+    texts = str(segment).split(separators[1])
+    # texts[0] is the id; MSH-1 is the field separator itself, so MSH-n is texts[n - 1]
+    offset, first = (1, 3) if segment_id == "MSH" else (0, 1)
+    for number in range(first, len(texts) + offset):
+        text = texts[number - offset]
+        if not text:
+            continue
+        name = f"{segment_id}-{number}"
+        reps = [_repetition(rep, name, separators, escape, segment) for rep in text.split(separators[2])]
+        fields.update(reps[0])
+        fields[name + "~"] = reps
+    return fields
+
+
+def _repetition(text: str, name: str, separators: str, escape: str, segment: Segment) -> dict[str, str]:
+    """`name` -> the whole repetition, `name.c` -> each component, `name.c.s` -> subcomponents."""
+    component_sep, subcomponent_sep = separators[3], separators[4]
+
+    def leaf(value: str) -> str:
+        return unescape(segment, value) if escape and escape in value else value
+
+    components = text.split(component_sep)
+    values = {name: leaf(text) if len(components) == 1 and subcomponent_sep not in text else text}
+    for c, component in enumerate(components, 1):
+        if subcomponent_sep in component:
+            subs = component.split(subcomponent_sep)
+            values[f"{name}.{c}"] = component
+            for s, sub in enumerate(subs, 1):
+                values[f"{name}.{c}.{s}"] = leaf(sub)
+        else:
+            values[f"{name}.{c}"] = leaf(component)
+    if name in TIMESTAMP_FIELDS:
+        for key in (name, f"{name}.1"):
+            values[key] = _timestamp(values[key])
+    return values
+
+
+def _timestamp(value: str) -> str:
+    match = _TS.match(value.strip())
+    if not match:
+        return value
+    year, month, day, hour, minute, second, offset = match.groups()
+    text = f"{year}-{month}-{day}"
+    if hour is None:
+        return text
+    clock = f"{hour}:{minute}:{second or '00'}"
+    if offset:  # an explicit offset wins over the transform's Europe/London default
+        return f"{text}T{clock}{offset[:3]}:{offset[3:]}"
+    return f"{text} {clock}"
+
+
+class Hl7Source:
+    """HL7 v2 files: each message one record, located `file:message-number`."""
+
+    name = "hl7"
+
+    def __init__(self, engine: MappingEngine, organization: str, bridge=None):
+        self.engine = engine
+        self.parameters = {"organization": organization}
+        self.bridge = bridge  # kept for the A40 merge, which will need the store
+
+    def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
+        for path in _files(paths):
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                yield self._unreadable(str(path), InputError(f"cannot read {path}: {exc.strerror}"), b"")
+                continue
+            if not data.strip():
+                yield self._unreadable(f"{path}:1", InputError("empty HL7 file", location=str(path)), data)
+                continue
+            for number, text in split_batch(data):
+                yield self.record(f"{path}:{number}", text)
+
+    def record(self, location: str, text: str, message: Message | None = None) -> SourceRecord:
+        """One message's record; `message` when the caller (the MLLP listener) parsed it already."""
+        raw = text.encode("utf-8")
+        try:
+            parsed = message if message is not None else parse_message(text)
+        except BridgeError as exc:
+            return self._unreadable(location, exc, raw)
+        record = hl7_record(parsed)
+        return SourceRecord(self.name, location, raw, record, _person_key(record))
+
+    def _unreadable(self, location: str, error: BridgeError, raw: bytes) -> SourceRecord:
+        return SourceRecord(self.name, location, raw, Unreadable(error))
+
+    def map(self, record: SourceRecord) -> Mapped:
+        if isinstance(record.data, Unreadable):
+            raise record.data.error
+        data: dict[str, Any] = record.data  # type: ignore[assignment]
+        kind = (data.get("MSH-9.1", ""), data.get("MSH-9.2", ""))
+        mapping = MAPPINGS.get(kind)
+        if mapping is None:
+            raise InputError(f"message type {kind[0]}^{kind[1]} is not imported", location=record.location)
+        result = self.engine.map(mapping, data, record.location, self.parameters)
+        return Mapped(result.resources, [p.to_issue() for p in result.problems])
+
+
+def _files(paths: list[Path]) -> Iterator[Path]:
+    """Files as given; a folder gives every file under it, in name order (feeds land as one file
+    per message or per batch, with any extension)."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            yield path
+
+
+def _person_key(record: dict[str, Any]) -> str | None:
+    """The sender's id of the person (first PID-3), for identity reviews."""
+    value = record.get("PID-3.1")
+    return f"{value}@{record.get('PID-3.4', '')}" if value else None
+
+
+def mllp_handler(ingest: Ingest, source: Hl7Source) -> Callable[[Message, str], Verdict]:
+    """For `MllpListener`: store one message through `ingest.one`; AA once stored (or already
+    stored: a resend after a lost ACK is `unchanged`), AE with the quarantine reason otherwise."""
+
+    # The listener runs each connection's messages in worker threads: one message at a time across
+    # all connections, so two senders naming the same new person cannot both create a Patient, and
+    # the run report's counters are not raced.
+    one_at_a_time = threading.Lock()
+
+    def handle(message: Message, text: str) -> Verdict:
+        record = source.record(f"mllp:{control_id(message)}", text, message)
+        with one_at_a_time:
+            ingest.report.records_in += 1
+            status = ingest.one(record)
+        if status in STATUSES:
+            return Verdict("AA")
+        reason = status.partition(":")[2]
+        detail = _first_issue(ingest, record)
+        return Verdict("AE", f"{reason}: {detail}" if detail else reason)
+
+    return handle
+
+
+def _first_issue(ingest: Ingest, record: SourceRecord) -> str:
+    """The first issue of the quarantine entry just written for `record`, so the sender sees why.
+    The entry id is Ingest's own (source, location, digest of the raw message)."""
+    digest = hashlib.sha256(record.raw).hexdigest()
+    entry_id = str(uuid.uuid5(QUARANTINE_NAMESPACE, f"{record.source}|{record.location}|{digest}"))
+    entry = ingest.bridge.repository.quarantine_entry(entry_id)
+    if entry is None:  # held for an identity review: nothing is wrong with the message itself
+        return ""
+    issues = loads_json(entry.outcome).get("issue", [])
+    return issues[0].get("diagnostics", "") if issues else ""
+
+
+async def serve_mllp(bridge, host: str, port: int, organization: str, *,
+                     ready: Callable[[tuple[str, int]], None] | None = None,
+                     idle_timeout: float = 300.0) -> None:
+    """`fhir-bridge mllp`: listen on host:port until cancelled; every message is imported as
+    `organization` (the sending trust's ODS code). `ready` gets the bound address (port 0 picks one)."""
+    engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
+    source = Hl7Source(engine, organization, bridge)
+    ingest = Ingest(bridge, source.name, source.map, Caller(organization, organization))
+    listener = MllpListener(mllp_handler(ingest, source), idle_timeout=idle_timeout)
+    address = await listener.start(host, port)
+    # One run per listener lifetime, so `quarantine list` and the run report name what it received
+    bridge.repository.start_run(ingest.report.run_id, source.name, ingest.report.started)
+    if ready is not None:
+        ready(address)
+    try:
+        await listener.serve_forever()
+    finally:
+        await listener.stop()
+        ingest.report.finished = ingest.clock()
+        bridge.repository.finish_run(ingest.report.run_id, ingest.report.finished, orjson.dumps(ingest.report.to_json()))

@@ -1,0 +1,213 @@
+"""The HL7 v2 source end to end on a real store: synthetic feeds through Ingest (clean and dirty),
+the record shape, the mapping codes against the ConceptMaps, and the MLLP handler over real TCP."""
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fhir_bridge.bridge import Bridge
+from fhir_bridge.config import Settings
+from fhir_bridge.errors import InputError
+from fhir_bridge.formats.hl7v2 import parse_message, split_batch
+from fhir_bridge.formats.mllp import frame
+from fhir_bridge.mapping import MappingEngine, load_mappings
+from fhir_bridge.fhir.codec import loads_json
+from fhir_bridge.pipelines.identity import NHS_SYSTEM, nhs_number_of
+from fhir_bridge.pipelines.ingest import Ingest
+from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.source_hl7 import Hl7Source, hl7_record, mllp_handler, serve_mllp
+from fhir_bridge.synth import generate
+from tests.api.test_mllp_listener import Server, acks, msa
+from tests.conftest import REPO
+
+ORG = "RAT"
+GOOD_ORU = "\r".join([
+    "MSH|^~\\&|RIO|RAT|FHIR-BRIDGE|RAT|20250305120000||ORU^R01^ORU_R01|{control}|P|2.4",
+    "PID|1||9434765919^^^NHS^NH~R12345^^^RAT^MR||Okafor^Ada||19800402|F|||^^^^E1 4NS",
+    "OBR|1|R12345-1^RIO||DIALOG^DIALOG^L|||20250305110000",
+    "OBX|1|CE|DIALOG-PURPOSE^DIALOG purpose^L||PROM^^L||||||F|||20250305110000",
+    "OBX|2|CE|DIALOG-TIMEPOINT^DIALOG timepoint^L||assessment^^L||||||F|||20250305110000",
+    "OBX|3|NM|1037651000000100^Mental health^SCT||{rating}||||||F|||20250305110000",
+])
+
+
+@pytest.fixture()
+def bridge(tmp_path, validator):
+    b = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def engine(validator) -> MappingEngine:
+    return MappingEngine(load_mappings(REPO / "mappings", validator.terminology), validator.terminology)
+
+
+def ingest(bridge, source: Hl7Source) -> Ingest:
+    return Ingest(bridge, source.name, source.map, Caller(ORG, ORG))
+
+
+def message_types(feed: Path) -> dict[int, str]:
+    """Message number -> MSH-9.1^MSH-9.2, as the importer numbers messages."""
+    types = {}
+    for number, text in split_batch(feed.read_bytes()):
+        match = re.match(r"MSH\|[^|]*(?:\|[^|]*){6}\|([A-Z0-9]+\^[A-Z0-9]+)", text)
+        types[number] = match.group(1) if match else "?"
+    return types
+
+
+def test_record_shape(engine):
+    record = hl7_record(parse_message(GOOD_ORU.format(control="M1", rating="4")))
+    assert record["MSH-9.1"] == "ORU" and record["PID-5.2"] == "Ada" and record["PID-7"] == "1980-04-02"
+    assert [r["PID-3.4"] for r in record["PID-3~"]] == ["NHS", "RAT"]
+    assert record["OBR-7"] == "2025-03-05 11:00:00"  # HL7 TS, rewritten for the date transform
+    assert [o["OBX-3.1"] for o in record["OBX"]][2] == "1037651000000100"
+    assert record["OBX-by-code"]["DIALOG-PURPOSE"][0]["OBX-5.1"] == "PROM"
+
+
+def test_clean_feed_imports_end_to_end(tmp_path, bridge, engine):
+    generate("hl7", tmp_path / "synth", count=30, seed=7)
+    feed = tmp_path / "synth" / "feed.hl7"
+    types = message_types(feed)
+    merges = sum(1 for t in types.values() if t == "ADT^A40")  # not imported yet: quarantined with the reason
+    source = Hl7Source(engine, ORG, bridge)
+    report = ingest(bridge, source).run(source.records([feed]))
+
+    assert report.balanced and report.records_in == len(types)
+    assert report.quarantined["mapping"] == merges
+    # A person with no NHS number whose postcode changed waits for a person to review the link (the
+    # identity rules: demographics that differ are never linked automatically), nobody else does.
+    reviews = report.quarantined["identity-review"]
+    assert set(report.quarantined) <= {"mapping", "identity-review"}
+    for review in bridge.repository.reviews():
+        held = loads_json(review.waiting)["resources"]
+        patient = next(r for r in held if r["resourceType"] == "Patient")
+        assert not nhs_number_of(patient), review.source_key
+    assert sum(report.counts.values()) == len(types) - merges - reviews
+    assert report.counts["created"] > 0
+    # One Patient per NHS number, however many ADT and ORU messages named the person, and every
+    # DIALOG stored points at it
+    holders: dict[str, list] = {}
+    responses: list[str] = []
+    for record in source.records([feed]):
+        if record.data["MSH-9.1"] != "ORU" or record.data.get("PID-3.4") != "NHS":
+            continue
+        nhs = record.data["PID-3.1"]
+        holders.setdefault(nhs, bridge.find("Patient", [("identifier", f"{NHS_SYSTEM}|{nhs}")]))
+        assert len(holders[nhs]) == 1, nhs
+        response = bridge.repository.read("QuestionnaireResponse", source.map(record).resources[1]["id"]).resource
+        assert response["subject"] == {"reference": f"Patient/{holders[nhs][0].resource_id}"}
+        responses.append(response["id"])
+    assert holders
+
+    again = ingest(bridge, source).run(source.records([feed]))
+    assert again.quarantined == report.quarantined and again.counts["created"] == 0
+    # Nothing is doubled and no DIALOG changes. Only Patients may: after an A31/A08 (a new postcode)
+    # the feed's later ORUs still carry the old one, so the person's address follows the message order.
+    assert all(bridge.repository.read("QuestionnaireResponse", i).version_id == 1 for i in responses)
+    moves = sum(1 for t in types.values() if t in ("ADT^A31", "ADT^A08"))
+    assert again.counts["updated"] <= 2 * moves
+    assert again.counts["unchanged"] + again.counts["updated"] == len(types) - merges - reviews
+
+
+def test_dirty_feed_quarantines_every_fault_and_imports_the_quirks(tmp_path, bridge, engine):
+    manifest = generate("hl7", tmp_path / "synth", count=200, seed=3, dirty=True)
+    paths = [manifest.out_dir / f.path for f in manifest.files]
+    source = Hl7Source(engine, ORG, bridge)
+    report = ingest(bridge, source).run(source.records(paths))
+    assert report.balanced
+
+    quarantined = {e.location for e in bridge.repository.quarantined(source="hl7", limit=10_000)}
+    faults = {f"{manifest.out_dir / i.file}:{i.record or 1}": i.kind for i in manifest.faults()}
+    assert {k for k in ("missing-pid", "rating-9", "impossible-date", "unparseable-date", "binary-garbage",
+                        "invalid-nhs-number", "empty-file")} <= set(faults.values())
+    assert set(faults) - quarantined == set(), "faults that were imported"
+    # Everything else quarantined is an A40 merge (not imported yet) or waits for an identity
+    # review (no NHS number, see above): every quirk imported
+    feed = manifest.out_dir / "feed.hl7"
+    merges = {f"{feed}:{n}" for n, t in message_types(feed).items() if t == "ADT^A40"}
+    assert quarantined - set(faults) == merges
+    assert report.quarantined["mapping"] + report.quarantined["validation"] == len(faults) + len(merges)
+
+
+def test_dialog_codes_in_the_mapping_agree_with_the_conceptmaps(validator):
+    terminology = validator.terminology
+    domains = yaml.safe_load((REPO / "mappings/hl7/oru-dialog.yaml").read_text())["lists"]["dialog-domains"]
+    assert len(domains) == 11
+    for d in domains:
+        [local] = terminology.translate("https://fhir-bridge.example.org/ConceptMap/hl7-local-dialog-item",
+                                        "https://fhir-bridge.example.org/CodeSystem/hl7-local-dialog-item", d["local"])
+        [snomed] = terminology.translate("https://fhir-bridge.example.org/ConceptMap/dialog-domain-to-snomed",
+                                         "https://fhir-bridge.example.org/CodeSystem/dialog-domain", d["domain"])
+        assert (local.code, snomed.code, d["help"]) == (d["domain"], d["snomed"], "DIALOG-HELP-" + d["local"][-2:])
+
+
+def test_a_message_type_not_imported_is_a_mapping_problem(engine):
+    source = Hl7Source(engine, ORG)
+    record = source.record("feed.hl7:1", "MSH|^~\\&|RIO|RAT|||20250101||ADT^A40^ADT_A39|X1|P|2.4\rPID|1||1^^^RAT^MR")
+    with pytest.raises(InputError, match=r"message type ADT\^A40 is not imported"):
+        source.map(record)
+
+
+# -- MLLP -------------------------------------------------------------------------------------------
+def test_mllp_aa_after_storing_ae_with_the_reason_ar_for_garbage(bridge, engine):
+    source = Hl7Source(engine, ORG, bridge)
+    server = Server(mllp_handler(ingest(bridge, source), source), idle_timeout=2)
+    try:
+        with server.connect() as sock:
+            sock.sendall(frame(GOOD_ORU.format(control="M1", rating="4").encode()))
+            [good] = acks(sock, 1)
+            assert msa(good) == ("AA", "M1")
+            holders = bridge.find("Patient", [("identifier", f"{NHS_SYSTEM}|9434765919")])
+            [response] = bridge.find("QuestionnaireResponse", [("subject", f"Patient/{holders[0].resource_id}")])
+            assert response.resource["item"][0]["answer"][0]["valueCoding"]["code"] == "4"
+
+            sock.sendall(frame(GOOD_ORU.format(control="M2", rating="9").encode()))
+            [bad] = acks(sock, 1)
+            assert msa(bad) == ("AE", "M2") and "mapping" in bad and "not a DIALOG rating" in bad
+
+            sock.sendall(frame(b"\x00\x01garbage, not HL7"))
+            [garbage] = acks(sock, 1)
+            assert msa(garbage)[0] == "AR"
+
+            sock.sendall(frame(GOOD_ORU.format(control="M3", rating="4").encode()))  # a resend: unchanged
+            [resent] = acks(sock, 1)
+            assert msa(resent) == ("AA", "M3")
+    finally:
+        server.close()
+
+
+def test_serve_mllp_listens_until_cancelled(bridge):
+    bound: list[tuple[str, int]] = []
+    ready = threading.Event()
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task]] = []
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append((asyncio.get_running_loop(), task))
+        await serve_mllp(bridge, "127.0.0.1", 0, ORG, ready=lambda address: (bound.append(address), ready.set()))
+
+    def run() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(main())  # cancels and awaits what is left (open connections) on the way out
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    with socket.create_connection(bound[0], timeout=10) as sock:
+        sock.sendall(frame(GOOD_ORU.format(control="S1", rating="5").encode()))
+        [ack] = acks(sock, 1)
+    assert msa(ack) == ("AA", "S1")
+    loop, task = running[0]
+    loop.call_soon_threadsafe(task.cancel)
+    thread.join(10)
+    assert not thread.is_alive()
+    [run_row] = bridge.repository.runs()
+    assert run_row["source"] == "hl7" and run_row["finished"] is not None  # closed on the way out
