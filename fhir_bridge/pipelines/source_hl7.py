@@ -24,7 +24,7 @@ from fhir_bridge.fhir.codec import loads_json
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import QUARANTINE_NAMESPACE, STATUSES, Ingest, SourceRecord
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.sources import Mapped, Unreadable
+from fhir_bridge.pipelines.source_records import Mapped, raise_if_unreadable, unreadable
 
 # Message type (MSH-9.1, MSH-9.2) -> mapping name; A40 (merge) is not imported yet.
 MAPPINGS = {
@@ -140,10 +140,10 @@ class Hl7Source:
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                yield self._unreadable(str(path), InputError(f"cannot read {path}: {exc.strerror}"), b"")
+                yield unreadable(self.name, str(path), InputError(f"cannot read {path}: {exc.strerror}"), b"")
                 continue
             if not data.strip():
-                yield self._unreadable(f"{path}:1", InputError("empty HL7 file", location=str(path)), data)
+                yield unreadable(self.name, f"{path}:1", InputError("empty HL7 file", location=str(path)), data)
                 continue
             for number, text in split_batch(data):
                 yield self.record(f"{path}:{number}", text)
@@ -154,16 +154,12 @@ class Hl7Source:
         try:
             parsed = message if message is not None else parse_message(text)
         except BridgeError as exc:
-            return self._unreadable(location, exc, raw)
+            return unreadable(self.name, location, exc, raw)
         record = hl7_record(parsed)
         return SourceRecord(self.name, location, raw, record, _person_key(record))
 
-    def _unreadable(self, location: str, error: BridgeError, raw: bytes) -> SourceRecord:
-        return SourceRecord(self.name, location, raw, Unreadable(error))
-
     def map(self, record: SourceRecord) -> Mapped:
-        if isinstance(record.data, Unreadable):
-            raise record.data.error
+        raise_if_unreadable(record)
         data: dict[str, Any] = record.data  # type: ignore[assignment]
         kind = (data.get("MSH-9.1", ""), data.get("MSH-9.2", ""))
         mapping = MAPPINGS.get(kind)

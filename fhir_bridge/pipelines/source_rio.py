@@ -17,10 +17,10 @@ from pathlib import Path, PurePosixPath
 
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
-from fhir_bridge.formats.csv_reader import read_csv, read_csv_folder_or_zip
+from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine
 from fhir_bridge.pipelines.ingest import SourceRecord
-from fhir_bridge.pipelines.sources import Mapped, Unreadable
+from fhir_bridge.pipelines.source_records import Mapped, csv_records, raise_if_unreadable, unreadable
 
 CLIENTS = "clients.csv"
 ASSESSMENTS = "dialog_assessments.csv"
@@ -51,36 +51,25 @@ class RioSource:
             try:
                 files = _by_file_name(read_csv_folder_or_zip(path))
             except BridgeError as exc:
-                yield self._unreadable(str(path), exc, b"")
+                yield unreadable(self.name, str(path), exc, b"")
                 continue
             for file_name, mapping in MAPPINGS.items():
                 if file_name not in files:
                     where = f"{path}/{file_name}"
-                    yield self._unreadable(where, InputError(f"{file_name} is missing from the RiO export {path}",
+                    yield unreadable(self.name, where, InputError(f"{file_name} is missing from the RiO export {path}",
                                                              location=where), b"")
                     continue
                 member, data = files[file_name]
                 yield from self._rows(f"{path}/{member}", mapping, data)
 
     def _rows(self, label: str, mapping: str, data: bytes) -> Iterator[SourceRecord]:
-        try:
-            for row in read_csv(data):
-                location = f"{label}:{row.line}"
-                raw = row.raw.encode("utf-8")
-                if row.problem:
-                    yield self._unreadable(location, InputError(row.problem, location=location), raw)
-                else:
-                    yield SourceRecord(self.name, location, raw, RioRow(mapping, row.values), row.values.get("ClientID"))
-        except BridgeError as exc:  # the rest of the file cannot be read: one record says why
-            line = str(exc.location or "1").rsplit(":", 1)[-1]  # the reader names bytes, not our file
-            yield self._unreadable(f"{label}:{line}", exc, data[:4096])
+        def make(row, location: str, raw: bytes) -> SourceRecord:
+            return SourceRecord(self.name, location, raw, RioRow(mapping, row.values), row.values.get("ClientID"))
 
-    def _unreadable(self, location: str, error: BridgeError, raw: bytes) -> SourceRecord:
-        return SourceRecord(self.name, location, raw, Unreadable(error))
+        return csv_records(self.name, label, data, make)
 
     def map(self, record: SourceRecord) -> Mapped:
-        if isinstance(record.data, Unreadable):
-            raise record.data.error
+        raise_if_unreadable(record)
         row: RioRow = record.data  # type: ignore[assignment]
         result = self.engine.map(row.mapping, row.values, record.location, self.parameters)
         mapped = Mapped(result.resources, [p.to_issue() for p in result.problems])

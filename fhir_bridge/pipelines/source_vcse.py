@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
-from fhir_bridge.formats.csv_reader import read_csv, read_csv_folder_or_zip
+from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine
 from fhir_bridge.pipelines.ingest import SourceRecord
+from fhir_bridge.pipelines.source_records import Mapped, csv_records, raise_if_unreadable, unreadable
 
 CLIENT_ID_SYSTEM = "https://fhir-bridge.example.org/Id/vcse-client/"  # + the row's OrganisationODS
 # JSON field -> CSV column (mappings/vcse/README.md)
@@ -34,20 +34,6 @@ _JSON_SPACE = re.compile(r"[ \t\r\n]*")
 _DOMAIN_COLUMN = re.compile(r" (rating|help)$")
 
 
-@dataclass
-class Mapped:
-    resources: list[dict]
-    problems: list[Issue] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """Stands in for a record the reader could not produce; mapping it raises the reader's error.
-    (Not imported from sources.py: that module is to import this one, to register the adapter.)"""
-
-    error: BridgeError
-
-
 class VcseSource:
     """A VCSE case-management export: `.csv` (one row per session) and `.json` (a list of sessions),
     as files, folders or zips. Each row names its own organisation, so no run parameter is needed."""
@@ -62,7 +48,7 @@ class VcseSource:
             try:
                 files = list(read_csv_folder_or_zip(path, suffixes=(".csv", ".json")))
             except BridgeError as exc:
-                yield self._unreadable(str(path), exc, b"")
+                yield unreadable(self.name, str(path), exc, b"")
                 continue
             single = path.is_file() and path.suffix.lower() != ".zip"
             for name, data in files:
@@ -71,29 +57,20 @@ class VcseSource:
                 yield from reader(label, data)
 
     def _csv(self, label: str, data: bytes) -> Iterator[SourceRecord]:
-        try:
-            for row in read_csv(data):
-                location, raw = f"{label}:{row.line}", row.raw.encode("utf-8")
-                if row.problem:
-                    yield self._unreadable(location, InputError(row.problem, location=location), raw)
-                else:
-                    yield self._session(location, raw, row.values)
-        except BridgeError as exc:  # the rest of the file cannot be read: one record says why
-            line = str(exc.location or "1").rsplit(":", 1)[-1]  # the reader names bytes, not our file
-            yield self._unreadable(f"{label}:{line}", exc, data[:4096])
+        return csv_records(self.name, label, data, lambda row, location, raw: self._session(location, raw, row.values))
 
     def _json(self, label: str, data: bytes) -> Iterator[SourceRecord]:
         try:
             elements = json_elements(data)
         except InputError as exc:  # the whole file is refused: nothing half-imported
-            yield self._unreadable(f"{label}:{exc.location or 1}", exc, data[:4096])
+            yield unreadable(self.name, f"{label}:{exc.location or 1}", exc, data[:4096])
             return
         for line, text, value in elements:
             location, raw = f"{label}:{line}", text.encode("utf-8")
             try:
                 row = flatten(value)
             except InputError as exc:
-                yield self._unreadable(location, exc, raw)
+                yield unreadable(self.name, location, exc, raw)
                 continue
             yield self._session(location, raw, row)
 
@@ -104,12 +81,8 @@ class VcseSource:
         key = f"{_ods(row)}/{row.get('ClientRef', '')}/{row.get('SessionID', '')}"
         return SourceRecord(self.name, location, raw, row, key)
 
-    def _unreadable(self, location: str, error: BridgeError, raw: bytes) -> SourceRecord:
-        return SourceRecord(self.name, location, raw, Unreadable(error))
-
     def map(self, record: SourceRecord) -> Mapped:
-        if isinstance(record.data, Unreadable):
-            raise record.data.error
+        raise_if_unreadable(record)
         row: dict[str, str] = record.data  # type: ignore[assignment] - records() only makes these two
         result = self.engine.map(self.name, row, record.location, {"client-id-system": CLIENT_ID_SYSTEM + _ods(row)})
         problems = [p.to_issue() for p in result.problems]

@@ -6,30 +6,16 @@ becomes a record that fails to map, so it is quarantined with its reason, never 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from fhir_bridge.errors import BridgeError, InputError
-from fhir_bridge.fhir.outcome import Issue
-from fhir_bridge.formats.csv_reader import read_csv, read_csv_folder_or_zip
+from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
-
-
-@dataclass
-class Mapped:
-    resources: list[dict]
-    problems: list[Issue] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """Stands in for a record the reader could not produce; mapping it raises the reader's error."""
-
-    error: BridgeError
+from fhir_bridge.pipelines.source_records import Mapped, csv_records, raise_if_unreadable, unreadable
 
 
 class DialogAppSource:
@@ -46,31 +32,17 @@ class DialogAppSource:
             try:
                 files = list(read_csv_folder_or_zip(path))
             except BridgeError as exc:
-                yield self._unreadable(str(path), exc, b"")
+                yield unreadable(self.name, str(path), exc, b"")
                 continue
             single = path.is_file() and path.suffix.lower() != ".zip"
             for name, data in files:
-                yield from self._rows(str(path) if single else f"{path}/{name}", data)
+                yield from csv_records(self.name, str(path) if single else f"{path}/{name}", data, self._record)
 
-    def _rows(self, label: str, data: bytes) -> Iterator[SourceRecord]:
-        try:
-            for row in read_csv(data):
-                location = f"{label}:{row.line}"
-                raw = row.raw.encode("utf-8")
-                if row.problem:
-                    yield self._unreadable(location, InputError(row.problem, location=location), raw)
-                else:
-                    yield SourceRecord(self.name, location, raw, row.values, row.values.get("Client Name"))
-        except BridgeError as exc:  # the rest of the file cannot be read: one record says why
-            line = str(exc.location or "1").rsplit(":", 1)[-1]  # the reader names bytes, not our file
-            yield self._unreadable(f"{label}:{line}", exc, data[:4096])
-
-    def _unreadable(self, location: str, error: BridgeError, raw: bytes) -> SourceRecord:
-        return SourceRecord(self.name, location, raw, Unreadable(error))
+    def _record(self, row, location: str, raw: bytes) -> SourceRecord:
+        return SourceRecord(self.name, location, raw, row.values, row.values.get("Client Name"))
 
     def map(self, record: SourceRecord) -> Mapped:
-        if isinstance(record.data, Unreadable):
-            raise record.data.error
+        raise_if_unreadable(record)
         result = self.engine.map(self.name, record.data, record.location, self.parameters)
         return Mapped(result.resources, [p.to_issue() for p in result.problems])
 

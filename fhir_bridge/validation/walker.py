@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from fhir_bridge.errors import FhirPathError
 from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.terminology import Terminology
 from fhir_bridge.validation.nodes import MISSING, Invariant, Node, Rule, matches_pattern
