@@ -45,6 +45,9 @@ class RioSource:
         self.parameters = {"organization": organization}
         self.bridge = bridge
         self.client_system = CLIENT_SYSTEM + organization
+        # client id -> the Patient it was stored as, found once per run: a client has several
+        # assessments, and a search per assessment was a quarter of the import's time
+        self._stored_clients: dict[str, str] = {}
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in paths:
@@ -78,8 +81,12 @@ class RioSource:
         return mapped
 
     def _point_at_stored_client(self, mapped: Mapped, client_id: str, location: str) -> None:
-        found = self.bridge.find("Patient", [("identifier", f"{self.client_system}|{client_id}")])
-        if len(found) != 1:
+        patient_id = self._stored_clients.get(client_id)
+        if patient_id is None:
+            found = self.bridge.find("Patient", [("identifier", f"{self.client_system}|{client_id}")])
+            if len(found) == 1:
+                patient_id = self._stored_clients[client_id] = found[0].resource_id
+        if patient_id is None:
             # None: the client row was quarantined or waits for review. Several cannot happen
             # while identifiers are united on linking; if it does, guessing would misfile a DIALOG.
             why = "is not stored (quarantined or waiting for identity review)" if not found else \
@@ -89,7 +96,7 @@ class RioSource:
             return
         for resource in mapped.resources:
             if resource.get("resourceType") == "QuestionnaireResponse":
-                resource["subject"] = {"reference": f"Patient/{found[0].resource['id']}"}
+                resource["subject"] = {"reference": f"Patient/{patient_id}"}
 
 
 def _by_file_name(files: Iterator[tuple[str, bytes]]) -> dict[str, tuple[str, bytes]]:
