@@ -2,6 +2,10 @@
 
 Matching, in order:
 1. A valid NHS number held by exactly one Patient links to it.
+1a. Otherwise a source's own identifier for the person (a RiO client id, a VCSE client ref, an
+   HL7 MR number) already held by exactly one Patient links to it: the source has said it is the
+   same person, whatever changed in the demographics (a new postcode) — unless that Patient
+   holds a different NHS number.
 2. Otherwise an exact match on normalised family name, given name, birth date and postcode links
    (never to a Patient holding a *different* NHS number: that is someone else, or a wrong number).
 3. Anything weaker (same family name and birth date; same given name, birth date and postcode),
@@ -33,7 +37,7 @@ DEMOGRAPHIC_FIELDS = ("name", "birthDate", "gender", "address", "telecom", "gene
 
 @dataclass(frozen=True)
 class Link:
-    action: str                       # nhs-number | demographics | new | review
+    action: str                       # nhs-number | local-identifier | demographics | new | review
     patient_id: str | None            # None for a review; for "new", the id to create it under
     candidates: tuple[str, ...] = ()  # for a review: who it might be
     reason: str = ""
@@ -97,6 +101,9 @@ class IdentityResolver:
                 return Link("nhs-number", holders[0])
             if len(holders) > 1:
                 return Link("review", None, tuple(holders), f"NHS number {nhs} is held by {len(holders)} Patients")
+        known = self._by_local_identifier(patient, nhs)
+        if known is not None:
+            return known
         who = demographics_of(patient)
         if who is None:
             if nhs:
@@ -117,6 +124,21 @@ class IdentityResolver:
         if weaker and not nhs:
             return Link("review", None, tuple(weaker), "similar Patients found (a name, birth date or postcode differs)")
         return Link("new", new_patient_id(nhs) if nhs else patient.get("id"))
+
+    def _by_local_identifier(self, patient: dict, nhs: str | None) -> Link | None:
+        holders: set[str] = set()
+        for ident in patient.get("identifier", ()):
+            system, value = (ident.get("system"), ident.get("value")) if type(ident) is dict else (None, None)
+            if type(system) is str and type(value) is str and system != NHS_SYSTEM:
+                holders |= {s.resource_id for s in self.find("Patient", [("identifier", f"{system}|{value}")])}
+        if not holders:
+            return None
+        if len(holders) > 1:
+            return Link("review", None, tuple(sorted(holders)), "the record's identifiers belong to several Patients")
+        [holder] = holders
+        if nhs and self._other_nhs(holder, nhs):
+            return Link("review", None, (holder,), "this source's id for the person belongs to a Patient with another NHS number")
+        return Link("local-identifier", holder)
 
     def _other_nhs(self, patient_id: str, nhs: str) -> bool:
         held = nhs_number_of(self.repository.read("Patient", patient_id).resource)

@@ -109,3 +109,25 @@ def test_merge_unites_identifiers_and_the_more_trusted_source_wins(resolver):
     trusted = resolver.merge(existing, incoming, "pds")
     assert trusted.patient["gender"] == "male" and source_of(trusted.patient) == "pds"
     assert trusted.disagreements[0].kept_from == "pds"
+
+
+LOCAL = {"system": "https://vcse.example.org/client", "value": "C-17"}
+
+
+def test_the_sources_own_id_links_when_demographics_changed(bridge, resolver):
+    store(bridge, patient("a", identifier=[LOCAL]))
+    moved = patient(postcode="N1 9GU", identifier=[LOCAL])  # the person moved house: no exact match any more
+    assert resolver.resolve(moved) == Link("local-identifier", "a")
+
+
+def test_a_local_id_on_a_patient_with_another_nhs_number_is_a_review(bridge, resolver):
+    store(bridge, patient("a", identifier=[LOCAL, {"system": NHS_SYSTEM, "value": "9434765919"}]))
+    link = resolver.resolve(patient(nhs="9434765870", identifier=[LOCAL, {"system": NHS_SYSTEM, "value": "9434765870"}]))
+    assert link.action == "review" and "another NHS number" in link.reason
+
+
+def test_identifiers_held_by_two_patients_is_a_review(bridge, resolver):
+    other = {"system": "https://rio.example.org/client", "value": "R-9"}
+    store(bridge, patient("a", identifier=[LOCAL]), patient("b", family="Brown", identifier=[other]))
+    link = resolver.resolve(patient(identifier=[LOCAL, other]))
+    assert link.action == "review" and set(link.candidates) == {"a", "b"}
