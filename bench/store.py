@@ -15,18 +15,16 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from fhir_bridge.store.database import open_database
 from fhir_bridge.store.migrations import migrate
 from fhir_bridge.store.repository import Repository
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.postgres import postgres_schema  # noqa: E402 - one schema-isolation helper for tests and benches
 
 BASE = "https://fhir-bridge.example.org"
 DOMAINS = ["mental-health", "physical-health", "job-situation", "accommodation", "leisure-activities",
@@ -90,29 +88,12 @@ def run(url: str, data_dir: Path, total: int) -> None:
           f"ratio {bulk_rate / single_rate:.1f}x")
 
 
-@contextmanager
-def postgres_schema(server_url: str) -> Iterator[str]:
-    url = make_url(server_url)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    name = f"fhir_bridge_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
-        admin.dispose()
-
-
 def main() -> None:
     total = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     with tempfile.TemporaryDirectory() as folder:
         run(f"sqlite:///{folder}/bench.db", Path(folder), total)
     if server := os.environ.get("FHIR_BRIDGE_TEST_POSTGRES_URL"):
-        with tempfile.TemporaryDirectory() as folder, postgres_schema(server) as url:
+        with tempfile.TemporaryDirectory() as folder, contextmanager(postgres_schema)(server) as url:
             run(url, Path(folder), total)
 
 

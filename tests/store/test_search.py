@@ -7,7 +7,6 @@ A deleted response keeps stale index rows on purpose: deleted resources must nev
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -16,7 +15,6 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, insert, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from fhir_bridge.errors import InputError
@@ -27,12 +25,11 @@ from fhir_bridge.store.search import MAX_COUNT, build_search, parse_search
 from fhir_bridge.store.search_execution import SearchMixin
 from fhir_bridge.store.search_parameters import SearchParameterRegistry
 from fhir_bridge.store.types import SearchResult, Stored
+from tests.postgres import BACKENDS, POSTGRES_ENV, postgres_schema
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 BASE = "https://bridge.example.org/fhir"
-POSTGRES_ENV = "FHIR_BRIDGE_TEST_POSTGRES_URL"
-BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get(POSTGRES_ENV) else [])]
 T0 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z: the first resource's last_updated, then one second apart
 NOW = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z, what `ap` measures from
 
@@ -120,22 +117,13 @@ def search_db(request: pytest.FixtureRequest, tmp_path_factory, search_registry)
         yield engine
         engine.dispose()
         return
-    url = make_url(os.environ[POSTGRES_ENV])
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    name = f"fhir_bridge_search_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-    engine = create_engine(url, poolclass=NullPool, connect_args={"options": f"-csearch_path={name}"})
-    try:
-        _load(engine, search_registry)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
-        admin.dispose()
+    for url in postgres_schema(os.environ[POSTGRES_ENV]):  # a schema of its own, dropped after
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            _load(engine, search_registry)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def _load(engine: Engine, registry: SearchParameterRegistry) -> None:
