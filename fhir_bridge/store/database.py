@@ -52,7 +52,11 @@ def open_database(url: str | None, data_dir: Path) -> Database:
                                  "use sqlite:///<file> or postgresql://...")
     if dialect == "sqlite":
         return Database(_sqlite_engine(parsed), dialect)
-    return Database(create_engine(parsed), dialect)
+    # psycopg prepares a statement after five runs, and PostgreSQL then keeps the generic plan it
+    # made while the tables were small: the bulk path's id lookup became a sequential scan, and
+    # create_many fell from ~10,000 to ~1,700 resources/s as the table grew past 12,000 rows.
+    # Planning each statement with its values costs far less than that.
+    return Database(create_engine(parsed, connect_args={"prepare_threshold": None}), dialect)
 
 
 def _parse(url: str) -> URL:
