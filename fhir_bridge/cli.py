@@ -78,7 +78,10 @@ def _run(command: Callable[[], int]) -> None:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """fhir-bridge: DIALOG and DIALOG+ in FHIR R4 for NHS mental health services."""
-    ctx.obj = Services(Settings.from_env())
+    try:
+        ctx.obj = Services(Settings.from_env())
+    except ValueError as exc:  # a setting that cannot be read: say which, not a traceback
+        raise click.UsageError(f"bad setting: {exc}") from exc
 
 
 # -- validate ------------------------------------------------------------------------------------
@@ -283,16 +286,30 @@ INSECURE_WARNING = """
                    "Without one, a development token is generated for this run and printed.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1),
               help="Larger request bodies are refused with 413 [default: 5 MiB].")
+@click.option("--mllp-port", type=click.IntRange(1, 65535),
+              help="Also listen for HL7 v2 over MLLP on this port, as `fhir-bridge mllp` [env FHIR_BRIDGE_MLLP_PORT].")
+@click.option("--mllp-host", help="Interface the MLLP listener binds [env FHIR_BRIDGE_MLLP_HOST; default: 127.0.0.1].")
+@click.option("--mllp-organization",
+              help="ODS code of the trust whose feed the MLLP listener takes [env FHIR_BRIDGE_MLLP_ORGANIZATION].")
 @click.pass_obj
 def serve(services: Services, host: str, port: int, seed_examples: bool, insecure_dev: bool,
-          tokens_file: Path | None, max_body_bytes: int | None) -> None:
+          tokens_file: Path | None, max_body_bytes: int | None, mllp_port: int | None, mllp_host: str | None,
+          mllp_organization: str | None) -> None:
     """Run the FHIR R4 server (REST API under /fhir) on the configured database.
 
     The database is FHIR_BRIDGE_DATABASE_URL, or an SQLite file in FHIR_BRIDGE_DATA_DIR,
-    created and migrated on start.
+    created and migrated on start. With an MLLP port (--mllp-port or FHIR_BRIDGE_MLLP_PORT) the
+    MLLP listener runs in the same process on the same store: see `fhir-bridge mllp`.
     """
     if insecure_dev and tokens_file:
         raise click.UsageError("--insecure-dev switches authentication off; it cannot be used with a tokens file")
+    settings = services.settings
+    mllp_port = mllp_port or settings.mllp_port
+    mllp_host = mllp_host or settings.mllp_host
+    mllp_organization = mllp_organization or settings.mllp_organization
+    if mllp_port and not mllp_organization:
+        raise click.UsageError("the MLLP listener needs the feed's organisation: --mllp-organization ODS "
+                               "(or FHIR_BRIDGE_MLLP_ORGANIZATION)")
 
     def command() -> int:
         import uvicorn
@@ -331,7 +348,11 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
             previous = signal.signal(signal.SIGTERM, _stop)
             try:
                 # One worker: the embedded SQLite store has a single writer; the Bridge is built once here.
-                uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+                if mllp_port is None:
+                    uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+                else:
+                    _serve_with_mllp(uvicorn.Config(app, host=host, port=port, workers=1, log_level="info"),
+                                     bridge, mllp_host, mllp_port, mllp_organization)
             finally:
                 signal.signal(signal.SIGTERM, previous)
         finally:
@@ -343,6 +364,17 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
 
 def _stop(_signal: int, _frame) -> None:
     raise SystemExit(EXIT_OK)
+
+
+def _serve_with_mllp(config, bridge, host: str, port: int, organization: str) -> None:
+    import asyncio
+
+    from fhir_bridge.api.serving import serve_with_mllp
+
+    def ready(address) -> None:
+        click.echo(f"fhir-bridge MLLP listener: {address[0]}:{address[1]} (feed of {organization})")
+
+    asyncio.run(serve_with_mllp(config, bridge, host, port, organization, ready=ready))
 
 
 def _print_seed_report(report: SeedReport, examples_dir: Path) -> None:
@@ -399,7 +431,7 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.option("--source", help="Only this source (rio, hl7, vcse, dialog-app).")
-@click.option("--state", type=click.Choice(["open", "released", "all"]), default="open", show_default=True)
+@click.option("--state", type=click.Choice(["open", "resolved", "all"]), default="open", show_default=True)
 @click.pass_obj
 def quarantine_list(services: Services, source: str | None, state: str) -> None:
     """List quarantined records: id, source, location, reason."""
@@ -432,12 +464,68 @@ def quarantine_show(services: Services, entry_id: str) -> None:
             bridge.close()
         if entry is None:
             raise NotFound(f"no quarantined record {entry_id}")
-        click.echo(f"{entry.source} {entry.location} ({entry.reason}, {entry.state}; run {entry.run_id})")
+        resolved = f"; resolved by run {entry.resolved_run}" if entry.resolved_run else ""
+        click.echo(f"{entry.source} {entry.location} ({entry.reason}, {entry.state}; run {entry.run_id}{resolved})")
         click.echo("raw record:")
         click.echo(entry.raw.decode("utf-8", "replace"))
         click.echo("why:")
         click.echo(orjson.dumps(orjson.loads(entry.outcome), option=orjson.OPT_INDENT_2).decode())
         return EXIT_OK
+
+    _run(command)
+
+
+@quarantine.command("retry")
+@click.argument("entry_ids", nargs=-1)
+@click.option("--source", type=click.Choice(["dialog-app", "hl7", "rio", "vcse"]),
+              help="Retry every open entry of this source.")
+@click.option("--all", "every", is_flag=True, help="Retry every open entry.")
+@click.pass_obj
+def quarantine_retry(services: Services, entry_ids: tuple[str, ...], source: str | None, every: bool) -> None:
+    """Map quarantined records again, after the mapping or the data is fixed.
+
+    A record now stored resolves its entry (so does one handed to `identity review`, where it
+    waits for a person); one still failing stays open with its new reason. Each source's retry is a
+    run with a report. Exit 0 when every record is stored, 1 when any is still quarantined, waits
+    for identity review or cannot be retried (unreadable input: import the fixed file again).
+    """
+    if bool(entry_ids) == bool(source or every):
+        raise click.UsageError("give ENTRY_IDs, or --source S and/or --all")
+    from fhir_bridge.errors import NotFound
+    from fhir_bridge.pipelines.quarantine_retry import ALREADY, CANNOT, RESOLVED, REVIEW, STILL, retry_entries
+
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            if entry_ids:
+                wanted = list(dict.fromkeys(entry_ids))
+                entries = [bridge.repository.quarantine_entry(i) for i in wanted]
+                missing = [i for i, e in zip(wanted, entries) if e is None]
+                if missing:  # before anything is retried: a mistyped id must not half-run the command
+                    raise NotFound(f"no quarantined record {', '.join(missing)}")
+            else:
+                entries = bridge.repository.quarantined(state="open", source=source, limit=None)
+                if not entries:
+                    click.echo("nothing to retry: no open quarantine entries" + (f" of {source}" if source else ""))
+                    return EXIT_OK
+            results, reports = retry_entries(bridge, entries, quarantine_dir=services.settings.data_dir / "quarantine")
+        finally:
+            bridge.close()
+        position = {e.entry_id: n for n, e in enumerate(entries)}
+        for r in sorted(results, key=lambda r: position[r.entry.entry_id]):
+            click.echo(f"{r.entry.entry_id}  {r.entry.source:10} {r.entry.location}")
+            click.echo(f"  {r.outcome}: {r.detail}" + (f" (run {r.run_id})" if r.outcome in (RESOLVED, REVIEW) else ""))
+        for report in reports:
+            c = report.to_json()
+            click.echo(f"run {report.run_id} ({report.source}): {c['in']} in = {c['created']} created + "
+                       f"{c['updated']} updated + {c['unchanged']} unchanged + {c['quarantined']} quarantined")
+        n = {k: sum(r.outcome == k for r in results) for k in (RESOLVED, REVIEW, STILL, CANNOT, ALREADY)}
+        click.echo(f"retried {n[RESOLVED] + n[REVIEW] + n[STILL]}: {n[RESOLVED]} resolved, "
+                   + (f"{n[REVIEW]} waiting for identity review, " if n[REVIEW] else "")
+                   + f"{n[STILL]} still quarantined"
+                   + (f"; {n[CANNOT]} cannot be retried (import the fixed file again)" if n[CANNOT] else "")
+                   + (f"; {n[ALREADY]} resolved already" if n[ALREADY] else ""))
+        return EXIT_ISSUES if n[REVIEW] or n[STILL] or n[CANNOT] else EXIT_OK
 
     _run(command)
 
@@ -526,6 +614,9 @@ def import_(services: Services, source: str, paths: tuple[Path, ...], organizati
                    f" + {summary['unchanged']} unchanged + {summary['quarantined']} quarantined")
         for reason, n in sorted(report.quarantined.items()):
             click.echo(f"  quarantined, {reason}: {n}")
+        if report.resolved:
+            click.echo(f"  resolved {len(report.resolved)} quarantine entries of earlier imports: "
+                       "the files they could not read were read this time")
         for d in report.disagreements:
             click.echo(f"  Patient/{d['patient']} {d['element']}: kept {d['kept']!r} ({d['keptFrom']}), "
                        f"not {d['other']!r} ({d['otherFrom']})")
@@ -565,19 +656,27 @@ def synth(source: str, out_dir: Path, count: int, seed: int, dirty: bool, manife
 
 # -- mllp --------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=2575, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--organization", required=True, help="ODS code of the organisation whose feed this is.")
+@click.option("--host", help="Interface to listen on [env FHIR_BRIDGE_MLLP_HOST; default: 127.0.0.1].")
+@click.option("--port", type=click.IntRange(0, 65535), help="[env FHIR_BRIDGE_MLLP_PORT; default: 2575]")
+@click.option("--organization", help="ODS code of the trust whose feed this is [env FHIR_BRIDGE_MLLP_ORGANIZATION].")
 @click.option("--idle-timeout", default=300.0, show_default=True, help="Seconds before an idle connection is closed.")
 @click.pass_obj
-def mllp(services: Services, host: str, port: int, organization: str, idle_timeout: float) -> None:
+def mllp(services: Services, host: str | None, port: int | None, organization: str | None, idle_timeout: float) -> None:
     """Listen for HL7 v2 messages over MLLP and import them as they arrive.
 
     Every message is answered: AA once its data is committed, AE with the reason when it cannot be
     imported (the message is quarantined), AR when it cannot be parsed. Shares the store named by
-    FHIR_BRIDGE_DATABASE_URL with `serve`, so both can run as separate processes.
+    FHIR_BRIDGE_DATABASE_URL with `serve`, so both can run as separate processes (or let `serve`
+    start the listener itself: `serve --mllp-port`).
     """
     import asyncio
+
+    settings = services.settings
+    host = host or settings.mllp_host
+    port = port if port is not None else settings.mllp_port or 2575
+    organization = organization or settings.mllp_organization
+    if not organization:
+        raise click.UsageError("say whose feed this is: --organization ODS (or FHIR_BRIDGE_MLLP_ORGANIZATION)")
 
     from fhir_bridge.pipelines.source_hl7 import serve_mllp
 
@@ -595,3 +694,278 @@ def mllp(services: Services, host: str, port: int, organization: str, idle_timeo
         return EXIT_OK
 
     _run(command)
+
+
+# -- export ------------------------------------------------------------------------------------------
+@main.group()
+def export() -> None:
+    """Send what the store holds to partners' systems."""
+
+
+@export.command("hl7")
+@click.option("--receiving-organization", "organization", required=True,
+              help="ODS code of the EPR's organisation: the responses it recorded are not sent back to it.")
+@click.option("--out", "out", help="Write the messages to this new file (- for standard output) instead of sending them.")
+@click.option("--to", "to", help="Send over MLLP to HOST:PORT [default: FHIR_BRIDGE_MLLP_PEER].")
+@click.option("--since", help="Only responses changed at or after this FHIR date or dateTime (e.g. 2025-03-01).")
+@click.option("--patient", help="Only this Patient's responses (an id, or Patient/id).")
+@click.option("--receiving-application", default="", help="MSH-5: the EPR interface's application name.")
+@click.option("--receiving-facility", help="MSH-6 [default: the receiving organisation's ODS code].")
+@click.option("--all", "include_done", is_flag=True, help="Also versions this peer has taken already (a full resend).")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to wait for a connection and for each ACK.")
+@click.pass_obj
+def export_hl7(services: Services, organization: str, out: str | None, to: str | None, since: str | None,
+               patient: str | None, receiving_application: str, receiving_facility: str | None, include_done: bool,
+               timeout: float) -> None:
+    """DIALOG responses recorded by other partners -> HL7 v2.4 ORU^R01 messages for the EPR.
+
+    Each message is built from mappings/hl7-out/oru-dialog.yaml and validated with hl7apy before it
+    leaves. Sent over MLLP one at a time, each waiting for its ACK (AA: taken; AE/AR: reported, sent
+    again next run), or written to a file. Every version is recorded per peer, so a re-run sends only
+    new or changed responses and those not taken yet. Exit 0 when all were taken, 1 when any was
+    refused or invalid, 69 when the peer could not be reached or stopped answering.
+    """
+    from fhir_bridge.errors import PeerUnavailable
+    from fhir_bridge.fhir.dates import to_microseconds
+    from fhir_bridge.outputs.mllp_sender import parse_peer
+    from fhir_bridge.pipelines.export_hl7 import Hl7Export, file_peer, mllp_peer
+
+    if out and to:
+        raise click.UsageError("give --out FILE or --to HOST:PORT, not both")
+    target = to or (None if out else services.settings.mllp_peer)
+    if not out and not target:
+        raise click.UsageError("say where the messages go: --out FILE (- for standard output), or --to HOST:PORT "
+                               "(or set FHIR_BRIDGE_MLLP_PEER)")
+    since_us = to_microseconds(since) if since else None
+    if since and since_us is None:
+        raise click.BadParameter(f"{since!r} is not a FHIR date or dateTime (2025-03-01, 2025-03-01T09:00:00Z)",
+                                 param_hint="--since")
+    patient_id = patient.removeprefix("Patient/") if patient else None
+
+    def command() -> int:
+        host_port = parse_peer(target) if target else None
+        bridge = _bridge(services)
+        try:
+            export = Hl7Export(bridge, organization, receiving_application=receiving_application,
+                               receiving_facility=receiving_facility)
+            if host_port:
+                peer = mllp_peer(*host_port)
+                selection = export.select(peer, since=since_us, patient_id=patient_id, include_done=include_done)
+                report = export.send(selection, *host_port, peer, timeout=timeout)
+            else:
+                peer = file_peer(export.organization)
+                selection = export.select(peer, since=since_us, patient_id=patient_id, include_done=include_done)
+                report = _export_to_file(export, selection, out, peer)
+        finally:
+            bridge.close()
+        echo = (lambda line: click.echo(line, err=True)) if out == "-" else click.echo
+        c = report.counts
+        outcome = (f"{c['accepted']} accepted (AA) + {c['error']} refused (AE) + {c['rejected']} rejected (AR)"
+                   if host_port else f"{c['written']} written") + f" + {c['invalid']} invalid"
+        messages = f"{report.total} message{'' if report.total == 1 else 's'}"
+        echo(f"export hl7 to {peer}{f' ({out})' if out and out != '-' else ''}: {messages} = {outcome}"
+             + (f"; {report.resent} sent again after an earlier attempt" if report.resent else ""))
+        for line in report.problems:
+            echo(f"  {line}")
+        if report.stopped:
+            echo(f"stopped: {report.stopped}. Nothing more was sent; the next run sends what the peer has not taken.")
+            return PeerUnavailable.exit_code
+        return EXIT_ISSUES if report.failed else EXIT_OK
+
+    _run(command)
+
+
+def _export_to_file(export, selection, out: str, peer: str):
+    if out == "-":
+        return export.write(selection, sys.stdout.buffer, peer)
+    try:
+        # A new file: the messages of an earlier run are recorded as written, so overwriting them
+        # would lose them without trace.
+        handle = open(out, "xb")
+    except FileExistsError as exc:
+        raise BridgeError(f"{out} exists already: write to a new file") from exc
+    except OSError as exc:
+        raise BridgeError(f"cannot write {out}: {exc.strerror}") from exc
+    with handle:
+        return export.write(selection, handle, peer)
+
+
+# -- submission --------------------------------------------------------------------------------------
+@main.group()
+def submission() -> None:
+    """MHSDS-style monthly submissions made from the store."""
+
+
+@submission.command("mhsds")
+@click.option("--period", required=True, help="The reporting month, YYYY-MM (e.g. 2026-10).")
+@click.option("--provider", required=True, help="ODS code of the provider the submission is for (OrgIDProvider).")
+@click.option("--submitter", help="ODS code of the organisation sending it (OrgIDSubmit) [default: the provider].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the file, its CSV tables and quality report [default: FHIR_BRIDGE_DATA_DIR/submissions].")
+@click.option("--by", "created_by", help="Who is making it, recorded with it [default: the login name].")
+@click.pass_obj
+def submission_mhsds(services: Services, period: str, provider: str, submitter: str | None, out_dir: Path | None,
+                     created_by: str | None) -> None:
+    """Write the provider's MHSDS-style XML for one month (mappings/mhsds-out/), valid against its XSD.
+
+    With it: the same tables as CSV files, and a data quality report (HTML and JSON) listing every
+    record left out and why. The run is recorded in the store (`submission list`). Exit 0 when the
+    file was made (records left out are in the report), 2 for a bad period or provider, 3 when the
+    mapping or schema is wrong.
+    """
+    from fhir_bridge.pipelines.submission_mhsds import for_bridge
+    from fhir_bridge.submission import Period
+
+    try:
+        month = Period.parse(period)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--period") from exc
+
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            result = for_bridge(bridge).run(month, provider.strip().upper(), out_dir or services.settings.data_dir / "submissions",
+                                            submitter=submitter.strip().upper() if submitter else None,
+                                            created_by=created_by)
+        finally:
+            bridge.close()
+        record = result.record
+        click.echo(f"MHSDS submission {record.provider} {record.period}: {result.xml}")
+        click.echo(f"  valid against {result.schema}; "
+                   f"sha256 {record.file_sha256[:16]}...; submission {record.submission_id}")
+        click.echo("  rows: " + ", ".join(f"{table} {n}" for table, n in result.rows.items()))
+        m = result.measures
+        click.echo(f"  people {m['people']}, DIALOGs {m['dialogsSubmitted']} (people at T1 {m['peopleWithDialogAtT1']}, "
+                   f"at T2 {m['peopleWithDialogAtT2']}), agreed care plans {m['peopleWithAgreedCarePlan']}, "
+                   f"named key workers {m['peopleWithNamedKeyWorker']}")
+        click.echo(f"  records left out: {result.left_out} (why: {result.report_html.name})")
+        click.echo(f"  tables as CSV: {result.csv_folder}")
+        click.echo(f"  quality report: {result.report_html} and {result.report_json.name}")
+        if result.earlier:
+            last = result.earlier[-1]
+            same = "the same data as" if last.content_sha256 == record.content_sha256 else "data changed since"
+            click.echo(f"  resubmission #{len(result.earlier) + 1} of {record.period}: {same} submission "
+                       f"{last.submission_id} ({_when(last.created)}, by {last.created_by})")
+        return EXIT_OK
+
+    _run(command)
+
+
+@submission.command("list")
+@click.option("--provider", help="Only this provider's (ODS code).")
+@click.option("--period", help="Only this month's (YYYY-MM).")
+@click.pass_obj
+def submission_list(services: Services, provider: str | None, period: str | None) -> None:
+    """The submissions made, oldest first: a month made again shows as a resubmission, with whether
+    its data changed."""
+    from fhir_bridge.pipelines.submission_mhsds import describe_submissions
+
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            records = bridge.repository.submissions(provider=provider.strip().upper() if provider else None,
+                                                    period=period.strip() if period else None)
+        finally:
+            bridge.close()
+        for item in describe_submissions(records):
+            r = item["record"]
+            rows = sum(n for table, n in item["rows"].items() if table != "MHS000Header")
+            kind = "first" if item["number"] == 1 else f"resubmission #{item['number']}"
+            change = "" if item["number"] == 1 else \
+                " (same data as " + item["sameDataAs"] + ")" if item["sameDataAs"] else " (data changed)"
+            click.echo(f"{r.submission_id}  {r.provider} {r.period}  {_when(r.created)}  by {r.created_by}  "
+                       f"{kind}{change}")
+            click.echo(f"  {r.file_name}  sha256 {r.file_sha256[:16]}...  {rows} rows, {item['leftOut']} records left out")
+        click.echo(f"{len(records)} submission(s)")
+        return EXIT_OK
+
+    _run(command)
+
+
+def _when(microseconds: int) -> str:
+    from fhir_bridge.store.types import instant
+
+    return instant(microseconds)[:19].replace("T", " ") + " UTC"
+
+
+# -- report ------------------------------------------------------------------------------------------
+@main.group()
+def report() -> None:
+    """Reports read from the store."""
+
+
+@report.command("outcomes")
+@click.option("--level", type=click.Choice(["population", "service", "individual"]),
+              help="[default: individual with --patient, service with --organization/--team, else population]")
+@click.option("--from", "start", help="First day of the period (2024-04-01).")
+@click.option("--to", "end", help="Last day of the period, inclusive; ages are taken at it [default: today].")
+@click.option("--organization", multiple=True, help="Recording organisation: ODS code or Organization/id (repeat).")
+@click.option("--team", multiple=True, help="Team: the referral's performer, e.g. CareTeam/cmht-north (repeat).")
+@click.option("--patient", help="The person, for the individual level (an id, or Patient/id).")
+@click.option("--subgroup", multiple=True,
+              help="ethnicity, gender, age-band, team, organisation (repeat or comma-separate) [default: all].")
+@click.option("--format", "fmt", type=click.Choice(["html", "csv", "json", "fhir"]), default="html", show_default=True,
+              help="html: page with charts; csv/json: the figures; fhir: a Bundle of MeasureReports.")
+@click.option("--out", "out", default="-", show_default=True, help="File to write (- for standard output).")
+@click.option("--no-disclosure-control", "raw", is_flag=True,
+              help="Exact counts, nothing suppressed: for analysts inside the organisation, never for publication.")
+@click.option("--exit-as-entry/--no-exit-as-entry", default=None,
+              help="The exit DIALOG of one service serves as the entry of the provider's next "
+                   "[default: FHIR_BRIDGE_REPORT_EXIT_AS_ENTRY, on].")
+@click.pass_obj
+def report_outcomes(services: Services, level: str | None, start: str | None, end: str | None,
+                    organization: tuple[str, ...], team: tuple[str, ...], patient: str | None,
+                    subgroup: tuple[str, ...], fmt: str, out: str, raw: bool, exit_as_entry: bool | None) -> None:
+    """Pooled DIALOG outcomes: counts, means, change between the entry and the latest PROM DIALOG of
+    an episode, process measures (T1, T2, care plans), by subgroup. Aggregated in the database.
+
+    Disclosure control is on by default for pooled levels: counts below 5 become *, others are
+    rounded to the nearest 5, shares and means resting on fewer than 5 are suppressed; figures
+    resting on fewer than 30 people carry a caution. Exit 0, 2 for unusable options.
+    """
+    from datetime import datetime, timezone
+
+    from fhir_bridge.reports import build_outcome_report, measure_report_bundle, parse_request, to_csv, to_html, to_json
+
+    def command() -> int:
+        request = parse_request(level=level, start=start, end=end, organizations=organization, teams=team,
+                                subject=patient, subgroups=list(subgroup) or None, disclosure_control=not raw,
+                                exit_as_entry=services.settings.report_exit_as_entry if exit_as_entry is None
+                                else exit_as_entry)
+        bridge = _bridge(services)
+        try:
+            now = datetime.now(timezone.utc)
+            result = build_outcome_report(bridge.repository, bridge.dialog, request, today=now.date())
+        finally:
+            bridge.close()
+        if fmt == "html":
+            data = to_html(result).encode()
+        elif fmt == "csv":
+            data = to_csv(result).encode()
+        elif fmt == "json":
+            data = to_json(result)
+        else:
+            data = orjson.dumps(measure_report_bundle(result, generated=now), option=orjson.OPT_INDENT_2)
+        _write_output(out, data)
+        figure = lambda m: (result.figure(m).shown.text if result.figure(m) else "") or "0"  # noqa: E731
+        summary = (f"report outcomes ({request.level}, {request.start or 'start'} to {request.end or result.as_of}): "
+                   f"{figure('people')} people, {figure('prom-dialogs')} PROM DIALOGs, "
+                   f"{figure('people-paired')} people with change"
+                   + ("" if request.disclosure_control and request.level != "individual" else " (exact counts)")
+                   + ("" if out == "-" else f" -> {out}"))
+        click.echo(summary, err=out == "-")
+        return EXIT_OK
+
+    _run(command)
+
+
+def _write_output(out: str, data: bytes) -> None:
+    if out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        Path(out).write_bytes(data)
+    except OSError as exc:
+        raise BridgeError(f"cannot write {out}: {exc.strerror}") from exc

@@ -68,10 +68,26 @@ class PreconditionFailed(BridgeError):
     exit_code = 2
 
 
+class PreconditionRequired(BridgeError):
+    """An update of a resource several partners share, sent without If-Match: it could overwrite a
+    change the sender has not seen (RFC 6585 428)."""
+
+    code = "business-rule"
+    http_status = 428
+    exit_code = 2
+
+
 class Conflict(BridgeError):
     code = "conflict"
     http_status = 409
     exit_code = 2
+
+
+class Duplicate(Conflict):
+    """A second instance of something there may be only one of (a person's open care plan); the
+    message points at the one that exists."""
+
+    code = "duplicate"
 
 
 class Unprocessable(BridgeError):
@@ -108,3 +124,12 @@ class Forbidden(BridgeError):
     code = "forbidden"
     http_status = 403
     exit_code = 2
+
+
+class PeerUnavailable(BridgeError):
+    """An HL7 peer (the EPR's MLLP endpoint) refused the connection, closed it, or did not answer
+    in time: nothing sent after that is known to have arrived."""
+
+    code = "transient"
+    http_status = 503
+    exit_code = 69  # sysexits EX_UNAVAILABLE

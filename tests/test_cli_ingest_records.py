@@ -42,3 +42,50 @@ def test_identity_review_and_link_new(tmp_path, monkeypatch, validator):
     linked = run("identity", "link", "r-1", "--new")
     assert linked.exit_code == 0 and "created" in linked.output
     assert "0 open review(s)" in run("identity", "review").output
+
+
+def test_quarantine_retry_usage(tmp_path, monkeypatch):
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path))
+    assert run("quarantine", "retry").exit_code == 2                      # nothing named
+    assert run("quarantine", "retry", "q-1", "--all").exit_code == 2      # both
+    assert run("quarantine", "retry", "--source", "epr").exit_code == 2   # no such source
+    missing = run("quarantine", "retry", "nope")
+    assert missing.exit_code == 2 and "no quarantined record nope" in missing.output
+    nothing = run("quarantine", "retry", "--all")
+    assert nothing.exit_code == 0 and "nothing to retry" in nothing.output
+
+
+def test_quarantine_retry_after_the_mapping_is_fixed(tmp_path, monkeypatch):
+    import shutil
+
+    from tests.conftest import REPO
+
+    mappings = tmp_path / "mappings"
+    shutil.copytree(REPO / "mappings" / "vcse", mappings / "vcse")
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FHIR_BRIDGE_MAPPINGS_DIR", str(mappings))
+    good = (REPO / "tests" / "golden" / "vcse" / "complete-session" / "input.csv").read_text(encoding="utf-8-sig")
+    (tmp_path / "sessions.csv").write_text(good.replace(",DIALOG+,", ",DIALOG Plus,"), encoding="utf-8")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    assert run("import", "vcse", str(tmp_path / "sessions.csv"), str(tmp_path / "empty.csv"),
+               "--organization", "8ZX01").exit_code == 1
+    session_id = next(line.split()[0] for line in run("quarantine", "list").output.splitlines() if "sessions.csv:2" in line)
+
+    still = run("quarantine", "retry", "--all")
+    assert still.exit_code == 1 and "still quarantined: validation: QuestionnaireResponse/" in still.output
+    assert "cannot be retried: " in still.output and "import it again" in still.output
+    assert "1 in = 0 created + 0 updated + 0 unchanged + 1 quarantined" in still.output
+    assert "retried 1: 0 resolved, 1 still quarantined; 1 cannot be retried" in still.output
+
+    session_yaml = mappings / "vcse" / "session.yaml"
+    session_yaml.write_text(session_yaml.read_text().replace(
+        '      "DIALOG+": {code: care-planning', '      "DIALOG Plus": {code: care-planning, display: DIALOG+ care-planning session}\n'
+                                             '      "DIALOG+": {code: care-planning'))
+    fixed = run("quarantine", "retry", session_id)
+    assert fixed.exit_code == 0 and "resolved: created (run " in fixed.output
+    assert "retried 1: 1 resolved, 0 still quarantined" in fixed.output
+    again = run("quarantine", "retry", session_id)
+    assert again.exit_code == 0 and "resolved already" in again.output and "retried 0" in again.output
+    assert session_id in run("quarantine", "list", "--state", "resolved").output
+    assert "resolved by run " in run("quarantine", "show", session_id).output
+    assert "1 quarantined record(s)" in run("quarantine", "list").output  # the empty file, until it is sent again

@@ -20,7 +20,7 @@ log = logging.getLogger("fhir_bridge.api")
 RESOURCE_TYPES = frozenset({
     "Patient", "Practitioner", "PractitionerRole", "Organization", "RelatedPerson", "Questionnaire",
     "QuestionnaireResponse", "Observation", "CarePlan", "Goal", "CareTeam", "Provenance", "Encounter",
-    "EpisodeOfCare", "ServiceRequest", "Condition",
+    "EpisodeOfCare", "ServiceRequest", "Condition", "Consent",
 })
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
 
@@ -52,9 +52,13 @@ def create_app(bridge: Bridge, *, tokens: TokenStore | None, max_body_bytes: int
 def _include_optional(app: FastAPI) -> None:
     """Routers with fixed path segments ($operations, the terminology resources, the base for bundles)
     go before the generic /{type}/{id} routes so that `$validate` is never read as an id."""
-    from fhir_bridge.api import bundles, ingest_op, operations, terminology_ops
+    from fhir_bridge.api import (bundles, careplan_ops, definitions, ingest_op, operations, outcome_ops,
+                                terminology_ops)
 
+    app.include_router(careplan_ops.router)
+    app.include_router(definitions.router)
     app.include_router(ingest_op.router)
     app.include_router(operations.router)
+    app.include_router(outcome_ops.router)
     app.include_router(terminology_ops.router)
     app.include_router(bundles.router)

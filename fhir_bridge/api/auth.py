@@ -7,7 +7,9 @@ and reviewed safely:
                  "scopes": ["system/*.read", "system/QuestionnaireResponse.write"]}]}
 
 Scopes follow SMART v1: `system/<Type|*>.<read|write|*>`. A partner's system may name the end user
-in the `X-User` header; it is recorded in Provenance, never trusted for access.
+in the `X-User` header; it is recorded in Provenance, never trusted for access. What a partner may
+see is further limited to the people it has a care relationship with (fhir_bridge.pipelines.
+care_access), unless its token also has `access/all-people` (operators, the development token).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import orjson
 
 from fhir_bridge.errors import ConfigurationError, Forbidden, Unauthorized
+from fhir_bridge.pipelines.care_access import ALL_PEOPLE_SCOPE
 from fhir_bridge.pipelines.resources import Caller
 
 USER_HEADER = "x-user"
@@ -61,7 +64,8 @@ class TokenStore:
     def with_dev_token(cls) -> tuple["TokenStore", str]:
         """A fresh random token with every scope, for `serve` without a tokens file (never stored)."""
         token = secrets.token_urlsafe(32)
-        return cls({token_hash(token): Grant("DEV", "development partner", frozenset({"system/*.*"}))}), token
+        scopes = frozenset({"system/*.*", ALL_PEOPLE_SCOPE})
+        return cls({token_hash(token): Grant("DEV", "development partner", scopes)}), token
 
     def authenticate(self, authorization: str | None, user: str | None) -> Caller:
         if not authorization:
@@ -87,8 +91,11 @@ def authorize(caller: Caller, resource_type: str, mode: str) -> None:
 
 
 def check_scope(scope: str, where: str = "") -> None:
-    """ValueError unless `scope` is system/<Type|*>.<read|write|*> (also used by `fhir-bridge token`)."""
+    """ValueError unless `scope` is system/<Type|*>.<read|write|*> or access/all-people (also used by
+    `fhir-bridge token`)."""
+    if scope == ALL_PEOPLE_SCOPE:
+        return
     context, _, rest = scope.partition("/")
     scoped_type, _, mode = rest.partition(".")
     if context != "system" or not scoped_type or mode not in ("read", "write", "*"):
-        raise ValueError(f"{where}scope {scope!r} is not system/<Type|*>.<read|write|*>")
+        raise ValueError(f"{where}scope {scope!r} is not system/<Type|*>.<read|write|*> or {ALL_PEOPLE_SCOPE}")

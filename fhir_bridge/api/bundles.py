@@ -346,9 +346,10 @@ def _perform(request: Request, bridge: Bridge, who: Caller, entry: Entry, uow: U
             response["etag"] = stored.etag
         return {"response": response}
     if entry.method == "GET":
-        return _get(request, bridge, entry, uow)
+        return _get(request, bridge, who, entry, uow)
     if entry.method == "POST":
         if entry.existing is not None:
+            bridge.access.check_read(who, entry.existing, uow)  # the match is answered: the caller must see it
             return _written(request, Written(WriteResult(entry.existing, created=False, unchanged=True)), 200)
         done = service.create(entry.resource, who, uow=uow, assigned_id=entry.resource_id)
         return _written(request, done, 201)
@@ -362,12 +363,13 @@ def _perform(request: Request, bridge: Bridge, who: Caller, entry: Entry, uow: U
     return _written(request, done, 201 if done.result.created else 200)
 
 
-def _get(request: Request, bridge: Bridge, entry: Entry, uow: UnitOfWork | None) -> dict:
+def _get(request: Request, bridge: Bridge, who: Caller, entry: Entry, uow: UnitOfWork | None) -> dict:
     base = ctx.base_url(request)
     if entry.resource_id is None:
         params = [(k, v) for k, v in entry.criteria or [] if k not in CONTROL_PARAMS]
         query = parse_search(entry.resource_type, params, bridge.registry,
                              strict=ctx.prefer(request, "handling") == "strict", base_url=base)
+        query.visible_to = bridge.access.scope(who)
         found = bridge.repository.search(query)
         bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
         if found.total is not None:
@@ -381,6 +383,7 @@ def _get(request: Request, bridge: Bridge, entry: Entry, uow: UnitOfWork | None)
         stored = bridge.repository.vread(entry.resource_type, entry.resource_id, entry.version_id)
     else:
         stored = (uow or bridge.repository).read(entry.resource_type, entry.resource_id)
+    bridge.access.check_read(who, stored, uow)
     return {"fullUrl": f"{base}/{stored.resource_type}/{stored.resource_id}", "resource": stored.resource,
             "response": {"status": _status(200), "etag": stored.etag, "lastModified": stored.last_updated_instant}}
 

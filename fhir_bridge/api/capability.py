@@ -72,7 +72,9 @@ def capability_statement(request: Request) -> dict:
         "security": {
             "cors": False,
             "description": ("Bearer tokens issued per partner organisation with SMART v1 system scopes "
-                            "(system/<Type>.read|write). /metadata is public."
+                            "(system/<Type>.read|write). A partner sees and changes a person's records only "
+                            "while it holds their record, is on their care team, or has a referral, episode "
+                            "of care or consent naming it (else 403; searches leave them out). /metadata is public."
                             if st.tokens is not None else "AUTHENTICATION IS OFF (--insecure-dev): local experiments only."),
         },
         "resource": resources,

@@ -43,6 +43,8 @@ def install(app: FastAPI) -> None:
             severity = "fatal" if exc.http_status >= 500 else "error"
             outcome = operation_outcome([Issue(severity, exc.code, exc.message, exc.expression)])
         headers = {"WWW-Authenticate": 'Bearer realm="fhir-bridge"'} if isinstance(exc, Unauthorized) else None
+        if getattr(exc, "current_version", None):  # a 412 that knows the version to read again (ETag)
+            headers = {"ETag": f'W/"{exc.current_version}"'}
         if exc.http_status >= 500:
             log.error("configuration or internal error: %s", exc.message)
         return outcome_response(request, exc.http_status, outcome, headers)

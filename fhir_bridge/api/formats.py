@@ -1,7 +1,8 @@
 """Content negotiation: which FHIR format a request body is in, and which the client wants back.
 
 `_format` wins over Accept (http://hl7.org/fhir/R4/http.html#mime-type). A body in a format we do
-not speak is 415; a response format we cannot produce is 406. HTML is offered for CarePlans later.
+not speak is 415; a response format we cannot produce is 406. A DIALOG+ CarePlan can also be read as
+an HTML page (`wants_html`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,32 @@ def body_format(content_type: str | None) -> str:
     if charset and charset[0].strip('"') not in ("utf-8", "utf8"):
         raise UnsupportedFormat(f"charset {charset[0]!r} is not supported: FHIR bodies are UTF-8")
     return fmt or JSON
+
+
+HTML_MEDIA = "text/html"
+_HTML_ALIASES = {"html", "text/html", "application/xhtml+xml"}
+
+
+def wants_html(format_param: str | None, accept: str | None) -> bool:
+    """Whether a client asks for a human-readable HTML page (offered for DIALOG+ care plans only):
+    `_format=html`, or an Accept whose most preferred type we can produce is text/html (a browser)."""
+    if format_param:
+        return _media(format_param) in _HTML_ALIASES
+    best = None
+    for part in (accept or "").split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        quality = next((_quality(p[2:]) for p in params if p.startswith("q=")), 1.0)
+        media = media.lower()
+        if quality > 0 and (media in _HTML_ALIASES or media in _FORMAT_ALIASES) and (best is None or quality > best[0]):
+            best = (quality, media)
+    return best is not None and best[1] in _HTML_ALIASES
+
+
+def _quality(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
 
 
 def response_format(format_param: str | None, accept: str | None) -> str:

@@ -45,7 +45,7 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
         ctx.check_type(request, resource_type)  # an instance must be one this server stores
     elif resource_type not in bridge.validator.model.resource_types:
         raise NotFound(f"Resource type {resource_type} is not a FHIR R4 resource type")
-    ctx.caller(request, resource_type, "read")
+    who = ctx.caller(request, resource_type, "read")
     data = await ctx.read_body(request)
     params = Params.from_query(request)
     resource = ctx.parse_resource(request, data) if data.strip() else None
@@ -58,14 +58,14 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
     if mode in ("update", "delete") and resource_id is None:
         raise InputError(f"$validate with mode={mode} is an instance operation: POST [type]/[id]/$validate")
     if mode == "delete":
-        bridge.repository.read(resource_type, resource_id)  # 404/410 when there is nothing to delete
+        bridge.access.check_read(who, bridge.repository.read(resource_type, resource_id))  # 404/410/403
         return ctx.render(request, operation_outcome([Issue(
             "information", "informational",
             f"{resource_type}/{resource_id} may be deleted: this server keeps no referential constraints")]))
     if resource is None:
         if resource_id is None:
             raise InputError("$validate needs a resource: the body, or the Parameters 'resource'")
-        resource = bridge.repository.read(resource_type, resource_id).resource
+        resource = bridge.access.check_read(who, bridge.repository.read(resource_type, resource_id)).resource
     if resource.get("resourceType") != resource_type:
         raise InputError(f"$validate on {resource_type} was sent a {resource.get('resourceType')!r}")
     result = await run_in_threadpool(bridge.validator.validate, resource, profile)
@@ -89,8 +89,9 @@ async def extract(request: Request) -> Response:
 
 @router.api_route(f"/{QR}/{{resource_id}}/$extract", methods=["GET", "POST"])
 def extract_instance(request: Request, resource_id: str) -> Response:
-    ctx.caller(request, QR, "read")
-    return _extract(request, ctx.state(request).bridge.repository.read(QR, resource_id).resource)
+    who = ctx.caller(request, QR, "read")
+    bridge = ctx.state(request).bridge
+    return _extract(request, bridge.access.check_read(who, bridge.repository.read(QR, resource_id)).resource)
 
 
 def _extract(request: Request, response: dict) -> Response:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from fhir_bridge.api import careplan_ops
 from fhir_bridge.api import context as ctx
 from fhir_bridge.errors import InputError, NotFound, UnsupportedFormat
 from fhir_bridge.fhir.dates import to_microseconds
@@ -26,31 +27,31 @@ HISTORY_MAX = 1000
 # -- history (before the instance routes so /_history is not taken for an id) ---------------------------
 @router.get("/_history")
 def system_history(request: Request) -> Response:
-    ctx.caller(request, "*", "read")
-    return _history(request, None, None)
+    return _history(request, None, None, ctx.caller(request, "*", "read"))
 
 
 @router.get("/{resource_type}/_history")
 def type_history(request: Request, resource_type: str) -> Response:
     ctx.check_type(request, resource_type)
-    ctx.caller(request, resource_type, "read")
-    return _history(request, resource_type, None)
+    return _history(request, resource_type, None, ctx.caller(request, resource_type, "read"))
 
 
 @router.get("/{resource_type}/{resource_id}/_history")
 def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
     ctx.check_type(request, resource_type)
-    ctx.caller(request, resource_type, "read")
-    return _history(request, resource_type, resource_id)
+    who = ctx.caller(request, resource_type, "read")
+    ctx.state(request).bridge.access.check_key(who, resource_type, resource_id)
+    return _history(request, resource_type, resource_id, who)
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
 def vread(request: Request, resource_type: str, resource_id: str, version_id: str) -> Response:
     ctx.check_type(request, resource_type)
-    ctx.caller(request, resource_type, "read")
+    who = ctx.caller(request, resource_type, "read")
     if not version_id.isdigit():
         raise InputError(f"Version {version_id!r} is not a version id")
-    stored = ctx.state(request).bridge.repository.vread(resource_type, resource_id, int(version_id))
+    bridge = ctx.state(request).bridge
+    stored = bridge.access.check_read(who, bridge.repository.vread(resource_type, resource_id, int(version_id)))
     return ctx.render(request, stored.resource, 200, ctx.version_headers(request, stored))
 
 
@@ -81,8 +82,11 @@ async def search_post(request: Request, resource_type: str) -> Response:
 @router.get("/{resource_type}/{resource_id}")
 def read(request: Request, resource_type: str, resource_id: str) -> Response:
     ctx.check_type(request, resource_type)
-    ctx.caller(request, resource_type, "read")
-    stored = ctx.state(request).bridge.repository.read(resource_type, resource_id)
+    who = ctx.caller(request, resource_type, "read")
+    if resource_type == "CarePlan" and careplan_ops.wants_page(request):  # a page the person can be handed
+        return careplan_ops.page_response(request, resource_id, who)
+    bridge = ctx.state(request).bridge
+    stored = bridge.access.check_read(who, bridge.repository.read(resource_type, resource_id))
     return ctx.render(request, _elements(request, stored.resource), 200, ctx.version_headers(request, stored))
 
 
@@ -178,12 +182,13 @@ def _elements(request: Request, resource: dict | None) -> dict | None:
 
 def _search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
     ctx.check_type(request, resource_type)
-    ctx.caller(request, resource_type, "read")
+    who = ctx.caller(request, resource_type, "read")
     bridge = ctx.state(request).bridge
     strict = ctx.prefer(request, "handling") == "strict"
     base = ctx.base_url(request)
     search_params = [(k, v) for k, v in params if k not in CONTROL_PARAMS]
     query = parse_search(resource_type, search_params, bridge.registry, strict=strict, base_url=base)
+    query.visible_to = bridge.access.scope(who)  # other people's resources are left out, counts too
     result = bridge.repository.search(query)
     bundle = _searchset(request, resource_type, search_params, query, result, base)
     return ctx.render(request, bundle)
@@ -235,7 +240,7 @@ def page_links(url: str, params, offset: int, count: int, total: int | None, ret
     return links
 
 
-def _history(request: Request, resource_type: str | None, resource_id: str | None) -> Response:
+def _history(request: Request, resource_type: str | None, resource_id: str | None, who) -> Response:
     params = request.query_params
     since = params.get("_since")
     count = max(_int_param(params.get("_count"), 50, "_count"), 1)
@@ -244,7 +249,8 @@ def _history(request: Request, resource_type: str | None, resource_id: str | Non
     if since and since_us is None:
         raise InputError(f"_since={since!r} is not a FHIR instant")
     repo = ctx.state(request).bridge.repository
-    total, versions = repo.history(resource_type, resource_id, since=since_us, count=min(count, HISTORY_MAX), offset=offset)
+    total, versions = repo.history(resource_type, resource_id, since=since_us, count=min(count, HISTORY_MAX), offset=offset,
+                                   visible_to=ctx.state(request).bridge.access.scope(who))
     if resource_id and total == 0 and since_us is None:
         raise NotFound(f"{resource_type}/{resource_id} has never existed here")
     base = ctx.base_url(request)

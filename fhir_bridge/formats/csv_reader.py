@@ -16,7 +16,7 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -40,6 +40,9 @@ class CsvRow:
     values: dict[str, str]  # header -> value, both stripped of surrounding spaces
     raw: str                # the record as it appears in the file, without its final line break
     problem: str | None = None  # set for a ragged row: the caller quarantines it
+    # The header record's raw text: with `raw`, a one-row CSV of this record alone (what a
+    # quarantine retry reads again). The file's, not the row's, so not part of its value.
+    header: str = field(default="", compare=False, repr=False)
 
 
 def read_csv(
@@ -74,20 +77,20 @@ def _read(stream: BinaryIO, encoding: str | None, delimiter: str | None, name: s
     try:
         header_start = lines.start
         header = [name.strip() for name in next(reader)]
-        lines.take_record()
+        header_raw = lines.take_record()
         _check_header(header, f"{name}:{header_start}")
         width = len(header)
         lines.in_data = True
         for record in reader:
             start, raw = lines.start, lines.take_record()
             if lines.bad is not None:  # garbage inside the data: that record is flagged, the rest is read
-                yield CsvRow(start, {}, raw, lines.take_bad())
+                yield CsvRow(start, {}, raw, lines.take_bad(), header_raw)
                 continue
             values = list(map(str.strip, record))  # map: about twice as fast as a comprehension here
             if not any(values):  # an empty line, or a spreadsheet row of empty cells: no data to lose
                 continue
             problem = None if len(values) == width else f"expected {width} fields, found {len(values)}"
-            yield CsvRow(start, dict(zip(header, values)), raw, problem)
+            yield CsvRow(start, dict(zip(header, values)), raw, problem, header_raw)
     except csv.Error as exc:
         # In practice a quote never closed, which swallows lines until the field size limit
         raise InputError(f"unreadable CSV: {exc}", location=f"{name}:{lines.start}") from exc
@@ -240,9 +243,12 @@ def read_csv_folder_or_zip(
     suffixes: tuple[str, ...] = (".csv",),
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
-) -> Iterator[tuple[str, bytes]]:
+    lazy: bool = False,
+) -> Iterator[tuple[str, bytes | Path]]:
     """The CSV files of a folder (recursively), a zip file or a single file, as (name, bytes),
-    in name order. Hidden files and macOS resource forks are skipped."""
+    in name order. Hidden files and macOS resource forks are skipped. `lazy`: files on disk come
+    as their Path, which `read_csv` streams, so a 1,000,000-row extract is never held whole
+    (zip members are read, within the size limits)."""
     path = Path(path)
     if path.is_dir():
         total = 0
@@ -253,11 +259,11 @@ def read_csv_folder_or_zip(
             size = file.stat().st_size
             total += size
             _check_size(name, size, total, max_member_bytes, max_total_bytes)
-            yield name, file.read_bytes()
+            yield name, file if lazy else file.read_bytes()
     elif zipfile.is_zipfile(path):
         yield from _read_zip(path, suffixes, max_member_bytes, max_total_bytes)
     elif path.is_file():
-        yield path.name, path.read_bytes()
+        yield path.name, path if lazy else path.read_bytes()
     else:
         raise InputError(f"no such file or folder: {path}", location=str(path))
 

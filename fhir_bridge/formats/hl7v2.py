@@ -26,6 +26,8 @@ __all__ = [
     "Message",
     "Segment",
     "parse_message",
+    "message_segments",
+    "encoding_characters",
     "message_type",
     "control_id",
     "field",
@@ -62,6 +64,17 @@ def decode(data: bytes) -> str:
 
 def parse_message(text: str | bytes) -> Message:
     """Parse one message; segments may be separated by CR, LF or CRLF."""
+    segments_text = message_segments(text)
+    try:
+        return hl7.parse("\r".join(segments_text))
+    except hl7.ParseException as exc:  # defensive: the checks above should catch what it refuses
+        raise InputError(f"unparseable HL7 message: {exc}") from exc
+
+
+def message_segments(text: str | bytes) -> list[str]:
+    """The segment texts of one message, checked as `parse_message` checks them, without building
+    python-hl7's tree (most of the cost of reading a message): for readers that split the text
+    themselves. InputError names what is wrong."""
     if isinstance(text, bytes):
         text = decode(text)
     segments_text = [s for s in _LINE_BREAK.split(text.translate(_FRAMING).strip()) if s.strip()]
@@ -78,10 +91,13 @@ def parse_message(text: str | bytes) -> Message:
         if not _SEGMENT_ID.match(segment.split(separator, 1)[0]):
             raise InputError(f"segment {number} has no valid segment id: {segment[:20]!r}",
                              location=f"segment {number}")
-    try:
-        return hl7.parse("\r".join(segments_text))
-    except hl7.ParseException as exc:  # defensive: the checks above should catch what it refuses
-        raise InputError(f"unparseable HL7 message: {exc}") from exc
+    return segments_text
+
+
+def encoding_characters(msh: str) -> tuple[str, str]:
+    """(separators, escape) of a checked MSH segment, as python-hl7 holds them: separators are
+    segment (CR), field, repetition, component, subcomponent."""
+    return "\r" + msh[3] + msh[5] + msh[4] + msh[7], msh[6]
 
 
 def _check_encoding_characters(msh: str) -> None:

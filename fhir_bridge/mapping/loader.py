@@ -43,12 +43,17 @@ WHEN_KEYS = {"from", "param", "equals", "in", "present"}
 TABLE_KEYS = {"system", "map", "conceptmap", "source-system", "description"}
 _SEGMENT = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)(?:\[(\d*)\])?$")
 INDEX_VAR = "index"  # every `each` offers {index}, the element's position from 0
+OUTBOUND_FOLDER_SUFFIX = "-out"  # mappings/hl7-out/: read by fhir_bridge.outputs, not by this loader
 
 
 def load_mappings(folder: str | Path, terminology: Terminology) -> dict[str, SourceMapping]:
-    """Every `*.yaml` under `folder` (README files and the like are skipped), by mapping name."""
+    """Every `*.yaml` under `folder` (README files and the like are skipped), by mapping name.
+    Folders named `<target>-out` hold outbound mappings (FHIR -> a partner's format), which have
+    their own vocabulary and loader (fhir_bridge/outputs/): skipped here."""
     mappings: dict[str, SourceMapping] = {}
     for path in sorted(Path(folder).rglob("*.yaml")):
+        if any(part.endswith(OUTBOUND_FOLDER_SUFFIX) for part in path.relative_to(folder).parent.parts):
+            continue
         mapping = load_mapping(path, terminology)
         if mapping.name in mappings:
             raise ConfigurationError(f"{path}: mapping name {mapping.name!r} is also used by "
@@ -59,11 +64,15 @@ def load_mappings(folder: str | Path, terminology: Terminology) -> dict[str, Sou
 
 def load_mapping(path: str | Path, terminology: Terminology) -> SourceMapping:
     path = Path(path)
+    return _FileLoader(path, terminology).load(read_yaml(path, "mapping"))
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A mapping file's YAML; ConfigurationError naming the file when it cannot be read."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"{path}: cannot read mapping: {exc}", location=str(path)) from exc
-    return _FileLoader(path, terminology).load(data)
+        raise ConfigurationError(f"{path}: cannot read {what}: {exc}", location=str(path)) from exc
 
 
 class _FileLoader:

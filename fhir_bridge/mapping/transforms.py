@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from datetime import time as time_of
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +34,9 @@ def _text(value: Any) -> str:
 # -- dates ---------------------------------------------------------------------------------------
 _DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%Y%m%d")
 _TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%H%M%S", "%H%M")
+_PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d\d))?")
+_ISO_DAY = re.compile(r"\d{4}-\d\d-\d\d")
+_ISO_TIME = re.compile(r"\d\d:\d\d(?::\d\d)?")
 
 
 def date(timezone: str = "Europe/London", day_only: bool = False) -> Transform:
@@ -54,6 +58,11 @@ def date(timezone: str = "Europe/London", day_only: bool = False) -> Transform:
                 pass
         day, _, time = raw.replace("T", " ", 1).partition(" ")
         time = time.strip()
+        partial = _PARTIAL_DATE.fullmatch(day)
+        if partial and not time:  # YYYY or YYYY-MM: a FHIR date as precise as the source knew it
+            if partial.group(2) and not 1 <= int(partial.group(2)) <= 12:
+                raise MappingProblem(f"{raw!r} is not a date (month {partial.group(2)})")
+            return day
         parsed = _parse(day, _DATE_FORMATS)
         if parsed is None:
             raise MappingProblem(f"{raw!r} is not a date (expected DD/MM/YYYY or YYYY-MM-DD)")
@@ -71,7 +80,15 @@ def date(timezone: str = "Europe/London", day_only: bool = False) -> Transform:
 
 
 def _parse(text: str, formats: Iterable[str]) -> datetime | None:
+    if _ISO_DAY.fullmatch(text) or _ISO_TIME.fullmatch(text):
+        try:  # the common case, without strptime's failed attempts (an exception per format)
+            return datetime.fromisoformat(text) if "-" in text else \
+                datetime.combine(datetime.min.date(), time_of.fromisoformat(text))
+        except ValueError:
+            return None
     for fmt in formats:
+        if fmt == "%Y%m%d" and not (len(text) == 8 and text.isdigit()):
+            continue  # strptime would read 199911 as 1999-01-01
         try:
             return datetime.strptime(text, fmt)
         except ValueError:

@@ -22,6 +22,7 @@ from fhir_bridge.measures.dialog_items import (
 # No published minimum of answered items for a valid mean exists (domain.md): one each by default.
 DEFAULT_MIN_ANSWERED: Mapping[Part, int] = {"sqol": 1, "treatment": 1}
 DISSATISFIED = range(1, 4)  # 1-3: explicit dissatisfaction
+SATISFIED = range(5, 8)     # 5-7: explicit satisfaction (low need: seed 000's "rating score 5-7")
 _HELP_ANSWERS = {"Y": True, "N": False}
 
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 from fhir_bridge.identifiers import is_valid_nhs_number, normalise_nhs_number
+from fhir_bridge.pipelines.patient_links import replaced_by, surviving_patient
 from fhir_bridge.store.indexer import date_range, normalize
 from fhir_bridge.store.ingest_records import Demographics
-from fhir_bridge.store.types import Stored
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SOURCE_BASE = "https://fhir-bridge.example.org/source/"
@@ -86,22 +86,78 @@ def source_of(patient: dict) -> str | None:
     return text[len(SOURCE_BASE):] if text.startswith(SOURCE_BASE) else None
 
 
+class PendingPatients:
+    """What an import run knows of the people it links. The Patients linked but not yet committed
+    (the batch in hand): matching must see them, or two records of one new person in one batch
+    would make two Patients; cleared when the batch is stored, the store answers from then on.
+    And the holders of identifiers the run has looked up, kept up to date as it links, so that a
+    person's later records (a client's assessments, a patient's ORUs) cost no query."""
+
+    KNOWN_LIMIT = 200_000  # identifiers remembered; forgotten wholesale beyond that (memory stays flat)
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], frozenset[str]] = {}
+        self.clear()
+
+    def clear(self) -> None:
+        self._by_id: dict[str, dict] = {}
+        self._by_identifier: dict[tuple[str, str], set[str]] = {}
+        self._by_demographics: dict[Demographics, set[str]] = {}
+
+    def add(self, patient: dict) -> None:
+        patient_id = patient["id"]
+        self._by_id[patient_id] = patient
+        for key in _identifiers(patient):
+            self._by_identifier.setdefault(key, set()).add(patient_id)
+            if key in self._known:
+                self._known[key] |= {patient_id}
+        who = demographics_of(patient)
+        if who is not None:
+            self._by_demographics.setdefault(who, set()).add(patient_id)
+
+    def get(self, patient_id: str) -> dict | None:
+        return self._by_id.get(patient_id)
+
+    def with_identifier(self, system: str, value: str) -> set[str]:
+        return self._by_identifier.get((system, value), set())
+
+    def known_holders(self, system: str, value: str) -> frozenset[str] | None:
+        return self._known.get((system, value))
+
+    def remember(self, system: str, value: str, holders: set[str]) -> None:
+        if len(self._known) >= self.KNOWN_LIMIT:
+            self._known.clear()
+        self._known[system, value] = frozenset(holders)
+
+    def matching(self, who: Demographics) -> tuple[set[str], set[str]]:
+        """(exact, weaker), as Repository.patients_matching compares them."""
+        exact, weaker = set(), set()
+        for other, ids in self._by_demographics.items():
+            if other == who:
+                exact |= ids
+            elif other.birth_date == who.birth_date and (
+                    other.family == who.family or (other.given == who.given and other.postcode == who.postcode)):
+                weaker |= ids
+        return exact, weaker
+
+
+NO_PENDING = PendingPatients()
+
+
 class IdentityResolver:
-    def __init__(self, repository, find: Callable[[str, list[tuple[str, str]]], list[Stored]],
-                 trust_order: Sequence[str]):
+    def __init__(self, repository, trust_order: Sequence[str]):
         self.repository = repository
-        self.find = find
         self.trust = {source: rank for rank, source in enumerate(trust_order)}
 
-    def resolve(self, patient: dict) -> Link:
+    def resolve(self, patient: dict, pending: PendingPatients = NO_PENDING) -> Link:
         nhs = nhs_number_of(patient)
         if nhs:
-            holders = [s.resource_id for s in self.find("Patient", [("identifier", f"{NHS_SYSTEM}|{nhs}")])]
+            holders = self._current(self.holders(NHS_SYSTEM, nhs, pending), pending)
             if len(holders) == 1:
                 return Link("nhs-number", holders[0])
             if len(holders) > 1:
                 return Link("review", None, tuple(holders), f"NHS number {nhs} is held by {len(holders)} Patients")
-        known = self._by_local_identifier(patient, nhs)
+        known = self._by_local_identifier(patient, nhs, pending)
         if known is not None:
             return known
         who = demographics_of(patient)
@@ -111,9 +167,12 @@ class IdentityResolver:
             return Link("review", None, (), "no NHS number and too few details (family and given name, birth date, "
                                              "postcode) to match the person safely")
         span = date_range(who.birth_date)
-        exact, weaker = self.repository.patients_matching(who, span) if span else ([], [])
+        stored_exact, stored_weaker = self.repository.patients_matching(who, span) if span else ([], [])
+        pending_exact, pending_weaker = pending.matching(who)
+        exact = self._current(set(stored_exact) | pending_exact, pending)
+        weaker = sorted((set(stored_weaker) | pending_weaker) - set(exact))
         if nhs:
-            others = [p for p in exact if self._other_nhs(p, nhs)]
+            others = [p for p in exact if self._other_nhs(p, nhs, pending)]
             if others:
                 return Link("review", None, tuple(exact),
                             "the same name, birth date and postcode belong to a Patient with another NHS number")
@@ -125,23 +184,50 @@ class IdentityResolver:
             return Link("review", None, tuple(weaker), "similar Patients found (a name, birth date or postcode differs)")
         return Link("new", new_patient_id(nhs) if nhs else patient.get("id"))
 
-    def _by_local_identifier(self, patient: dict, nhs: str | None) -> Link | None:
+    def holders(self, system: str, value: str, pending: PendingPatients = NO_PENDING) -> set[str]:
+        """Patients holding the identifier, committed or pending."""
+        known = pending.known_holders(system, value)
+        if known is not None:
+            return set(known) | pending.with_identifier(system, value)
+        holders = set(self.repository.patients_with_identifier(system, value)) | pending.with_identifier(system, value)
+        if pending is not NO_PENDING:
+            pending.remember(system, value, holders)
+        return holders
+
+    def _current(self, patient_ids: set[str], pending: PendingPatients) -> list[str]:
+        """The Patients, sorted, a merged one replaced by its survivor (patient_links.py): after a
+        merge both records hold the person's old identifiers, and they are one person. Only two or
+        more are looked at, which would otherwise be a review, so the common case reads nothing; a
+        merged Patient found alone is linked as before (callers that must, follow it)."""
+        if len(patient_ids) < 2:
+            return sorted(patient_ids)
+        survivors = set()
+        for patient_id in patient_ids:
+            target = replaced_by(self.patient(patient_id, pending))
+            survivors.add(patient_id if target is None else surviving_patient(self.repository, target))
+        return sorted(survivors)
+
+    def patient(self, patient_id: str, pending: PendingPatients = NO_PENDING) -> dict:
+        """The Patient as this import last saw it: its pending version, else the stored one."""
+        return pending.get(patient_id) or self.repository.read("Patient", patient_id).resource
+
+    def _by_local_identifier(self, patient: dict, nhs: str | None, pending: PendingPatients) -> Link | None:
         holders: set[str] = set()
-        for ident in patient.get("identifier", ()):
-            system, value = (ident.get("system"), ident.get("value")) if type(ident) is dict else (None, None)
-            if type(system) is str and type(value) is str and system != NHS_SYSTEM:
-                holders |= {s.resource_id for s in self.find("Patient", [("identifier", f"{system}|{value}")])}
+        for system, value in _identifiers(patient):
+            if system != NHS_SYSTEM:
+                holders |= self.holders(system, value, pending)
         if not holders:
             return None
+        holders = set(self._current(holders, pending))
         if len(holders) > 1:
             return Link("review", None, tuple(sorted(holders)), "the record's identifiers belong to several Patients")
         [holder] = holders
-        if nhs and self._other_nhs(holder, nhs):
+        if nhs and self._other_nhs(holder, nhs, pending):
             return Link("review", None, (holder,), "this source's id for the person belongs to a Patient with another NHS number")
         return Link("local-identifier", holder)
 
-    def _other_nhs(self, patient_id: str, nhs: str) -> bool:
-        held = nhs_number_of(self.repository.read("Patient", patient_id).resource)
+    def _other_nhs(self, patient_id: str, nhs: str, pending: PendingPatients) -> bool:
+        held = nhs_number_of(self.patient(patient_id, pending))
         return held is not None and held != nhs
 
     def merge(self, existing: dict, incoming: dict, source: str) -> Merge:
@@ -171,6 +257,11 @@ class IdentityResolver:
 
     def _rank(self, source: str) -> int:
         return self.trust.get(source, len(self.trust))
+
+
+def _identifiers(patient: dict) -> list[tuple[str, str]]:
+    return [(i["system"], i["value"]) for i in patient.get("identifier", ())
+            if type(i) is dict and type(i.get("system")) is str and type(i.get("value")) is str]
 
 
 def new_patient_id(nhs: str | None, *, source: str | None = None, local_id: str | None = None) -> str | None:

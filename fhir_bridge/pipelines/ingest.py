@@ -2,8 +2,10 @@
 
 Every record leaves a trace: stored (created, updated or unchanged) or quarantined with a reason,
 and the run report's counts always add up (in = created + updated + unchanged + quarantined).
-Each record is its own unit of work, so a crash or kill loses nothing already counted as stored,
-and ids are deterministic, so running the same input again completes it without doubling.
+A file import stores its records in batches, each one unit of work, and counts a record only once
+its batch is committed, so a crash or kill loses nothing already counted as stored; ids are
+deterministic, so running the same input again completes it without doubling. The MLLP listener
+stores each message alone (`one`), since its ACK must follow the commit.
 
 A source adapter (RiO CSV, HL7 v2, VCSE, DIALOG+ app: one per source, built on formats/ and the
 mapping engine) yields `SourceRecord`s and maps one to resources; this module knows none of them.
@@ -24,13 +26,18 @@ import orjson
 from fhir_bridge.errors import BridgeError
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
-from fhir_bridge.pipelines.identity import SOURCE_BASE, Disagreement
+from fhir_bridge.pipelines.identity import NO_PENDING, SOURCE_BASE, Disagreement, PendingPatients
+from fhir_bridge.pipelines.ingest_sessions import record_session
+from fhir_bridge.pipelines.patient_merge import merge_patients
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.store.ingest_records import QuarantineEntry, Review
 
 QUARANTINE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.org/quarantine")
 STATUSES = ("created", "updated", "unchanged")
+# Records per unit of work in a file import: large enough that the commit and the statements'
+# fixed costs vanish, small enough that a batch's resources stay a few MB.
+BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,9 @@ class SourceRecord:
     raw: bytes         # exactly as received: quarantine keeps it, retry maps it again
     data: object       # what the adapter decoded (a CSV row, a parsed message ...)
     source_key: str | None = None  # the source's own id of the person, for identity reviews
+    # JSON the adapter needs, besides `raw`, to rebuild this record alone (`record_from_entry`);
+    # quarantine keeps it. None for input that could not be read: there is nothing to retry.
+    context: str | None = None
 
 
 class Mapped(Protocol):
@@ -60,6 +70,7 @@ class RunReport:
     counts: Counter = field(default_factory=Counter)        # created / updated / unchanged
     quarantined: Counter = field(default_factory=Counter)   # by reason
     disagreements: list[dict] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)  # quarantine entries this run closed
 
     @property
     def balanced(self) -> bool:
@@ -69,12 +80,14 @@ class RunReport:
         return {"run": self.run_id, "source": self.source, "started": self.started, "finished": self.finished,
                 "in": self.records_in, **{s: self.counts[s] for s in STATUSES},
                 "quarantined": sum(self.quarantined.values()), "quarantinedByReason": dict(self.quarantined),
-                "disagreements": self.disagreements, "balanced": self.balanced}
+                "disagreements": self.disagreements, "resolvedQuarantine": self.resolved,
+                "balanced": self.balanced}
 
 
 class Ingest:
     def __init__(self, bridge, source: str, mapper: Mapper, caller: Caller, *, run_id: str | None = None,
-                 clock: Callable[[], int] = lambda: time.time_ns() // 1000, quarantine_dir: Path | None = None):
+                 clock: Callable[[], int] = lambda: time.time_ns() // 1000, quarantine_dir: Path | None = None,
+                 batch_size: int = BATCH_SIZE):
         self.bridge = bridge
         self.source = source
         self.mapper = mapper
@@ -82,15 +95,36 @@ class Ingest:
         self.clock = clock
         self.report = RunReport(run_id or str(uuid.uuid4()), source, clock())
         self.quarantine_file = (quarantine_dir / f"{self.report.run_id}.jsonl") if quarantine_dir else None
+        self.batch_size = batch_size
+        self.pending = PendingPatients()  # linked in the batch in hand, not yet stored
 
     def run(self, records: Iterable[SourceRecord], progress: Progress | None = None) -> RunReport:
+        """Import `records` in batches: each record is mapped, validated and linked as it comes, and
+        every `batch_size` linked records are stored in one unit of work (a commit and a few bulk
+        statements per batch rather than per record). Records are counted only once committed."""
         repo = self.bridge.repository
         repo.start_run(self.report.run_id, self.source, self.report.started)
+        batch: list[tuple[SourceRecord, list[dict]]] = []
         for record in records:
             self.report.records_in += 1
-            self.one(record)
+            mapped = self._prepare(record)
+            if isinstance(mapped, str):
+                pass
+            elif getattr(mapped, "merge", None) is not None:
+                self._flush(batch)  # a merge reads the store: what came before it must be stored
+                self._merge(record, mapped.merge)
+            elif getattr(mapped, "session", None) is not None:
+                self._flush(batch)  # a DIALOG+ session reads the person's plan: the same
+                record_session(self, record, mapped)
+            else:
+                linked = self._link(record, mapped.resources, None, self.pending)
+                if not isinstance(linked, str):
+                    batch.append((record, linked))
+                    if len(batch) >= self.batch_size:
+                        self._flush(batch)
             if progress is not None:
                 progress.advance(len(record.raw))
+        self._flush(batch)
         if progress is not None:
             progress.finish()
         self.report.finished = self.clock()
@@ -98,7 +132,24 @@ class Ingest:
         return self.report
 
     def one(self, record: SourceRecord) -> str:
-        """Map, validate, link and store one record; returns its status (or `quarantined:<reason>`)."""
+        """Map, validate, link and store one record in its own unit of work (the MLLP listener:
+        a message is acknowledged only once committed); returns its status or `quarantined:<reason>`."""
+        mapped = self._prepare(record)
+        if isinstance(mapped, str):
+            return mapped
+        if getattr(mapped, "merge", None) is not None:
+            return self._merge(record, mapped.merge)
+        if getattr(mapped, "session", None) is not None:
+            return record_session(self, record, mapped)
+        return self.store(record, mapped.resources)
+
+    def patients_with_identifier(self, system: str, value: str) -> list[str]:
+        """Patients holding an identifier, as this run sees them (its unstored batch included):
+        for adapters that point records at a person stored by an earlier record (RiO assessments)."""
+        return sorted(self.bridge.identity.holders(system, value, self.pending))
+
+    def _prepare(self, record: SourceRecord) -> Mapped | str:
+        """The record mapped and validated, or the status of its quarantine."""
         try:
             mapped = self.mapper(record)
         except BridgeError as exc:
@@ -113,50 +164,76 @@ class Ingest:
             if not result.valid:
                 where = f"{resource.get('resourceType')}/{resource.get('id')}"
                 return self._quarantine(record, "validation", [Issue(i.severity, i.code, f"{where}: {i.message}", i.expression)
-                                                                for i in result.errors])
-        return self.store(record, mapped.resources)
+                                                            for i in result.errors])
+        return mapped
+
+    def _flush(self, batch: list[tuple[SourceRecord, list[dict]]]) -> None:
+        """Store a batch in one unit of work; if that fails, record by record, so that a record the
+        store refuses is quarantined alone and the others are stored."""
+        if not batch:
+            return
+        try:
+            with self.bridge.repository.unit_of_work() as uow:
+                results = self.bridge.resources.put_many_validated([r for _, linked in batch for r in linked],
+                                                                   self.caller, uow=uow)
+        except BridgeError:
+            for record, linked in batch:
+                self._store_linked(record, linked)
+        else:
+            position = 0
+            for _, linked in batch:
+                self.report.counts[_status(results[position:position + len(linked)])] += 1
+                position += len(linked)
+        batch.clear()
+        self.pending.clear()
 
     def store(self, record: SourceRecord, resources: list[dict], *, decision: tuple[str, str] | None = None) -> str:
         """Link the person (or hold the record for review) and store everything in one unit of work.
         `decision` is a person's answer to a review, applied without matching again:
         ("link", patient id) or ("new", id for the new Patient)."""
+        linked = self._link(record, resources, decision)
+        return linked if isinstance(linked, str) else self._store_linked(record, linked)
+
+    def _store_linked(self, record: SourceRecord, linked: list[dict]) -> str:
         try:
-            resources = self._link(record, resources, decision)
-            if resources is None:
-                self.report.quarantined["identity-review"] += 1
-                return "quarantined:identity-review"
-            statuses = []
             with self.bridge.repository.unit_of_work() as uow:
-                for resource in resources:
-                    result = self.bridge.resources.put_validated(resource, self.caller, uow=uow)
-                    statuses.append("unchanged" if result.unchanged else "created" if result.created else "updated")
+                results = [self.bridge.resources.put_validated(resource, self.caller, uow=uow) for resource in linked]
         except BridgeError as exc:
             return self._quarantine(record, "store", [Issue("error", exc.code, exc.message, exc.expression)])
-        status = "created" if "created" in statuses else "updated" if "updated" in statuses else "unchanged"
+        status = _status(results)
         self.report.counts[status] += 1
         return status
 
-    def _link(self, record: SourceRecord, resources: list[dict], decision: tuple[str, str] | None) -> list[dict] | None:
+    def _link(self, record: SourceRecord, resources: list[dict], decision: tuple[str, str] | None,
+              pending: PendingPatients = NO_PENDING) -> list[dict] | str:
+        """The resources pointing at the person's one Patient (merged with what this record says of
+        them), or the status of a record held for an identity review or quarantined."""
         patients = [r for r in resources if r.get("resourceType") == "Patient"]
         if not patients:
             return resources
         incoming = patients[0]
-        if decision:
-            action, patient_id = decision
-        else:
-            link = self.bridge.identity.resolve(incoming)
-            if link.action == "review":
-                self._hold_for_review(record, resources, link.reason, link.candidates)
-                return None
-            action, patient_id = link.action, link.patient_id
-        linked = self._linked_patient(incoming, action, patient_id)
+        try:
+            if decision:
+                action, patient_id = decision
+            else:
+                link = self.bridge.identity.resolve(incoming, pending)
+                if link.action == "review":
+                    self._hold_for_review(record, resources, link.reason, link.candidates)
+                    self.report.quarantined["identity-review"] += 1
+                    return "quarantined:identity-review"
+                action, patient_id = link.action, link.patient_id
+            linked = self._linked_patient(incoming, action, patient_id, pending)
+        except BridgeError as exc:
+            return self._quarantine(record, "store", [Issue("error", exc.code, exc.message, exc.expression)])
+        if pending is not NO_PENDING:
+            pending.add(linked)
         return [linked if r is incoming else _rewrite_references(r, incoming.get("id"), linked["id"]) for r in resources]
 
-    def _linked_patient(self, incoming: dict, action: str, patient_id: str) -> dict:
+    def _linked_patient(self, incoming: dict, action: str, patient_id: str, pending: PendingPatients) -> dict:
         if action == "new":
             meta = {**incoming.get("meta", {}), "source": SOURCE_BASE + self.source}
             return {**incoming, "id": patient_id or incoming["id"], "meta": meta}
-        existing = self.bridge.repository.read("Patient", patient_id).resource
+        existing = self.bridge.identity.patient(patient_id, pending)
         merge = self.bridge.identity.merge(existing, incoming, self.source)
         self.report.disagreements += [_disagreement(patient_id, d) for d in merge.disagreements]
         return merge.patient
@@ -176,7 +253,7 @@ class Ingest:
         digest = hashlib.sha256(record.raw).hexdigest()
         entry = QuarantineEntry(str(uuid.uuid5(QUARANTINE_NAMESPACE, f"{record.source}|{record.location}|{digest}")),
                                 self.report.run_id, record.source, record.location[:512], reason, record.raw,
-                                dumps_json(operation_outcome(issues)), self.clock())
+                                dumps_json(operation_outcome(issues)), self.clock(), context=record.context)
         self.bridge.repository.quarantine_record(entry)
         if self.quarantine_file is not None:
             self.quarantine_file.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +263,18 @@ class Ingest:
                                         "outcome": loads_json(entry.outcome)}) + b"\n")
         self.report.quarantined[reason] += 1
         return f"quarantined:{reason}"
+
+    def _merge(self, record: SourceRecord, request) -> str:
+        """Two people merged into one (HL7 ADT^A40), in a unit of work of its own: see
+        pipelines/patient_merge.py. It reads the store, so whatever came before it must be stored."""
+        try:
+            merge = merge_patients(self.bridge, request, self.caller, self.source)
+        except BridgeError as exc:
+            return self._quarantine(record, "merge", [Issue("error", exc.code, exc.message, exc.expression)])
+        self.pending = PendingPatients()  # the holders it remembered: the survivor now holds the old ids too
+        self.report.disagreements += [_disagreement(merge.survivor_id, d) for d in merge.disagreements]
+        self.report.counts[merge.status] += 1
+        return merge.status
 
 
 def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> str:
@@ -207,6 +296,13 @@ def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> st
     if not status.startswith("quarantined"):
         repo.resolve_review(review_id, state, linked)
     return status
+
+
+def _status(results) -> str:
+    """A record's status from its resources' writes: created if any was, else updated if any was."""
+    if any(r.created and not r.unchanged for r in results):
+        return "created"
+    return "unchanged" if all(r.unchanged for r in results) else "updated"
 
 
 def _rewrite_references(resource: dict, old_id: str | None, new_id: str) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from fhir_bridge.errors import InputError, PreconditionFailed, Unprocessable
 from fhir_bridge.fhir.json_patch import apply_patch
@@ -35,6 +35,32 @@ class Caller:
 SYSTEM_CALLER = Caller("fhir-bridge", "fhir-bridge", None, frozenset({"system/*.*"}))
 
 
+class WriteRule(Protocol):
+    """A rule for one kind of resource, run inside the write's transaction before it is stored:
+    raises to refuse the write, or returns the resource to store (e.g. with server-made narrative).
+    `if_match` is the version the client sent (None: it sent none)."""
+
+    def __call__(self, uow, resource: dict, *, method: str, if_match: int | None) -> dict: ...
+
+
+class WriteGuard(Protocol):
+    """A check of who writes what, run inside the write's transaction before the write rules (care
+    access, the recording-burden guard): raises to refuse, appends warnings to `issues`, returns the
+    resource to store (e.g. tagged)."""
+
+    def __call__(self, uow, caller: Caller, resource: dict, issues: list[Issue]) -> dict: ...
+
+
+class AccessGuard(Protocol):
+    """What the care-access policy (fhir_bridge.pipelines.care_access) offers the write paths."""
+
+    def check_write(self, uow, caller: Caller, resource: dict, issues: list[Issue]) -> dict: ...
+
+    def check_delete(self, uow, caller: Caller, resource_type: str, resource_id: str) -> None: ...
+
+    def check_read(self, caller: Caller, stored: Stored, reader=None) -> Stored: ...
+
+
 @dataclass
 class Written:
     result: WriteResult
@@ -48,6 +74,10 @@ class ResourceService:
         self.validator = validator
         self.find = find        # (type, search params) -> current matches, for conditional interactions
         self.new_id = new_id
+        self.write_rules: list[WriteRule] = []  # run by the client interactions (create, update, patch)
+        self.access: AccessGuard | None = None  # who may write whose records (client interactions)
+        # Run on every write that stores a resource (client interactions, imports, sessions), after access.
+        self.guards: list[WriteGuard] = []
 
     # -- validation at the edge ------------------------------------------------------------------
     def check(self, resource: dict, expected_type: str | None = None) -> list[Issue]:
@@ -74,10 +104,13 @@ class ResourceService:
         if if_none_exist is not None:
             existing = self._conditional(rtype, if_none_exist, "create")
             if existing is not None:
+                if self.access is not None:  # the match is answered: it must be one the caller may see
+                    self.access.check_read(caller, existing, uow)
                 return Written(WriteResult(existing, created=False, unchanged=True))
         issues = self.check(resource)
         resource = {**resource, "id": assigned_id or self.new_id()}
-        return Written(self._write(lambda u: u.create(resource), caller, "POST", uow), issues)
+        return Written(self._write(lambda u: u.create(self._ruled(u, resource, "POST", None, caller, issues)),
+                                   caller, "POST", uow), issues)
 
     def update(self, resource_type: str, resource_id: str, resource: dict, caller: Caller, *,
                if_match: int | None = None, uow=None) -> Written:
@@ -85,7 +118,8 @@ class ResourceService:
         if resource.get("id") != resource_id:
             raise InputError(f"The body's id {resource.get('id')!r} does not match the URL's {resource_id!r}",
                              expression=f"{resource_type}.id")
-        return Written(self._write(lambda u: u.update(resource, if_match=if_match), caller, "PUT", uow), issues)
+        return Written(self._write(lambda u: u.update(self._ruled(u, resource, "PUT", if_match, caller, issues),
+                                                      if_match=if_match), caller, "PUT", uow), issues)
 
     def conditional_update(self, resource_type: str, params: list[tuple[str, str]], resource: dict,
                            caller: Caller, *, uow=None) -> Written:
@@ -108,20 +142,38 @@ class ResourceService:
         issues = self.check(patched, resource_type)
         if patched.get("id") != resource_id:
             raise Unprocessable("A patch may not change the resource's id")
-        write = self._write(lambda u: u.update(patched, if_match=current.version_id, method="PATCH"), caller, "PATCH", uow)
+        write = self._write(lambda u: u.update(self._ruled(u, patched, "PATCH", if_match, caller, issues),
+                                               if_match=current.version_id, method="PATCH"), caller, "PATCH", uow)
         return Written(write, issues)
 
     def put_validated(self, resource: dict, caller: Caller, *, uow) -> WriteResult:
         """Store (create or update by id) a resource the caller has already validated, with its
         Provenance: the import pipeline validates once, at the edge, then links identities."""
-        return self._write(lambda u: u.update(resource), caller, "PUT", uow)
+        return self._write(lambda u: u.update(self._guarded(u, caller, _custodian(resource, caller), [])),
+                           caller, "PUT", uow)
+
+    def put_many_validated(self, resources: list[dict], caller: Caller, *, uow) -> list[WriteResult]:
+        """put_validated for a batch (the import pipeline's unit of work): one bulk write, and one
+        Provenance per activity (created, updated) naming every resource the batch changed."""
+        guarded = self._guarded_batch(uow, caller, [_custodian(r, caller) for r in resources])
+        return self._recorded(uow.put_many(guarded), caller, uow)
+
+    def put_checked(self, writes: list[tuple[dict, int | None]], caller: Caller, *, uow) -> list[WriteResult]:
+        """Store resources the caller has validated, each only while still at the version it read
+        (`(resource, version)`; None: create or overwrite), then one Provenance per activity (created,
+        updated) naming everything written: one record of a piece of work such as a DIALOG+ session.
+        A stale version raises the repository's PreconditionFailed; the caller may retry."""
+        return self._recorded([uow.update(self._guarded(uow, caller, resource, []), if_match=version)
+                               for resource, version in writes], caller, uow)
 
     def delete(self, resource_type: str, resource_id: str, caller: Caller, *, if_match: int | None = None,
                uow=None) -> Stored | None:
         def do(u):
+            if self.access is not None:
+                self.access.check_delete(u, caller, resource_type, resource_id)
             stored = u.delete(resource_type, resource_id, if_match=if_match)
             if stored is not None and resource_type not in UNTRACKED:
-                u.create(self._provenance(stored, caller, "DELETE"))
+                u.create(self._provenance([stored], caller, "DELETE"))
             return stored
 
         if uow is not None:
@@ -130,11 +182,46 @@ class ResourceService:
             return do(u)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _recorded(self, results: list[WriteResult], caller: Caller, uow) -> list[WriteResult]:
+        """One Provenance per activity (created, updated) naming every resource a piece of work wrote."""
+        for created in (True, False):
+            targets = [r.stored for r in results if not r.unchanged and r.created is created
+                       and r.stored.resource_type not in UNTRACKED]
+            if targets:
+                uow.create(self._provenance(targets, caller, "POST" if created else "PUT"))
+        return results
+
+    def _ruled(self, uow, resource: dict, method: str, if_match: int | None, caller: Caller,
+               issues: list[Issue]) -> dict:
+        if self.access is not None:
+            resource = self.access.check_write(uow, caller, resource, issues)
+        resource = self._guarded(uow, caller, resource, issues)
+        for rule in self.write_rules:
+            resource = rule(uow, resource, method=method, if_match=if_match)
+        return resource
+
+    def _guarded(self, uow, caller: Caller, resource: dict, issues: list[Issue]) -> dict:
+        for guard in self.guards:
+            resource = guard(uow, caller, resource, issues)
+        return resource
+
+    def _guarded_batch(self, uow, caller: Caller, resources: list[dict]) -> list[dict]:
+        """The guards over a batch in order; a guard with `batch` sees the batch's earlier resources."""
+        if not self.guards:
+            return resources
+        out = []
+        for resource in resources:
+            for guard in self.guards:
+                batch = getattr(guard, "batch", None)
+                resource = batch(uow, caller, resource, out) if batch else guard(uow, caller, resource, [])
+            out.append(resource)
+        return out
+
     def _write(self, action: Callable, caller: Caller, method: str, uow) -> WriteResult:
         def do(u) -> WriteResult:
             result = action(u)
             if not result.unchanged and result.stored.resource_type not in UNTRACKED:
-                u.create(self._provenance(result.stored, caller, "POST" if result.created else method))
+                u.create(self._provenance([result.stored], caller, "POST" if result.created else method))
             return result
 
         if uow is not None:
@@ -153,7 +240,7 @@ class ResourceService:
                                      "the criteria must select one at most")
         return matches[0] if matches else None
 
-    def _provenance(self, stored: Stored, caller: Caller, method: str) -> dict:
+    def _provenance(self, targets: list[Stored], caller: Caller, method: str) -> dict:
         code, display = ACTIVITY[method]
         agent_who = {"identifier": {"system": ODS, "value": caller.partner}}
         if caller.partner_name:
@@ -162,8 +249,8 @@ class ResourceService:
         provenance = {
             "resourceType": "Provenance",
             "id": self.new_id(),
-            "target": [{"reference": stored.location}],
-            "recorded": stored.last_updated_instant,
+            "target": [{"reference": stored.location} for stored in targets],
+            "recorded": max(targets, key=lambda stored: stored.last_updated).last_updated_instant,
             "activity": {"coding": [{"system": DATA_OPERATION, "code": code, "display": display}]},
             "agent": [agent],
         }
@@ -174,3 +261,18 @@ class ResourceService:
                 "onBehalfOf": agent_who,
             })
         return provenance
+
+
+
+def with_custodian(patient: dict, caller: Caller) -> dict:
+    """A Patient held by the caller's organisation (managingOrganization) when it names no custodian:
+    registering or importing a person (fhir_bridge.pipelines.care_access); the bridge registers nobody."""
+    if patient.get("managingOrganization") or caller.partner == SYSTEM_CALLER.partner:
+        return patient
+    reference = {"type": "Organization", "identifier": {"system": ODS, "value": caller.partner},
+                 "display": caller.partner_name or caller.partner}
+    return {**patient, "managingOrganization": reference}
+
+
+def _custodian(resource: dict, caller: Caller) -> dict:
+    return with_custodian(resource, caller) if resource.get("resourceType") == "Patient" else resource

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fhir_bridge.fhir.dates import to_microseconds
 from fhir_bridge.measures import DialogDefinition, score_dialog
+from fhir_bridge.store.outcome_fields import is_possible_duplicate, referral_of
 from fhir_bridge.store.schema import DIALOG_DOMAINS
 
 PURPOSE_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-collection-purpose"
@@ -46,6 +47,8 @@ class ScoreRows:
             "treatment_satisfaction_mean": score.treatment_satisfaction_mean,
             "treatment_satisfaction_answered": score.treatment_satisfaction_answered,
             "dissatisfied_count": score.dissatisfied_count,
+            "referral_id": referral_of(resource),
+            "possible_duplicate": is_possible_duplicate(resource),
         }
         ratings, help_ = score.ratings, score.more_help
         for column in DIALOG_DOMAINS:

@@ -1,6 +1,6 @@
 """The HL7 v2 source: files (one message, messages back to back, batches) and live MLLP messages.
 
-A parsed message is decoded by `hl7_record` into a plain dict the mapping engine walks (shape in
+A message's text is decoded by `decode_text` into a plain dict the mapping engine walks (shape in
 mappings/hl7/README.md); the message type picks the mapping file; `Ingest` does the rest. A message
 that cannot be parsed, or whose type is not imported, becomes a record that fails to map, so it is
 quarantined with its reason, never dropped.
@@ -11,26 +11,31 @@ import hashlib
 import re
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import orjson
 from hl7.util import unescape
 
 from fhir_bridge.api.mllp_listener import MllpListener, Verdict
 from fhir_bridge.errors import BridgeError, InputError
-from fhir_bridge.formats.hl7v2 import Message, Segment, control_id, parse_message, split_batch
+from fhir_bridge.formats.hl7v2 import Message, encoding_characters, message_segments, split_batch
 from fhir_bridge.fhir.codec import loads_json
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import QUARANTINE_NAMESPACE, STATUSES, Ingest, SourceRecord
+from fhir_bridge.pipelines.patient_merge import MergeRequest
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_records import Mapped, raise_if_unreadable, unreadable
+from fhir_bridge.pipelines.source_records import (Mapped, NotRetryable, Unreadable, raise_if_unreadable,
+                                                   record_context, retry_context, unreadable)
 
-# Message type (MSH-9.1, MSH-9.2) -> mapping name; A40 (merge) is not imported yet.
+# Message type (MSH-9.1, MSH-9.2) -> mapping name.
+MERGE_MAPPING = "hl7-adt-merge"
 MAPPINGS = {
     ("ADT", "A28"): "hl7-adt-person",
     ("ADT", "A31"): "hl7-adt-person",
     ("ADT", "A08"): "hl7-adt-person",
+    ("ADT", "A40"): MERGE_MAPPING,
     ("ORU", "R01"): "hl7-oru-dialog",
 }
 
@@ -40,12 +45,27 @@ MAPPINGS = {
 # so the transform reports them and the message is quarantined.
 TIMESTAMP_FIELDS = frozenset({"MSH-7", "EVN-2", "EVN-6", "PID-7", "PID-29", "OBR-7", "OBR-8", "OBR-14",
                               "OBX-14", "OBX-19"})
-_TS = re.compile(r"(\d{4})(\d\d)(\d\d)(?:(\d\d)(\d\d)(\d\d)?(?:\.\d{1,4})?)?([+-]\d{4})?\Z")
+# YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ]: a TS may stop at any part (a birth date known to the month)
+_TS = re.compile(r"(\d{4})(?:(\d\d)(?:(\d\d)(?:(\d\d)(\d\d)(\d\d)?(?:\.\d{1,4})?)?)?)?([+-]\d{4})?\Z")
 OBSERVATIONS_BY_CODE = "OBX-by-code"
 
 
+class _Encoding(NamedTuple):
+    """What python-hl7's unescape reads of a message: its separators and escape character."""
+
+    separators: str
+    esc: str
+
+
 def hl7_record(message: Message) -> dict[str, Any]:
-    """One parsed message as a plain dict (documented in mappings/hl7/README.md):
+    """One parsed message as a plain dict (see `decode_text`)."""
+    return _record([str(segment) for segment in message], _Encoding(message.separators, message.esc))
+
+
+def decode_text(text: str) -> dict[str, Any]:
+    """One message's text as a plain dict (documented in mappings/hl7/README.md), checked as
+    `parse_message` checks it but read straight from the text: python-hl7's tree, built and turned
+    back into text, was half the cost of a message. InputError when it is not a message.
 
     - `"PID-5.1"`: fields and components of the FIRST segment with each id, by IG name, first
       repetition (`"PID-7"` is the whole field, `"PID-5.1"` a component, `"PID-3.4.2"` a subcomponent);
@@ -54,11 +74,16 @@ def hl7_record(message: Message) -> dict[str, Any]:
     - `"OBX-by-code"`: the OBX segments grouped by OBX-3.1, so a mapping can ask for an observation
       by its code (a code sent twice gives two elements: nothing is silently dropped).
     """
+    segments = message_segments(text)
+    return _record(segments, _Encoding(*encoding_characters(segments[0])))
+
+
+def _record(segments: list[str], encoding: _Encoding) -> dict[str, Any]:
     record: dict[str, Any] = {}
     by_code: dict[str, list[dict[str, Any]]] = {}
-    for segment in message:
-        segment_id = str(segment[0])
-        fields = _segment_fields(segment, segment_id)
+    for text in segments:
+        segment_id = text[:3]
+        fields = _segment_fields(text, segment_id, encoding)
         if segment_id not in record:
             record.update(fields)
         record.setdefault(segment_id, []).append(fields)
@@ -68,13 +93,11 @@ def hl7_record(message: Message) -> dict[str, Any]:
     return record
 
 
-def _segment_fields(segment: Segment, segment_id: str) -> dict[str, Any]:
-    # Split the segment's own text rather than walking python-hl7's tree path by path: decoding is
-    # then a few string splits per field (it runs once per message, MLLP and file replay alike).
+def _segment_fields(segment: str, segment_id: str, encoding: _Encoding) -> dict[str, Any]:
+    # A few string splits per field: decoding runs once per message, MLLP and file replay alike.
     fields: dict[str, Any] = {}
-    separators = segment.separators  # CR, field, repetition, component, subcomponent
-    escape = segment.esc  # python-hl7 reads it from MSH-2
-    texts = str(segment).split(separators[1])
+    separators = encoding.separators  # CR, field, repetition, component, subcomponent
+    texts = segment.split(separators[1])
     # texts[0] is the id; MSH-1 is the field separator itself, so MSH-n is texts[n - 1]
     offset, first = (1, 3) if segment_id == "MSH" else (0, 1)
     for number in range(first, len(texts) + offset):
@@ -82,18 +105,19 @@ def _segment_fields(segment: Segment, segment_id: str) -> dict[str, Any]:
         if not text:
             continue
         name = f"{segment_id}-{number}"
-        reps = [_repetition(rep, name, separators, escape, segment) for rep in text.split(separators[2])]
+        reps = [_repetition(rep, name, encoding) for rep in text.split(separators[2])]
         fields.update(reps[0])
         fields[name + "~"] = reps
     return fields
 
 
-def _repetition(text: str, name: str, separators: str, escape: str, segment: Segment) -> dict[str, str]:
+def _repetition(text: str, name: str, encoding: _Encoding) -> dict[str, str]:
     """`name` -> the whole repetition, `name.c` -> each component, `name.c.s` -> subcomponents."""
-    component_sep, subcomponent_sep = separators[3], separators[4]
+    component_sep, subcomponent_sep = encoding.separators[3], encoding.separators[4]
+    escape = encoding.esc
 
     def leaf(value: str) -> str:
-        return unescape(segment, value) if escape and escape in value else value
+        return unescape(encoding, value) if escape and escape in value else value
 
     components = text.split(component_sep)
     values = {name: leaf(text) if len(components) == 1 and subcomponent_sep not in text else text}
@@ -116,6 +140,8 @@ def _timestamp(value: str) -> str:
     if not match:
         return value
     year, month, day, hour, minute, second, offset = match.groups()
+    if day is None:  # a partial date stays partial: FHIR dates may be YYYY or YYYY-MM
+        return year if month is None else f"{year}-{month}"
     text = f"{year}-{month}-{day}"
     if hour is None:
         return text
@@ -133,30 +159,40 @@ class Hl7Source:
     def __init__(self, engine: MappingEngine, organization: str, bridge=None):
         self.engine = engine
         self.parameters = {"organization": organization}
-        self.bridge = bridge  # kept for the A40 merge, which will need the store
+        self.bridge = bridge
+        self._context = record_context(organization=organization)  # the raw message is all a retry needs
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in _files(paths):
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                yield unreadable(self.name, str(path), InputError(f"cannot read {path}: {exc.strerror}"), b"")
+                yield unreadable(self.name, str(path), InputError(f"cannot read {path}: {exc.strerror}"), b"",
+                                 file=str(path))
                 continue
             if not data.strip():
-                yield unreadable(self.name, f"{path}:1", InputError("empty HL7 file", location=str(path)), data)
+                yield unreadable(self.name, f"{path}:1", InputError("empty HL7 file", location=str(path)), data,
+                                 file=str(path))
                 continue
             for number, text in split_batch(data):
                 yield self.record(f"{path}:{number}", text)
 
-    def record(self, location: str, text: str, message: Message | None = None) -> SourceRecord:
-        """One message's record; `message` when the caller (the MLLP listener) parsed it already."""
+    def record(self, location: str, text: str) -> SourceRecord:
+        """One message's record (decoded from its text, also when the MLLP listener parsed it)."""
         raw = text.encode("utf-8")
         try:
-            parsed = message if message is not None else parse_message(text)
+            record = decode_text(text)
         except BridgeError as exc:
             return unreadable(self.name, location, exc, raw)
-        record = hl7_record(parsed)
-        return SourceRecord(self.name, location, raw, record, _person_key(record))
+        return SourceRecord(self.name, location, raw, record, _person_key(record), self._context)
+
+    def record_from_entry(self, entry) -> SourceRecord:
+        """A quarantined message, parsed again for a retry (NotRetryable when it could not be)."""
+        retry_context(entry)
+        record = self.record(entry.location, entry.raw.decode("utf-8", "replace"))
+        if isinstance(record.data, Unreadable):  # it parsed when imported: only a changed parser gets here
+            raise NotRetryable(f"the message cannot be parsed: {record.data.error.message}")
+        return record
 
     def map(self, record: SourceRecord) -> Mapped:
         raise_if_unreadable(record)
@@ -166,7 +202,12 @@ class Hl7Source:
         if mapping is None:
             raise InputError(f"message type {kind[0]}^{kind[1]} is not imported", location=record.location)
         result = self.engine.map(mapping, data, record.location, self.parameters)
-        return Mapped(result.resources, [p.to_issue() for p in result.problems])
+        problems = [p.to_issue() for p in result.problems]
+        if mapping == MERGE_MAPPING:
+            # The survivor is validated like any ADT's Patient; the merged person is only identifiers.
+            survivor, merged = result.resources
+            return Mapped([survivor], problems, MergeRequest(survivor, merged.get("identifier", [])))
+        return Mapped(result.resources, problems)
 
 
 def _files(paths: list[Path]) -> Iterator[Path]:
@@ -185,7 +226,7 @@ def _person_key(record: dict[str, Any]) -> str | None:
     return f"{value}@{record.get('PID-3.4', '')}" if value else None
 
 
-def mllp_handler(ingest: Ingest, source: Hl7Source) -> Callable[[Message, str], Verdict]:
+def mllp_handler(ingest: Ingest, source: Hl7Source) -> Callable[[str], Verdict]:
     """For `MllpListener`: store one message through `ingest.one`; AA once stored (or already
     stored: a resend after a lost ACK is `unchanged`), AE with the quarantine reason otherwise."""
 
@@ -194,8 +235,10 @@ def mllp_handler(ingest: Ingest, source: Hl7Source) -> Callable[[Message, str], 
     # the run report's counters are not raced.
     one_at_a_time = threading.Lock()
 
-    def handle(message: Message, text: str) -> Verdict:
-        record = source.record(f"mllp:{control_id(message)}", text, message)
+    def handle(text: str) -> Verdict:
+        record = source.record("mllp", text)
+        if not isinstance(record.data, Unreadable):  # located by its control id, as the sender knows it
+            record = replace(record, location=f"mllp:{record.data.get('MSH-10', '')}")
         with one_at_a_time:
             ingest.report.records_in += 1
             status = ingest.one(record)
@@ -229,7 +272,10 @@ async def serve_mllp(bridge, host: str, port: int, organization: str, *,
     source = Hl7Source(engine, organization, bridge)
     ingest = Ingest(bridge, source.name, source.map, Caller(organization, organization))
     listener = MllpListener(mllp_handler(ingest, source), idle_timeout=idle_timeout)
-    address = await listener.start(host, port)
+    try:
+        address = await listener.start(host, port)
+    except OSError as exc:  # port taken, address not on this machine: a sentence, not a traceback
+        raise BridgeError(f"cannot listen for MLLP on {host}:{port}: {exc.strerror or exc}") from exc
     # One run per listener lifetime, so `quarantine list` and the run report name what it received
     bridge.repository.start_run(ingest.report.run_id, source.name, ingest.report.started)
     if ready is not None:

@@ -1,13 +1,16 @@
 """The RiO-like EPR export (mappings/rio/README.md): a folder or zip of five CSV extracts.
 
-Clients (-> Patient) and DIALOG assessments (-> QuestionnaireResponse) are imported; referrals,
-care contacts and key workers are left for the MHSDS work (issue 6) and not read at all.
-Clients come first so that a client's Patient is stored before the DIALOGs that refer to it.
+Clients (-> Patient), referrals (-> ServiceRequest), care contacts (-> Encounter), key workers
+(-> CareTeam) and DIALOG assessments (-> QuestionnaireResponse), in that order: a client's Patient
+and a referral are met before what refers to them. Referrals, contacts and key workers feed the
+MHSDS submission; exports made before they existed hold only clients and assessments, so those
+three files may be absent (present but unreadable, they are quarantined like the others).
 
 An assessment's mapping refers to the client's Patient by its deterministic id, but identity
 linking may have stored that client under another Patient (the same person from another source).
-`map()` therefore resolves the client through the store by the RiO client identifier, which the
-pipeline keeps on the linked Patient, and points the response at whichever Patient that is.
+`map()` therefore resolves the client by the RiO client identifier, which the pipeline keeps on the
+linked Patient, and points the response at whichever Patient that is. It asks the import run
+(`patients_with_identifier`), which also sees clients linked in the batch not yet stored.
 """
 from __future__ import annotations
 
@@ -20,13 +23,22 @@ from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine
 from fhir_bridge.pipelines.ingest import SourceRecord
-from fhir_bridge.pipelines.source_records import Mapped, csv_records, raise_if_unreadable, unreadable
+from fhir_bridge.pipelines.source_records import (Mapped, csv_records, csv_row_from_entry, raise_if_unreadable,
+                                                   retry_context, unreadable)
 
 CLIENTS = "clients.csv"
+REFERRALS = "referrals.csv"
+CONTACTS = "care_contacts.csv"
+KEY_WORKERS = "key_workers.csv"
 ASSESSMENTS = "dialog_assessments.csv"
 # File -> the mapping its rows go through, in the order the files are imported.
-MAPPINGS = {CLIENTS: "rio-client", ASSESSMENTS: "rio-dialog-assessment"}
+MAPPINGS = {CLIENTS: "rio-client", REFERRALS: "rio-referral", CONTACTS: "rio-care-contact",
+            KEY_WORKERS: "rio-key-worker", ASSESSMENTS: "rio-dialog-assessment"}
+OPTIONAL = (REFERRALS, CONTACTS, KEY_WORKERS)
+# Mappings whose resources name the client: their subject is pointed at the Patient it was stored as.
+_ABOUT_A_CLIENT = {MAPPINGS[REFERRALS], MAPPINGS[KEY_WORKERS], MAPPINGS[ASSESSMENTS]}
 CLIENT_SYSTEM = "https://fhir-bridge.example.org/Id/rio-client/"  # + ODS code, as mappings/rio/client.yaml
+REFERRAL_SYSTEM = "https://fhir-bridge.example.org/Id/rio-referral/"  # + ODS code, as mappings/rio/referral.yaml
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,8 @@ class RioRow:
 
 
 class RioSource:
-    """RiO clients and DIALOG assessments; `bridge` resolves each assessment's client Patient."""
+    """RiO clients, referrals, contacts, key workers and DIALOG assessments; `bridge` resolves the
+    Patient each record's client (a contact's: its referral's client) was stored as."""
 
     name = "rio"
 
@@ -44,59 +57,106 @@ class RioSource:
         self.engine = engine
         self.parameters = {"organization": organization}
         self.bridge = bridge
+        # set by ingest_for to the run's own lookup (it sees the batch not yet stored, and
+        # remembers: a client's many assessments cost one query); the store's outside a run
+        self.patients_with_identifier = bridge.identity.holders
         self.client_system = CLIENT_SYSTEM + organization
-        # client id -> the Patient it was stored as, found once per run: a client has several
-        # assessments, and a search per assessment was a quarter of the import's time
-        self._stored_clients: dict[str, str] = {}
+        # referral id -> client id of the referrals mapped in this run: a contact names only its
+        # referral, which may still be in the batch not yet stored
+        self._referral_clients: dict[str, str] = {}
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in paths:
             try:
-                files = _by_file_name(read_csv_folder_or_zip(path))
+                files = _by_file_name(read_csv_folder_or_zip(path, lazy=True))
             except BridgeError as exc:
-                yield unreadable(self.name, str(path), exc, b"")
+                yield unreadable(self.name, str(path), exc, b"", file=str(path))
                 continue
             for file_name, mapping in MAPPINGS.items():
                 if file_name not in files:
+                    if file_name in OPTIONAL:
+                        continue
                     where = f"{path}/{file_name}"
                     yield unreadable(self.name, where, InputError(f"{file_name} is missing from the RiO export {path}",
-                                                             location=where), b"")
+                                                             location=where), b"", file=where)
                     continue
                 member, data = files[file_name]
                 yield from self._rows(f"{path}/{member}", mapping, data)
 
-    def _rows(self, label: str, mapping: str, data: bytes) -> Iterator[SourceRecord]:
-        def make(row, location: str, raw: bytes) -> SourceRecord:
-            return SourceRecord(self.name, location, raw, RioRow(mapping, row.values), row.values.get("ClientID"))
+    def _rows(self, label: str, mapping: str, data: bytes | Path) -> Iterator[SourceRecord]:
+        def make(row, location: str, raw: bytes, context: str) -> SourceRecord:
+            return SourceRecord(self.name, location, raw, RioRow(mapping, row.values), row.values.get("ClientID"),
+                                context)
 
-        return csv_records(self.name, label, data, make)
+        return csv_records(self.name, label, data, make, organization=self.parameters["organization"], mapping=mapping)
+
+    def record_from_entry(self, entry) -> SourceRecord:
+        """A quarantined row, rebuilt alone for a retry (NotRetryable when it could not be read).
+        An assessment needs its client stored by then: retried after the clients (`retry_order`)."""
+        context = retry_context(entry)
+        row = csv_row_from_entry(entry, context)
+        return SourceRecord(self.name, entry.location, entry.raw, RioRow(context["mapping"], row.values),
+                            row.values.get("ClientID"), entry.context)
+
+    @staticmethod
+    def retry_order(record: SourceRecord) -> int:
+        """Retry in import order: clients, referrals, contacts, key workers, assessments."""
+        return list(MAPPINGS.values()).index(record.data.mapping)  # type: ignore[attr-defined]
 
     def map(self, record: SourceRecord) -> Mapped:
         raise_if_unreadable(record)
         row: RioRow = record.data  # type: ignore[assignment]
-        result = self.engine.map(row.mapping, row.values, record.location, self.parameters)
+        values = _with_contact_time(row.values) if row.mapping == MAPPINGS[CONTACTS] else row.values
+        result = self.engine.map(row.mapping, values, record.location, self.parameters)
         mapped = Mapped(result.resources, [p.to_issue() for p in result.problems])
-        if row.mapping == MAPPINGS[ASSESSMENTS] and result.ok:
-            self._point_at_stored_client(mapped, row.values["ClientID"].strip(), record.location)
+        if not result.ok:
+            return mapped
+        if row.mapping in _ABOUT_A_CLIENT:
+            self._point_at_stored_client(mapped, values["ClientID"].strip(), record.location)
+        if row.mapping == MAPPINGS[REFERRALS]:
+            self._referral_clients[values["ReferralID"].strip()] = values["ClientID"].strip()
+        elif row.mapping == MAPPINGS[CONTACTS]:
+            self._point_at_referral_client(mapped, values["ReferralID"].strip(), record.location)
         return mapped
 
+    def _point_at_referral_client(self, mapped: Mapped, referral_id: str, location: str) -> None:
+        """A contact's subject: its referral's Patient (mapped in this run, else as stored)."""
+        client_id = self._referral_clients.get(referral_id)
+        if client_id is not None:
+            self._point_at_stored_client(mapped, client_id, location)
+            return
+        stored = self.bridge.repository.search(self.bridge.search_request(
+            "ServiceRequest", [("identifier", f"{REFERRAL_SYSTEM}{self.parameters['organization']}|{referral_id}")]))
+        subject = stored.matches[0].resource.get("subject") if len(stored.matches) == 1 else None
+        if not subject:
+            mapped.problems.append(Issue("error", "not-found", f"{location}: referral {referral_id} is not stored "
+                                         "(quarantined, or not in this export or an earlier one)", "Encounter.subject"))
+            return
+        for resource in mapped.resources:
+            resource["subject"] = subject
+
     def _point_at_stored_client(self, mapped: Mapped, client_id: str, location: str) -> None:
-        patient_id = self._stored_clients.get(client_id)
-        if patient_id is None:
-            found = self.bridge.find("Patient", [("identifier", f"{self.client_system}|{client_id}")])
-            if len(found) == 1:
-                patient_id = self._stored_clients[client_id] = found[0].resource_id
+        found = sorted(self.patients_with_identifier(self.client_system, client_id))
+        patient_id = found[0] if len(found) == 1 else None
         if patient_id is None:
             # None: the client row was quarantined or waits for review. Several cannot happen
             # while identifiers are united on linking; if it does, guessing would misfile a DIALOG.
             why = "is not stored (quarantined or waiting for identity review)" if not found else \
                 f"is held by {len(found)} Patients"
             mapped.problems.append(Issue("error", "not-found", f"{location}: client {client_id} {why}",
-                                         "QuestionnaireResponse.subject"))
+                                         f"{mapped.resources[0].get('resourceType')}.subject"))
             return
         for resource in mapped.resources:
-            if resource.get("resourceType") == "QuestionnaireResponse":
-                resource["subject"] = {"reference": f"Patient/{patient_id}"}
+            resource["subject"] = {"reference": f"Patient/{patient_id}"}
+
+
+def _with_contact_time(values: dict[str, str]) -> dict[str, str]:
+    """ContactDate's day and ContactTime as one value (ContactDateTime) for the mapping's `date`
+    transform, which reads one field: a contact's time is local, and needs its day for the offset."""
+    day, time = (values.get("ContactDate") or "").strip(), (values.get("ContactTime") or "").strip()
+    if not day or not time:
+        return values
+    return {**values, "ContactDateTime": f"{day.replace('T', ' ').split(' ')[0]} {time}"}
 
 
 def _by_file_name(files: Iterator[tuple[str, bytes]]) -> dict[str, tuple[str, bytes]]:

@@ -12,12 +12,16 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine
 from fhir_bridge.pipelines.ingest import SourceRecord
-from fhir_bridge.pipelines.source_records import Mapped, csv_records, raise_if_unreadable, unreadable
+from fhir_bridge.pipelines.source_records import (Mapped, NotRetryable, csv_records, csv_row_from_entry,
+                                                   raise_if_unreadable, record_context, retry_context, unreadable)
+from fhir_bridge.pipelines.vcse_sessions import session_parameters
 
 CLIENT_ID_SYSTEM = "https://fhir-bridge.example.org/Id/vcse-client/"  # + the row's OrganisationODS
 # JSON field -> CSV column (mappings/vcse/README.md)
@@ -36,19 +40,23 @@ _DOMAIN_COLUMN = re.compile(r" (rating|help)$")
 
 class VcseSource:
     """A VCSE case-management export: `.csv` (one row per session) and `.json` (a list of sessions),
-    as files, folders or zips. Each row names its own organisation, so no run parameter is needed."""
+    as files, folders or zips. Each row names its own organisation, so mapping needs no run
+    parameter; `organization` (whom the import runs as) is kept with the records for a retry."""
 
     name = "vcse"
 
-    def __init__(self, engine: MappingEngine):
+    def __init__(self, engine: MappingEngine, organization: str | None = None):
         self.engine = engine
+        self.organization = organization
+        self._json_context = record_context(organization=organization, format="json")
+        self._names: dict[str, str] | None = None
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in paths:
             try:
                 files = list(read_csv_folder_or_zip(path, suffixes=(".csv", ".json")))
             except BridgeError as exc:
-                yield unreadable(self.name, str(path), exc, b"")
+                yield unreadable(self.name, str(path), exc, b"", file=str(path))
                 continue
             single = path.is_file() and path.suffix.lower() != ".zip"
             for name, data in files:
@@ -57,13 +65,15 @@ class VcseSource:
                 yield from reader(label, data)
 
     def _csv(self, label: str, data: bytes) -> Iterator[SourceRecord]:
-        return csv_records(self.name, label, data, lambda row, location, raw: self._session(location, raw, row.values))
+        return csv_records(self.name, label, data,
+                           lambda row, location, raw, context: self._session(location, raw, row.values, context),
+                           organization=self.organization)
 
     def _json(self, label: str, data: bytes) -> Iterator[SourceRecord]:
         try:
             elements = json_elements(data)
         except InputError as exc:  # the whole file is refused: nothing half-imported
-            yield unreadable(self.name, f"{label}:{exc.location or 1}", exc, data[:4096])
+            yield unreadable(self.name, f"{label}:{exc.location or 1}", exc, data[:4096], file=label)
             return
         for line, text, value in elements:
             location, raw = f"{label}:{line}", text.encode("utf-8")
@@ -72,14 +82,26 @@ class VcseSource:
             except InputError as exc:
                 yield unreadable(self.name, location, exc, raw)
                 continue
-            yield self._session(location, raw, row)
+            yield self._session(location, raw, row, self._json_context)
 
-    def _session(self, location: str, raw: bytes, row: dict[str, str]) -> SourceRecord:
+    def _session(self, location: str, raw: bytes, row: dict[str, str], context: str) -> SourceRecord:
         row = {**row, **{c: _MIDNIGHT.sub("", row[c]) for c in _DATE_COLUMNS if c in row}}
         # One key per session, not per person: a review holds one record's resources, so two sessions
         # of one unmatched person under one key would leave only the later one waiting.
         key = f"{_ods(row)}/{row.get('ClientRef', '')}/{row.get('SessionID', '')}"
-        return SourceRecord(self.name, location, raw, row, key)
+        return SourceRecord(self.name, location, raw, row, key, context)
+
+    def record_from_entry(self, entry) -> SourceRecord:
+        """A quarantined session, rebuilt alone for a retry: a CSV row from its header line and raw
+        text, a JSON record from its raw text (NotRetryable when it could not be read)."""
+        context = retry_context(entry)
+        if "header" in context:
+            return self._session(entry.location, entry.raw, csv_row_from_entry(entry, context).values, entry.context)
+        try:
+            row = flatten(json.loads(entry.raw))
+        except (ValueError, InputError) as exc:  # it was read once: only a changed reader gets here
+            raise NotRetryable(f"the kept JSON record cannot be read again: {exc}") from exc
+        return self._session(entry.location, entry.raw, row, entry.context)
 
     def map(self, record: SourceRecord) -> Mapped:
         raise_if_unreadable(record)
@@ -91,7 +113,19 @@ class VcseSource:
         problems += [Issue("error", "structure", f"{record.location}: column {column!r} is not a DIALOG domain "
                                                  "of the VCSE format (mappings/vcse/README.md)")
                      for column in result.unmapped if _DOMAIN_COLUMN.search(column)]
-        return Mapped(result.resources, problems)
+        # A DIALOG+ session that agreed actions goes into the person's plan (pipelines/ingest_sessions.py).
+        patient = next((r for r in result.resources if r.get("resourceType") == "Patient"), None)
+        session = session_parameters(row, self._domain_names(), patient["id"]) if patient and not problems else None
+        return Mapped(result.resources, problems, session=session)
+
+    def _domain_names(self) -> dict[str, str]:
+        """VCSE domain name (lower case) -> dialog-domain code, from the mapping file's `dialog-domains`
+        list (the names its rating columns use), read once."""
+        if self._names is None:
+            top = yaml.safe_load(Path(self.engine.mappings[self.name].file).read_text(encoding="utf-8"))
+            items = (top.get("lists") or {}).get("dialog-domains") or ()
+            self._names = {" ".join(str(i["column"]).lower().split()): str(i["domain"]) for i in items}
+        return self._names
 
 
 def json_elements(data: bytes) -> list[tuple[int, str, object]]:

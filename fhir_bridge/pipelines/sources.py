@@ -15,7 +15,8 @@ from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_records import Mapped, csv_records, raise_if_unreadable, unreadable
+from fhir_bridge.pipelines.source_records import (Mapped, csv_records, csv_row_from_entry, raise_if_unreadable,
+                                                   retry_context, unreadable)
 
 
 class DialogAppSource:
@@ -30,16 +31,22 @@ class DialogAppSource:
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in paths:
             try:
-                files = list(read_csv_folder_or_zip(path))
+                files = list(read_csv_folder_or_zip(path, lazy=True))
             except BridgeError as exc:
-                yield unreadable(self.name, str(path), exc, b"")
+                yield unreadable(self.name, str(path), exc, b"", file=str(path))
                 continue
             single = path.is_file() and path.suffix.lower() != ".zip"
             for name, data in files:
-                yield from csv_records(self.name, str(path) if single else f"{path}/{name}", data, self._record)
+                yield from csv_records(self.name, str(path) if single else f"{path}/{name}", data, self._record,
+                                       organization=self.parameters["organization"])
 
-    def _record(self, row, location: str, raw: bytes) -> SourceRecord:
-        return SourceRecord(self.name, location, raw, row.values, row.values.get("Client Name"))
+    def _record(self, row, location: str, raw: bytes, context: str) -> SourceRecord:
+        return SourceRecord(self.name, location, raw, row.values, row.values.get("Client Name"), context)
+
+    def record_from_entry(self, entry) -> SourceRecord:
+        """A quarantined row, rebuilt alone for a retry (NotRetryable when it could not be read)."""
+        context = retry_context(entry)
+        return self._record(csv_row_from_entry(entry, context), entry.location, entry.raw, entry.context)
 
     def map(self, record: SourceRecord) -> Mapped:
         raise_if_unreadable(record)
@@ -57,7 +64,7 @@ def _sources() -> dict[str, Callable]:
         DialogAppSource.name: lambda engine, organization, bridge: DialogAppSource(engine, organization),
         RioSource.name: RioSource,
         Hl7Source.name: Hl7Source,
-        VcseSource.name: lambda engine, organization, bridge: VcseSource(engine),  # rows carry their own ODS
+        VcseSource.name: lambda engine, organization, bridge: VcseSource(engine, organization),
     }
 
 
@@ -67,13 +74,32 @@ SOURCE_NAMES = ("dialog-app", "hl7", "rio", "vcse")
 def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,
                quarantine_dir: Path | None, show_progress: bool = False) -> RunReport:
     """The one way files are imported, from the command line or from `$ingest`."""
+    from fhir_bridge.pipelines.quarantine_retry import closing_file_faults
+
+    adapter = build_adapter(bridge, source, organization)
+    progress = Progress(_size(paths)) if show_progress else None
+    ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir)
+    return ingest.run(closing_file_faults(bridge, ingest.report, adapter.records(paths)), progress)
+
+
+def build_adapter(bridge, source: str, organization: str, engine: MappingEngine | None = None):
+    """`source`'s adapter, mapping as `organization` with the mapping files as they are now."""
     factories = _sources()
     if source not in factories:
         raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(factories))}")
-    engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
-    adapter = factories[source](engine, organization, bridge)
-    progress = Progress(_size(paths)) if show_progress else None
-    return Ingest(bridge, source, adapter.map, caller, quarantine_dir=quarantine_dir).run(adapter.records(paths), progress)
+    if engine is None:
+        engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
+    return factories[source](engine, organization, bridge)
+
+
+def ingest_for(bridge, adapter, caller: Caller, *, quarantine_dir: Path | None = None) -> Ingest:
+    """An import run for `adapter`. An adapter that finds people stored by earlier records (RiO
+    assessments find their client's Patient) is given the run's lookup, which sees the batch
+    linked but not yet stored."""
+    ingest = Ingest(bridge, adapter.name, adapter.map, caller, quarantine_dir=quarantine_dir)
+    if hasattr(adapter, "patients_with_identifier"):
+        adapter.patients_with_identifier = ingest.patients_with_identifier
+    return ingest
 
 
 def _size(paths: list[Path]) -> int | None:

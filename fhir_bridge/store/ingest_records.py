@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from fhir_bridge.store import schema
 
@@ -26,7 +26,9 @@ class QuarantineEntry:
     raw: bytes
     outcome: bytes  # OperationOutcome JSON
     created: int
-    state: str = "open"
+    state: str = "open"           # open | resolved
+    context: str | None = None    # JSON from the source adapter: what rebuilds the record for a retry
+    resolved_run: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class IngestMixin:
                 connection.execute(insert(_quarantine), values)
 
     def quarantined(self, *, state: str | None = "open", source: str | None = None,
-                    limit: int = 1000) -> list[QuarantineEntry]:
+                    limit: int | None = 1000) -> list[QuarantineEntry]:
         conditions = [c for c in (_quarantine.c.state == state if state else None,
                                   _quarantine.c.source == source if source else None) if c is not None]
         query = select(_quarantine).where(and_(True, *conditions)).order_by(_quarantine.c.created).limit(limit)
@@ -95,9 +97,18 @@ class IngestMixin:
             row = connection.execute(select(_quarantine).where(_quarantine.c.entry_id == entry_id)).mappings().first()
         return QuarantineEntry(**row) if row else None
 
-    def release_quarantined(self, entry_id: str) -> None:
+    def open_quarantine_contexts(self, source: str) -> list[tuple[str, str]]:
+        """(entry id, context) of the open entries of `source` that have a context: narrow, no raw."""
+        query = select(_quarantine.c.entry_id, _quarantine.c.context).where(
+            _quarantine.c.state == "open", _quarantine.c.source == source, _quarantine.c.context.is_not(None))
+        with self._reading() as connection:
+            return [tuple(row) for row in connection.execute(query)]
+
+    def resolve_quarantined(self, entry_id: str, run_id: str) -> None:
+        """The record is stored now (a retry), or its file was read by a later import: `run_id` did it."""
         with self._writing() as connection:
-            connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry_id).values(state="released"))
+            connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry_id)
+                               .values(state="resolved", resolved_run=run_id))
 
     # -- identity reviews ---------------------------------------------------------------------------
     def add_review(self, review: Review) -> None:
@@ -126,27 +137,55 @@ class IngestMixin:
                                .values(state=state, patient_id=patient_id))
 
     # -- demographics ----------------------------------------------------------------------------------
+    def patients_with_identifier(self, system: str, value: str) -> list[str]:
+        """Live Patients holding the identifier system|value: identity linking asks this for every
+        record, so it is one indexed query rather than a search request."""
+        with self._reading() as connection:
+            return sorted(set(connection.scalars(_WITH_IDENTIFIER, {"system": system, "code": value})))
+
     def patients_matching(self, who: Demographics, birth_range: tuple[int, int]) -> tuple[list[str], list[str]]:
         """(exact, weaker): live Patients whose family, given, birth date and postcode all equal
         `who`'s; and those sharing only family name and birth date, or given name, birth date and
-        postcode, which a person must look at."""
-        family = self._string_is("family", who.family)
-        given = self._string_is("given", who.given)
-        postcode = exists().where(_owner(_strings), _strings.c.param == "address-postalcode",
-                                  func.upper(func.replace(_strings.c.normalized, " ", "")) == who.postcode)
-        born = exists().where(_owner(_dates), _dates.c.param == "birthdate",
-                              _dates.c.low == birth_range[0], _dates.c.high == birth_range[1])
-        live = and_(_res.c.resource_type == "Patient", _res.c.deleted.is_(False))
+        postcode, which a person must look at. Two indexed queries: the Patients born that day,
+        then their names and postcodes (few people share a birth date, so this stays small)."""
         with self._reading() as connection:
-            exact = connection.scalars(select(_res.c.resource_id).where(live, family, given, born, postcode)
-                                       .order_by(_res.c.resource_id)).all()
-            weaker = connection.scalars(select(_res.c.resource_id).where(live, born, (family | (given & postcode)))
-                                        .order_by(_res.c.resource_id)).all()
-        return list(exact), [p for p in weaker if p not in exact]
+            born = sorted(set(connection.scalars(_BORN_ON, {"low": birth_range[0], "high": birth_range[1]})))
+            if not born:
+                return [], []
+            held: dict[str, dict[str, set[str]]] = {}
+            for start in range(0, len(born), 500):
+                for row in connection.execute(_MATCHING_STRINGS, {"ids": born[start:start + 500]}):
+                    value = row.normalized.replace(" ", "").upper() if row.param == "address-postalcode" else row.normalized
+                    held.setdefault(row.resource_id, {}).setdefault(row.param, set()).add(value)
+        exact, weaker = [], []
+        for patient_id in born:
+            strings = held.get(patient_id, {})
+            family = who.family in strings.get("family", ())
+            given = who.given in strings.get("given", ())
+            postcode = who.postcode in strings.get("address-postalcode", ())
+            if family and given and postcode:
+                exact.append(patient_id)
+            elif family or (given and postcode):
+                weaker.append(patient_id)
+        return exact, weaker
 
-    @staticmethod
-    def _string_is(param: str, value: str):
-        return exists().where(_owner(_strings), _strings.c.param == param, _strings.c.normalized == value)
+
+# No DISTINCT / ORDER BY in these two: either makes SQLite walk the owner index (rows in
+# resource_id order) over every Patient instead of the lookup index; duplicates are dropped in Python.
+_BORN_ON = (select(_dates.c.resource_id)
+            .join(_res, and_(_res.c.resource_type == _dates.c.resource_type, _res.c.resource_id == _dates.c.resource_id))
+            .where(_dates.c.resource_type == "Patient", _dates.c.param == "birthdate",
+                   _dates.c.low == bindparam("low"), _dates.c.high == bindparam("high"), _res.c.deleted.is_(False)))
+_MATCHING_STRINGS = select(_strings.c.resource_id, _strings.c.param, _strings.c.normalized).where(
+    _strings.c.resource_type == "Patient", _strings.c.resource_id.in_(bindparam("ids", expanding=True)),
+    _strings.c.param.in_(("family", "given", "address-postalcode")))
+_tokens = schema.token_index
+_WITH_IDENTIFIER = (select(_tokens.c.resource_id)
+                    .join(_res, and_(_res.c.resource_type == _tokens.c.resource_type,
+                                     _res.c.resource_id == _tokens.c.resource_id))
+                    .where(_tokens.c.resource_type == "Patient", _tokens.c.param == "identifier",
+                           _tokens.c.code == bindparam("code"), _tokens.c.system == bindparam("system"),
+                           _res.c.deleted.is_(False)))
 
 
 def _owner(index):

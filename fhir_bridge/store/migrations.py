@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, inspect, insert, select, text
+import orjson
+from sqlalchemy import Connection, bindparam, delete, func, inspect, insert, select, text, update
 
 from fhir_bridge.errors import ConfigurationError
-from fhir_bridge.store import schema
+from fhir_bridge.store import care_access, outcome_fields, schema
 from fhir_bridge.store.database import Database
 
 __all__ = ["Migration", "MIGRATIONS", "migrate", "current_version"]
@@ -42,9 +43,73 @@ def _create_ingest_tables(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=list(schema.INGEST_TABLES))
 
 
+def _quarantine_retry_columns(connection: Connection) -> None:
+    # Migration 2 builds the quarantine table from the newest schema.py, so a database that was at
+    # version 1 has these columns already: add only what is missing.
+    have = {c["name"] for c in inspect(connection).get_columns(schema.quarantine.name)}
+    for column in ("context", "resolved_run"):
+        if column not in have:
+            kind = schema.quarantine.c[column].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {schema.quarantine.name} ADD COLUMN {column} {kind}"))
+    connection.execute(text(f"UPDATE {schema.quarantine.name} SET state = 'resolved' WHERE state = 'released'"))
+
+
+def _create_outbound_tables(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=list(schema.OUTBOUND_TABLES))
+
+
+def _outcome_report_rows(connection: Connection) -> None:
+    """dialog_scores.referral_id / possible_duplicate and person_attributes, filled from the stored
+    bodies so reports see data written before version 5 (later writes derive them themselves)."""
+    scores = schema.dialog_scores
+    have = {c["name"] for c in inspect(connection).get_columns(scores.name)}
+    for column in ("referral_id", "possible_duplicate"):
+        if column not in have:
+            kind = scores.c[column].type.compile(dialect=connection.dialect)
+            default = " NOT NULL DEFAULT FALSE" if column == "possible_duplicate" else ""
+            connection.execute(text(f"ALTER TABLE {scores.name} ADD COLUMN {column} {kind}{default}"))
+    schema.metadata.create_all(connection, tables=list(schema.REPORT_TABLES))
+    resources = schema.resources
+    live = select(resources.c.resource_type, resources.c.resource_id, resources.c.body).where(
+        resources.c.deleted.is_(False), resources.c.resource_type.in_(("Patient", "QuestionnaireResponse"))
+    ).execution_options(yield_per=2000)
+    people, flagged = [], []
+    for row in connection.execute(live):
+        body = orjson.loads(row.body)
+        if row.resource_type == "Patient":
+            people.append({"patient_id": row.resource_id, **outcome_fields.person_row(body)})
+        else:
+            referral, duplicate = outcome_fields.referral_of(body), outcome_fields.is_possible_duplicate(body)
+            if referral or duplicate:
+                flagged.append({"rid": row.resource_id, "referral": referral, "duplicate": duplicate})
+    if people:
+        connection.execute(delete(schema.person_attributes))
+        connection.execute(insert(schema.person_attributes), people)
+    if flagged:
+        connection.execute(update(scores).where(scores.c.response_id == bindparam("rid")).values(
+            referral_id=bindparam("referral"), possible_duplicate=bindparam("duplicate")), flagged)
+
+
+def _care_access_rows(connection: Connection) -> None:
+    """The care-access rows of data stored before version 6, so that partners keep seeing the
+    people they look after (and only them). Absolute references to this server's base count as
+    another server's here: FHIR_BRIDGE_BASE_URL is not known to a migration."""
+    schema.metadata.create_all(connection, tables=list(schema.ACCESS_TABLES))
+    care_access.rebuild(connection)
+
+
+def _create_submission_tables(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=list(schema.SUBMISSION_TABLES))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, history, search index, DIALOG scores", _create_schema),
     Migration(2, "import runs, quarantine, identity reviews", _create_ingest_tables),
+    Migration(3, "quarantine: retry context, resolving run", _quarantine_retry_columns),
+    Migration(4, "outbound messages per peer", _create_outbound_tables),
+    Migration(5, "outcome reports: DIALOG referral and duplicate flag, person attributes", _outcome_report_rows),
+    Migration(6, "care access: the people each resource is about, partners' care relationships", _care_access_rows),
+    Migration(7, "submissions made (MHSDS): file hash, period, provider, counts, who ran it", _create_submission_tables),
 ]
 
 

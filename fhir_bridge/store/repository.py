@@ -29,9 +29,16 @@ from sqlalchemy.exc import IntegrityError
 from fhir_bridge.errors import Conflict, Gone, InputError, NotFound, PreconditionFailed
 from fhir_bridge.fhir.codec import dumps_json, json_default, loads_json
 from fhir_bridge.store import schema
+from fhir_bridge.store.care_access import AccessRowWriter, AccessScope, people_of_keys, related_people, visible
 from fhir_bridge.store.database import Database
+from fhir_bridge.store.dialog_history import dialogs_of
 from fhir_bridge.store.ingest_records import IngestMixin
+from fhir_bridge.store.outcome_fields import person_row
+from fhir_bridge.store.outcome_queries import OutcomeMixin
+from fhir_bridge.store.outbound_records import OutboundMixin
+from fhir_bridge.store.search import SearchRequest, build_search
 from fhir_bridge.store.search_execution import SearchMixin
+from fhir_bridge.store.submission_records import SubmissionMixin
 from fhir_bridge.store.types import Stored, WriteResult, instant
 
 __all__ = ["Repository", "UnitOfWork", "Indexer", "ScoreRows", "Clock", "IncreasingClock"]
@@ -49,8 +56,10 @@ _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")     # FHIR id datatype
 _SERVER_META = ("versionId", "lastUpdated")
 _SCORED_TYPE = "QuestionnaireResponse"
+_PERSON_TYPE = "Patient"   # gets a person_attributes row (outcome report subgroups)
 _IN_CHUNK = 500   # ids per IN (...) list: well under every SQLite build's bound-parameter limit
 _resources, _history, _scores = schema.resources, schema.history, schema.dialog_scores
+_people = schema.person_attributes
 
 
 def _owner_is(table: Table):
@@ -65,14 +74,25 @@ _VERSION = select(_history).where(_owner_is(_history), _history.c.version_id == 
 _SET_CURRENT = update(_resources).where(_owner_is(_resources)).values(
     version_id=bindparam("new_version"), last_updated=bindparam("new_updated"),
     deleted=bindparam("new_deleted"), body=bindparam("new_body"))
-_INSERT = {table.name: insert(table) for table in (_resources, _history, _scores, *schema.INDEX_TABLES.values())}
+_INSERT = {table.name: insert(table) for table in (_resources, _history, _scores, _people,
+                                                    *schema.INDEX_TABLES.values())}
 _DELETE_INDEX_ROWS = [delete(table).where(_owner_is(table)) for table in schema.INDEX_TABLES.values()]
 _DELETE_SCORES = delete(_scores).where(_scores.c.response_id == bindparam("owner_id"))
+_DELETE_PERSON = delete(_people).where(_people.c.patient_id == bindparam("owner_id"))
 _KEYS_OF_TYPE = select(_resources.c.resource_type, _resources.c.resource_id).where(
     _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)))
+_ROWS_OF_TYPE_FOR_UPDATE = select(_resources).where(
+    _resources.c.resource_type == bindparam("owner_type"),
+    _resources.c.resource_id.in_(bindparam("ids", expanding=True))).with_for_update()
 _LIVE_OF_TYPE = select(_resources).where(
     _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)),
     _resources.c.deleted.is_(False))
+_ref = schema.reference_index
+# Who refers to a resource, by the search index's reference rows (ix_reference_target): what a
+# Patient merge moves to the survivor.
+_REFERRERS = (select(_ref.c.resource_type, _ref.c.resource_id).distinct()
+              .where(_ref.c.target_type == bindparam("target_type"), _ref.c.target_id == bindparam("target_id"))
+              .order_by(_ref.c.resource_type, _ref.c.resource_id))
 
 
 class IncreasingClock:
@@ -88,11 +108,13 @@ class IncreasingClock:
             return self._last
 
 
-class Repository(SearchMixin, IngestMixin):
+class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, SubmissionMixin):
     def __init__(self, database: Database, indexer: Indexer, *, clock: Clock | None = None,
                  score_rows: ScoreRows | None = None) -> None:
         self._database = database
         self._indexer = indexer
+        # Whom each version is about and the care relationships it records: always kept, like the index.
+        self._access_rows = AccessRowWriter(getattr(indexer, "base_url", None))
         self._clock = clock or IncreasingClock()
         self._score_rows = score_rows
         # PostgreSQL takes row locks itself; SQLite's single writer is queued for in-process.
@@ -135,10 +157,14 @@ class Repository(SearchMixin, IngestMixin):
         return _stored_from_history(row)
 
     def history(self, resource_type: str | None = None, resource_id: str | None = None, *,
-                since: int | None = None, count: int = 50, offset: int = 0) -> tuple[int, list[Stored]]:
+                since: int | None = None, count: int = 50, offset: int = 0,
+                visible_to: AccessScope | None = None) -> tuple[int, list[Stored]]:
         """(total, one page) of versions newest first, deletions included: of one resource, of one
-        type, or of everything. `since` (microseconds) keeps versions written at or after it."""
+        type, or of everything. `since` (microseconds) keeps versions written at or after it;
+        `visible_to` keeps what that partner may see (fhir_bridge.store.care_access)."""
         conditions = []
+        if visible_to is not None:
+            conditions.append(visible(_history.c.resource_type, _history.c.resource_id, visible_to))
         if resource_type is not None:
             conditions.append(_history.c.resource_type == resource_type)
         if resource_id is not None:
@@ -161,6 +187,21 @@ class Repository(SearchMixin, IngestMixin):
             query = query.where(_resources.c.resource_type == resource_type)
         with self._reading() as connection:
             return connection.scalar(query)
+
+    def people_of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+        """The Patients each resource is about, deleted ones included (absent: about nobody)."""
+        with self._reading() as connection:
+            return people_of_keys(connection, keys)
+
+    def related_people(self, scope: AccessScope, patient_ids: Iterable[str]) -> set[str]:
+        """Those of `patient_ids` the scope's partner has a current care relationship with."""
+        with self._reading() as connection:
+            return related_people(connection, scope, patient_ids)
+
+    def dialogs_of(self, patient_id: str, **window) -> list[dict]:
+        """The person's DIALOG score rows, oldest first (fhir_bridge.store.dialog_history)."""
+        with self._reading() as connection:
+            return dialogs_of(connection, patient_id, **window)
 
     # -- what search_execution.SearchMixin builds on ----------------------------------------------------
     @contextmanager
@@ -193,6 +234,42 @@ class UnitOfWork:
         """As Repository.read, inside this transaction: sees its own writes."""
         return _read_current(self._connection, resource_type, resource_id)
 
+    def lock(self, resource_type: str, resource_id: str) -> Stored:
+        """As read, and holds the row until this transaction ends: on PostgreSQL other transactions
+        that lock or write it wait, so a check-then-write on something it owns (a person's one care
+        plan) cannot interleave. SQLite's writer already holds the whole database."""
+        row = self._locked_current(resource_type, resource_id)
+        if row is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if row.deleted:
+            raise Gone(f"{resource_type}/{resource_id} was deleted (version {row.version_id})")
+        return _stored_from_current(row)
+
+    def search(self, request: SearchRequest) -> list[Stored]:
+        """The matches of one page of a search, read in this transaction (so they include its own
+        writes): for rules checked inside the write that depends on them."""
+        ids_statement, _ = build_search(request)
+        keys = [(row.resource_type, row.resource_id) for row in self._connection.execute(ids_statement)]
+        return self._repo._fetch_stored(keys, self._connection)
+
+    def people_of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+        """As Repository.people_of, in this transaction."""
+        return people_of_keys(self._connection, keys)
+
+    def related_people(self, scope: AccessScope, patient_ids: Iterable[str]) -> set[str]:
+        """As Repository.related_people, in this transaction (it sees relationships just written)."""
+        return related_people(self._connection, scope, patient_ids)
+
+    def dialogs_of(self, patient_id: str, **window) -> list[dict]:
+        """As Repository.dialogs_of, in this transaction."""
+        return dialogs_of(self._connection, patient_id, **window)
+
+    def referring_to(self, target_type: str, target_id: str) -> list[Stored]:
+        """Current resources with a reference to target_type/target_id in any search parameter
+        (relative, versioned or to this server's base), in this transaction, ordered by type and id."""
+        rows = self._connection.execute(_REFERRERS, {"target_type": target_type, "target_id": target_id})
+        return self._repo._fetch_stored([(row.resource_type, row.resource_id) for row in rows], self._connection)
+
     def create(self, resource: dict) -> WriteResult:
         """A new resource with the id the caller assigned; Conflict if that id is live. A deleted
         id comes back as its next version."""
@@ -218,7 +295,7 @@ class UnitOfWork:
                         self._next_time(current.last_updated), True, None, "DELETE")
         self._set_current(stored, None)
         self._connection.execute(_INSERT[_history.name], [_history_row(stored, None)])
-        self._remove_derived_rows([(resource_type, resource_id)])
+        self._remove_derived_rows([(resource_type, resource_id)], keep_people=True)
         return stored
 
     def create_many(self, resources: list[dict]) -> list[WriteResult]:
@@ -240,7 +317,58 @@ class UnitOfWork:
                 results[position] = WriteResult(stored, created=True)
         return results
 
+    def put_many(self, resources: list[dict]) -> list[WriteResult]:
+        """Bulk create-or-update by id, as update() one after another would do it (the same id may
+        come twice: the second is compared with the first), but with one locked read of the current
+        rows and one executemany per table. For imports, which write hundreds of resources a unit of
+        work: per resource, the statements cost several times the work."""
+        keys = [_key_of(resource) for resource in resources]
+        current = self._locked_many(keys)
+        latest: dict[tuple[str, str], tuple[int, int, bool, dict | None]] = {}  # version, updated, deleted, body
+        finals: dict[tuple[str, str], tuple[Stored, bytes]] = {}
+        versions: list[tuple[Stored, bytes]] = []
+        results: list[WriteResult] = []
+        for resource, key in zip(resources, keys):
+            state = latest.get(key)
+            if state is None:
+                row = current.get(key)
+                state = (row.version_id, row.last_updated, bool(row.deleted), None if row.deleted else loads_json(row.body)) \
+                    if row is not None else (0, 0, True, None)
+            version_id, updated, deleted, previous = state
+            if not deleted and _content(previous) == _content(resource):
+                results.append(WriteResult(_stored_version(*key, version_id, updated, previous), created=False,
+                                           unchanged=True))
+                continue
+            stored, body = self._new_version(resource, key, version_id + 1, "PUT", updated)
+            latest[key] = (stored.version_id, stored.last_updated, False, stored.resource)
+            finals[key] = (stored, body)
+            versions.append((stored, body))
+            results.append(WriteResult(stored, created=deleted))
+        if versions:
+            fresh = [finals[key] for key in finals if key not in current]
+            if fresh:
+                try:
+                    self._connection.execute(_INSERT[_resources.name], [_current_row(s, b) for s, b in fresh])
+                except IntegrityError as exc:  # PostgreSQL: created concurrently between our read and insert
+                    raise Conflict("a resource in this batch was created concurrently by another writer") from exc
+            replaced = [finals[key] for key in finals if key in current]
+            if replaced:
+                self._connection.execute(_SET_CURRENT, [{
+                    **_owner(s.resource_type, s.resource_id), "new_version": s.version_id,
+                    "new_updated": s.last_updated, "new_deleted": False, "new_body": b} for s, b in replaced])
+                self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in replaced])
+            self._connection.execute(_INSERT[_history.name], [_history_row(s, b) for s, b in versions])
+            self._derive(list(finals.values()))
+        return results
+
     # -- internals -------------------------------------------------------------------------------
+    def _locked_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        found: dict[tuple[str, str], Row] = {}
+        for parameters in _ids_by_type(dict.fromkeys(keys)):
+            for row in self._connection.execute(_ROWS_OF_TYPE_FOR_UPDATE, parameters):
+                found[row.resource_type, row.resource_id] = row
+        return found
+
     def _write(self, resource: dict, method: str, *, if_match: int | None, allow_create: bool,
                must_be_new: bool) -> WriteResult:
         key = _key_of(resource)
@@ -295,8 +423,13 @@ class UnitOfWork:
         if replace:
             self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in versions])
         self._connection.execute(_INSERT[_history.name], [_history_row(stored, body) for stored, body in versions])
+        self._derive(versions)
+
+    def _derive(self, versions: list[tuple[Stored, bytes]]) -> None:
+        """Index rows and score rows of current versions (their old rows removed already)."""
         index_rows: dict[str, list[dict]] = {name: [] for name in schema.INDEX_TABLES}
         score_rows: list[dict] = []
+        person_rows: list[dict] = []
         for stored, _ in versions:
             for name, rows in self._repo._indexer.rows(stored.resource).items():
                 index_rows[name] += [_complete(schema.INDEX_TABLES[name], row, stored) for row in rows]
@@ -304,19 +437,28 @@ class UnitOfWork:
                 row = self._repo._score_rows(stored.resource)
                 if row is not None:
                     score_rows.append(_complete(_scores, {**row, "response_id": stored.resource_id}))
+            elif stored.resource_type == _PERSON_TYPE:
+                person_rows.append({**person_row(stored.resource), "patient_id": stored.resource_id})
         for name, rows in index_rows.items():
             if rows:
                 self._connection.execute(_INSERT[schema.INDEX_TABLES[name].name], rows)
         if score_rows:
             self._connection.execute(_INSERT[_scores.name], score_rows)
+        self._repo._access_rows.write(self._connection, [stored.resource for stored, _ in versions])
+        if person_rows:
+            self._connection.execute(_INSERT[_people.name], person_rows)
 
-    def _remove_derived_rows(self, keys: list[tuple[str, str]]) -> None:
+    def _remove_derived_rows(self, keys: list[tuple[str, str]], *, keep_people: bool = False) -> None:
         owners = [_owner(*key) for key in keys]
         for statement in _DELETE_INDEX_ROWS:
             self._connection.execute(statement, owners)
+        self._repo._access_rows.remove(self._connection, owners, keep_people=keep_people)
         scored = [owner for owner in owners if owner["owner_type"] == _SCORED_TYPE]
         if scored:
             self._connection.execute(_DELETE_SCORES, scored)
+        people = [owner for owner in owners if owner["owner_type"] == _PERSON_TYPE]
+        if people:
+            self._connection.execute(_DELETE_PERSON, people)
 
     def _existing(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
@@ -415,6 +557,11 @@ def _read_current(connection: Connection, resource_type: str, resource_id: str) 
 
 def _stored(resource_type: str, resource_id: str, row: Row, resource: dict | None, method: str = "PUT") -> Stored:
     return Stored(resource_type, resource_id, row.version_id, row.last_updated, bool(row.deleted), resource, method)
+
+
+def _stored_version(resource_type: str, resource_id: str, version_id: int, last_updated: int,
+                    resource: dict | None) -> Stored:
+    return Stored(resource_type, resource_id, version_id, last_updated, False, resource, "PUT")
 
 
 def _stored_from_current(row: Row) -> Stored:

@@ -117,6 +117,10 @@ dialog_scores = Table(
     Column("treatment_satisfaction_mean", Float, nullable=True),
     Column("treatment_satisfaction_answered", SmallInteger, nullable=False),
     Column("dissatisfied_count", SmallInteger, nullable=False),
+    # (version 5) what outcome reports group and filter by: the referral (ServiceRequest) the DIALOG
+    # is basedOn, whose performer is the team; a possible-duplicate tag (store/outcome_fields.py)
+    Column("referral_id", String(64), nullable=True),
+    Column("possible_duplicate", Boolean, nullable=False, default=False),
     Index("ix_scores_subject", "subject_type", "subject_id", "authored"),
     Index("ix_scores_authored", "authored"),
 )
@@ -148,7 +152,11 @@ quarantine = Table(
     Column("raw", LargeBinary, nullable=False),        # the record exactly as received
     Column("outcome", LargeBinary, nullable=False),    # OperationOutcome (JSON) saying why
     Column("created", BigInteger, nullable=False),
-    Column("state", String(16), nullable=False),       # open | released (stored on a retry)
+    Column("state", String(16), nullable=False),       # open | resolved (stored by a retry)
+    # (version 3) JSON the source adapter wrote with the record: what, with `raw`, rebuilds it
+    # alone for `quarantine retry` (a CSV row's header line ...); None: input that was not readable
+    Column("context", Text, nullable=True),
+    Column("resolved_run", String(64), nullable=True),  # (version 3) the run that stored it, or read its file again
     Index("ix_quarantine_state", "state", "source"),
 )
 
@@ -167,3 +175,74 @@ identity_reviews = Table(
 )
 
 INGEST_TABLES = (import_runs, quarantine, identity_reviews)
+
+# -- outbound (schema version 4): each message exported or sent to a peer, per resource version -----------
+outbound_messages = Table(
+    "outbound_messages", metadata,
+    Column("peer", String(255), primary_key=True),        # mllp:host:port | file:<receiving ODS code>
+    Column("resource_type", String(64), primary_key=True),
+    Column("resource_id", String(64), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("control_id", String(20), nullable=False),     # MSH-10: the same for every resend of a version
+    Column("state", String(16), nullable=False),          # pending (no ACK yet) | accepted | error | rejected | written | invalid
+    Column("attempts", Integer, nullable=False),          # above 1: resent (after a lost ACK, an AE ...)
+    Column("last_attempt", BigInteger, nullable=False),
+    Column("sent", BigInteger, nullable=True),            # when the peer accepted it (AA) or the file was written
+    Column("ack_code", String(2), nullable=True),         # AA | AE | AR as the peer answered
+    Column("detail", Text, nullable=True),                # the ACK's text, or why it could not be built or sent
+    Index("ix_outbound_state", "peer", "state"),
+)
+
+OUTBOUND_TABLES = (outbound_messages,)
+
+# -- outcome reports (schema version 5): a person's subgroup attributes, one row per Patient, -----------
+# rewritten with every version, so reports group by them in SQL instead of parsing Patient bodies
+person_attributes = Table(
+    "person_attributes", metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("gender", String(16), nullable=True),           # Patient.gender
+    Column("ethnic_category", String(8), nullable=True),   # UK Core ethnic category code (A ... Z, 99)
+    Column("birth_date", Integer, nullable=True),          # YYYYMMDD: age = (as_of - birth_date) // 10000 in SQL
+)
+
+REPORT_TABLES = (person_attributes,)
+
+# -- care access (schema version 6): whom each resource is about, and which partner may see whom ---------
+# Derived on every write like the index rows (fhir_bridge.pipelines.care_relationships says what
+# counts), so a search filters by care relationship in SQL: counts and pages stay right.
+resource_people = Table(
+    "resource_people", metadata, *_key(),
+    Column("patient_id", String(64), nullable=False),     # a Patient the resource is about ("?" unresolved)
+    Index("ix_people_owner", "resource_type", "resource_id", "patient_id"),
+)
+
+care_relationships = Table(
+    "care_relationships", metadata, *_key(),               # the resource that records it (CareTeam, Patient ...)
+    Column("patient_id", String(64), nullable=False),
+    Column("partner", String(64), nullable=False),         # ODS code of the partner organisation
+    Column("kind", String(16), nullable=False),            # custodian | care-team | referral | episode | consent
+    Column("ends", BigInteger, nullable=True),             # microseconds UTC (end of the period); None: open
+    Index("ix_care_partner", "partner", "patient_id"),
+    Index("ix_care_owner", "resource_type", "resource_id"),
+)
+
+ACCESS_TABLES = (resource_people, care_relationships)
+
+# -- submissions (schema version 7): each MHSDS-style file made, so a resubmission of a period shows ----
+submissions = Table(
+    "submissions", metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("dataset", String(32), nullable=False),         # mhsds
+    Column("provider", String(16), nullable=False),        # ODS code
+    Column("period", String(7), nullable=False),           # YYYY-MM
+    Column("created", BigInteger, nullable=False),         # microseconds since epoch, UTC
+    Column("created_by", String(255), nullable=False),     # who ran it
+    Column("file_name", Text, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("content_sha256", String(64), nullable=False),  # without the creation time: equal = the same data
+    Column("counts", Text, nullable=False),                # JSON: rows per table, records left out
+    Column("settings", Text, nullable=False),              # JSON: which DIALOG entries were submitted
+    Index("ix_submissions_period", "dataset", "provider", "period"),
+)
+
+SUBMISSION_TABLES = (submissions,)

@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_bridge.errors import InputError
 from fhir_bridge.store import schema
+from fhir_bridge.store.care_access import AccessScope, visible
 from fhir_bridge.store.indexer import date_range, normalize, parse_reference
 from fhir_bridge.store.search_parameters import SearchParam, SearchParameterRegistry
 
@@ -121,6 +122,8 @@ class SearchRequest:
     total: str = "accurate"
     elements: list[str] | None = None
     ignored: list[str] = field(default_factory=list)          # unknown parameters (not strict)
+    # Only what this partner may see (matches, count and includes alike); None: everything.
+    visible_to: AccessScope | None = None
 
 
 # -- parsing -----------------------------------------------------------------------------------------
@@ -346,6 +349,8 @@ def build_search(request: SearchRequest) -> tuple[Select, Select]:
     where = [_resources.c.resource_type == request.resource_type, _resources.c.deleted.is_(False)]
     driver = _driver(request.criteria)
     where += [_criterion(request.resource_type, c, drives=c is driver) for c in request.criteria]
+    if request.visible_to is not None:
+        where.append(visible(_resources.c.resource_type, _resources.c.resource_id, request.visible_to))
     ids = (select(_resources.c.resource_type, _resources.c.resource_id).where(*where)
            .order_by(*_order(request)).limit(request.count).offset(request.offset))
     count = select(func.count()).select_from(_resources).where(*where)
@@ -525,6 +530,9 @@ def build_includes(request: SearchRequest, matches: list[tuple[str, str]]) -> li
         statements += _forward(include, matches)
     for include in request.revincludes:
         statements.append(_reverse(include, matches))
+    if request.visible_to is not None:  # every statement selects from _resources (_current)
+        statements = [s.where(visible(_resources.c.resource_type, _resources.c.resource_id, request.visible_to))
+                      for s in statements]
     return statements
 
 

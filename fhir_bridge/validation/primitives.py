@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Callable
 
 from fhir_bridge.fhir.model import StructureModel
+from fhir_bridge.validation.narrative import narrative_problem
 
 PrimitiveCheck = Callable[[object], "str | None"]
 
@@ -75,7 +76,7 @@ def _xhtml_check(value: object) -> str | None:
         return f"must be a JSON string (xhtml), not {_json_name(value)}"
     if not value.lstrip().startswith("<div"):
         return "narrative must be an XHTML <div> element"
-    return None
+    return narrative_problem(value)
 
 
 def _json_name(value: object) -> str:

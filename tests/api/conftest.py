@@ -94,7 +94,15 @@ def tokens(grants: dict[str, Grant]) -> TokenStore:
 
 @pytest.fixture
 def auth(token_for) -> dict:
-    """Headers of a token with every scope, for partner RV3."""
+    """Headers of a token with every scope, for partner RV3, as the bridge's operators hold: it sees
+    every person (access/all-people), so tests of the REST mechanics need no care relationships.
+    Partners without it are limited to the people they care for: test_care_access.py, the DIALOG+ tests."""
+    return token_for("system/*.*", "access/all-people", partner=PARTNER, name=PARTNER_NAME)
+
+
+@pytest.fixture
+def trust(token_for) -> dict:
+    """Headers of partner RV3 as a partner: every SMART scope, limited to the people it cares for."""
     return token_for("system/*.*", partner=PARTNER, name=PARTNER_NAME)
 
 

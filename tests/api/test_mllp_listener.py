@@ -12,7 +12,7 @@ import pytest
 
 from fhir_bridge.api.mllp_listener import MllpListener, Verdict
 from fhir_bridge.errors import InputError
-from fhir_bridge.formats.hl7v2 import control_id, field
+from fhir_bridge.formats.hl7v2 import control_id, field, parse_message
 from fhir_bridge.formats.mllp import MllpDecoder, frame
 
 NOW = datetime(2025, 3, 5, 12, 0, tzinfo=timezone.utc)
@@ -77,7 +77,8 @@ def stored():
 
 @pytest.fixture()
 def server(stored):
-    def handler(message, text):
+    def handler(text):
+        message = parse_message(text)
         rating = field(message, "OBX-5")
         if rating not in {str(n) for n in range(1, 8)}:
             raise InputError(f"OBX-5 {rating!r} is not a DIALOG rating")
@@ -139,7 +140,7 @@ def test_idle_clients_are_closed_and_others_served(server, stored):
 
 
 def test_a_handler_crash_is_one_ae_with_a_correlation_id(caplog):
-    def broken(message, text):
+    def broken(text):
         raise RuntimeError("database on fire")
 
     s = Server(broken)

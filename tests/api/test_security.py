@@ -35,8 +35,9 @@ def test_metadata_needs_no_token(client):
     expect(client.get("/fhir/metadata", headers={"Authorization": "Bearer not-a-token"}), 200)
 
 
+# The scope tests hold access/all-people: which people a partner sees is test_care_access.py's subject.
 def test_a_read_only_token_reads_but_cannot_write(client, token_for, create, make_patient):
-    reader = token_for("system/*.read")
+    reader = token_for("system/*.read", "access/all-people")
     pid = create(make_patient())["id"]
     expect(client.get(f"/fhir/Patient/{pid}", headers=reader), 200)
     expect(client.get("/fhir/Patient", headers=reader), 200)
@@ -47,13 +48,13 @@ def test_a_read_only_token_reads_but_cannot_write(client, token_for, create, mak
 
 
 def test_a_type_scoped_token_writes_only_that_type(client, token_for, make_patient, make_response):
-    partner = token_for("system/QuestionnaireResponse.write", "system/*.read")
+    partner = token_for("system/QuestionnaireResponse.write", "system/*.read", "access/all-people")
     expect(client.post("/fhir/QuestionnaireResponse", json=make_response(), headers=partner), 201)
     expect(client.post("/fhir/Patient", json=make_patient(), headers=partner), 403)
 
 
 def test_a_write_only_token_cannot_read(client, token_for, make_response):
-    writer = token_for("system/QuestionnaireResponse.write")
+    writer = token_for("system/QuestionnaireResponse.write", "access/all-people")
     rid = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(), headers=writer), 201)["id"]
     expect(client.get(f"/fhir/QuestionnaireResponse/{rid}", headers=writer), 403)
     expect(client.get("/fhir/_history", headers=writer), 403)

@@ -119,7 +119,7 @@ def test_seed_examples_stores_the_valid_examples_once(serve):
 
     result, _ = serve("--insecure-dev", "--seed-examples", probe=probe)
     assert result.exit_code == 0, result.output
-    assert "seeded 14 example resources" in result.output
+    assert "seeded 16 example resources" in result.output
     assert "example skipped: bundle-dialog.json" in result.output   # a transaction, not a stored type
     again, _ = serve("--insecure-dev", "--seed-examples")
     assert "examples not seeded: the database already holds" in again.output

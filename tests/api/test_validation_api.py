@@ -11,7 +11,7 @@ from tests.api.helpers import expect
 from tests.conftest import EXAMPLES
 
 INVALID = sorted(p for folder in ("bridge-patient", "dialog-questionnaire-response", "dialog-score-observation",
-                                  "dialog-plus-careplan")
+                                  "dialog-plus-careplan", "dialog-plus-careteam", "dialog-plus-goal")
                  for p in (EXAMPLES / folder).glob("invalid-*.json") if not p.name.endswith(".expected.json"))
 
 

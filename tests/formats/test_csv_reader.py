@@ -216,6 +216,10 @@ def test_folder_yields_csv_files_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "README.txt").write_bytes(b"not data")
     (tmp_path / ".hidden.csv").write_bytes(b"x")
     assert list(read_csv_folder_or_zip(tmp_path)) == [("b/referrals.CSV", b"r\n2\n"), ("clients.csv", b"a\n1\n")]
+    # lazy: files on disk come as paths that read_csv streams, nothing read in advance
+    lazy = list(read_csv_folder_or_zip(tmp_path, lazy=True))
+    assert lazy == [("b/referrals.CSV", tmp_path / "b" / "referrals.CSV"), ("clients.csv", tmp_path / "clients.csv")]
+    assert [row.values for row in read_csv(lazy[1][1])] == [{"a": "1"}]
 
 
 def test_zip_yields_members(tmp_path: Path) -> None:

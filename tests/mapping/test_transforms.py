@@ -17,12 +17,16 @@ def run(name: str, value, **arguments):
     ("06/02/2024 10:15", "2024-02-06T10:15:00+00:00"),        # GMT in February
     ("2024-07-06T10:15:30", "2024-07-06T10:15:30+01:00"),     # BST in July
     ("2024-07-06T10:15:30Z", "2024-07-06T10:15:30+00:00"),
+    ("20240206", "2024-02-06"),
+    ("1999-11", "1999-11"),                                   # partial dates stay partial
+    ("1999", "1999"),
 ])
 def test_date_formats_become_fhir_date_or_datetime(raw, expected):
     assert run("date", raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["31/02/2024", "2024-13-01", "yesterday", "06/02/2024 25:00"])
+@pytest.mark.parametrize("raw", ["31/02/2024", "2024-13-01", "yesterday", "06/02/2024 25:00",
+                                 "199911", "1999-13", "2024021"])  # strptime alone reads 199911 as 1999-01-01
 def test_bad_dates_are_problems(raw):
     with pytest.raises(MappingProblem, match="date|time"):
         run("date", raw)

@@ -36,7 +36,7 @@ def bridge(request, tmp_path, validator):
 
 @pytest.fixture()
 def resolver(bridge):
-    return IdentityResolver(bridge.repository, bridge.find, TRUST)
+    return IdentityResolver(bridge.repository, TRUST)
 
 
 def store(bridge, *patients):

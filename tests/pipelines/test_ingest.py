@@ -142,11 +142,14 @@ def test_a_crash_loses_nothing_stored_and_a_rerun_completes(bridge):
             yield r
         raise KeyboardInterrupt  # the process killed mid-run
 
+    run = ingest(bridge)
+    run.batch_size = 2  # records are committed two at a time: the crash comes mid-batch
     with pytest.raises(KeyboardInterrupt):
-        ingest(bridge).run(crashing())
-    assert len(subjects(bridge)) == 3
+        run.run(crashing())
+    assert len(subjects(bridge)) == 2  # the committed batch; the third record was never counted
+    assert sum(run.report.counts.values()) == 2
     report = ingest(bridge).run(records)
-    assert (report.counts["unchanged"], report.counts["created"]) == (3, 2) and report.balanced
+    assert (report.counts["unchanged"], report.counts["created"]) == (2, 3) and report.balanced
 
 
 def test_demographic_disagreement_is_reported_and_trust_decides(bridge):
@@ -166,3 +169,48 @@ def test_two_waiting_sessions_of_one_person_are_two_reviews_and_stay_two(bridge)
     assert len(reviews) == 2 and {r.source_key for r in reviews} == {"C2"}
     held = {orjson.loads(r.waiting)["resources"][1]["authored"] for r in reviews}
     assert held == {"2025-01-01T10:00:00Z", "2025-02-01T10:00:00Z"}  # neither session lost
+
+
+# -- batches -----------------------------------------------------------------------------------------
+def test_one_new_person_twice_in_one_batch_is_one_patient(bridge):
+    """The second record of a person (another client id, so another incoming Patient id) is linked
+    before the first is stored: matching must see the batch's pending Patients."""
+    report = ingest(bridge).run([rec(1, nhs="9434765919"), rec(2, client="C9"),
+                                 rec(3, client="C7", family="Mensah", born="1991-02-03"),
+                                 rec(4, client="C8", family="Mensah", born="1991-02-03", nhs="9434765927")])
+    assert report.counts == {"created": 4} and report.balanced  # each record's response is new
+    assert bridge.repository.count("Patient") == 2
+    assert len(subjects(bridge)) == 2 and bridge.repository.count("QuestionnaireResponse") == 4
+    [patient] = [s.resource for s in bridge.find("Patient", [("identifier", f"{NHS_SYSTEM}|9434765919")])]
+    assert {i["value"] for i in patient["identifier"]} == {"C1", "C9", "9434765919"}
+
+
+def test_a_batch_is_one_provenance_per_activity(bridge):
+    ingest(bridge).run([rec(n, family=f"F{n}", born=f"19{50 + n}-01-01") for n in range(1, 6)])
+    [provenance] = [s.resource for s in bridge.repository.history("Provenance")[1]]
+    assert len(provenance["target"]) == 10  # five Patients and five responses, each at its version
+    assert provenance["activity"]["coding"][0]["code"] == "CREATE"
+    assert provenance["agent"][0]["who"]["identifier"]["value"] == VCSE.partner
+
+
+def test_a_failed_batch_is_stored_record_by_record(bridge, monkeypatch):
+    """A batch the store refuses (a concurrent writer took an id) is retried a record at a time, so
+    one record's fault quarantines that record alone."""
+    from fhir_bridge.errors import Conflict
+
+    service = bridge.resources
+    real_put = service.put_validated
+
+    def refuse_batch(resources, caller, *, uow):
+        raise Conflict("a resource in this batch was created concurrently by another writer")
+
+    def refuse_c3(resource, caller, *, uow):
+        if resource.get("resourceType") == "Patient" and resource["identifier"][0]["value"] == "C3":
+            raise Conflict("Patient created concurrently")
+        return real_put(resource, caller, uow=uow)
+
+    monkeypatch.setattr(service, "put_many_validated", refuse_batch)
+    monkeypatch.setattr(service, "put_validated", refuse_c3)
+    report = ingest(bridge).run([rec(n, family=f"F{n}", born=f"19{50 + n}-01-01") for n in range(1, 5)])
+    assert report.counts["created"] == 3 and report.quarantined == {"store": 1} and report.balanced
+    assert bridge.repository.count("Patient") == 3

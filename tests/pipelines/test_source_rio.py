@@ -13,16 +13,17 @@ from fhir_bridge.bridge import Bridge
 from fhir_bridge.config import Settings
 from fhir_bridge.formats.csv_reader import read_csv
 from fhir_bridge.mapping import MappingEngine, load_mappings
-from fhir_bridge.pipelines.ingest import Ingest, RunReport
+from fhir_bridge.pipelines.ingest import RunReport
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.pipelines.source_rio import RioSource
+from fhir_bridge.pipelines.sources import ingest_for
 from fhir_bridge.store.search import parse_search
 from fhir_bridge.synth import SynthManifest, generate
 from fhir_bridge.terminology import Terminology
 from tests.conftest import EXAMPLES, REPO
 
 TRUST = Caller("RV3", "Example Mental Health NHS Foundation Trust")
-IMPORTED = ("clients.csv", "dialog_assessments.csv")
+IMPORTED = ("clients.csv", "referrals.csv", "care_contacts.csv", "key_workers.csv", "dialog_assessments.csv")
 HEADER_CLIENTS = "ClientID,NHSNumber,NHSNumberStatus,Surname,Forename,DateOfBirth,Gender,EthnicCategory,Postcode,GPPracticeCode\n"
 HEADER_DIALOG = "AssessmentID,ClientID,CompletedDateTime,Purpose,Timepoint,Item01_MentalHealth\n"
 
@@ -42,7 +43,7 @@ def bridge(tmp_path, validator):
 
 def run(bridge, engine, *paths: Path) -> RunReport:
     source = RioSource(engine, "RV3", bridge)
-    return Ingest(bridge, "rio", source.map, TRUST).run(source.records(list(paths)))
+    return ingest_for(bridge, source, TRUST).run(source.records(list(paths)))
 
 
 def all_of(bridge, resource_type: str) -> list[dict]:
@@ -55,7 +56,9 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 
 def rows(manifest: SynthManifest) -> int:
-    return sum(manifest.records(name) for name in IMPORTED)
+    # an empty file (a failed extract job) has no rows, and is one quarantined record
+    empty = sum(1 for i in manifest.faults() if i.file in IMPORTED and i.kind == "empty-file")
+    return sum(manifest.records(name) for name in IMPORTED) + empty
 
 
 def test_a_clean_export_imports_whole_and_again_unchanged(bridge, engine, tmp_path):
@@ -142,12 +145,57 @@ def test_a_dialog_of_a_quarantined_client_is_quarantined_with_the_reason(bridge,
     assert response["subject"] == {"reference": f"Patient/{patient['id']}"}
 
 
-def test_the_other_extracts_are_not_read(bridge, engine, tmp_path):
+def test_an_export_without_referrals_contacts_and_key_workers_imports_the_rest(bridge, engine, tmp_path):
+    # Exports made before those extracts existed: absent is fine; present but unreadable is a fault.
     manifest = generate("rio", tmp_path / "export", count=5, seed=1)
     for name in ("referrals.csv", "care_contacts.csv", "key_workers.csv"):
-        (tmp_path / "export" / name).write_bytes(b"\x00garbage")  # would be quarantined if read
+        (tmp_path / "export" / name).unlink()
     report = run(bridge, engine, tmp_path / "export")
-    assert report.records_in == rows(manifest) and not report.quarantined
+    assert report.balanced and not report.quarantined
+    assert report.records_in == manifest.records("clients.csv") + manifest.records("dialog_assessments.csv")
+    (tmp_path / "export" / "key_workers.csv").write_bytes(b"\x00garbage")
+    assert run(bridge, engine, tmp_path / "export").quarantined == {"mapping": 1}
+
+
+def test_referrals_contacts_and_key_workers_point_at_the_client_patient(bridge, engine, tmp_path):
+    generate("rio", tmp_path / "export", count=20, seed=5)
+    assert run(bridge, engine, tmp_path / "export").balanced
+    patients = {p["id"]: p for p in all_of(bridge, "Patient")}
+    referrals = {r["id"]: r for r in all_of(bridge, "ServiceRequest")}
+    contacts, teams = all_of(bridge, "Encounter"), all_of(bridge, "CareTeam")
+    assert len(referrals) == len(_csv(tmp_path / "export" / "referrals.csv"))
+    assert len(contacts) == len(_csv(tmp_path / "export" / "care_contacts.csv"))
+    assert len(teams) == len(_csv(tmp_path / "export" / "key_workers.csv"))
+    for resource in [*referrals.values(), *teams]:
+        assert resource["subject"]["reference"].removeprefix("Patient/") in patients
+    for contact in contacts:  # a contact names only its referral: it is about the referral's person
+        referral = referrals[contact["basedOn"][0]["reference"].removeprefix("ServiceRequest/")]
+        assert contact["subject"] == referral["subject"]
+    timed = next(c for c in contacts if "T" in c["period"]["start"])
+    assert timed["period"]["start"].endswith(("+00:00", "+01:00"))  # ContactDate + ContactTime, UK local
+    for response in all_of(bridge, "QuestionnaireResponse"):
+        assert response["basedOn"][0]["reference"].removeprefix("ServiceRequest/") in referrals
+
+
+def test_a_contact_whose_referral_is_not_stored_is_quarantined_with_the_reason(bridge, engine, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "clients.csv").write_text(HEADER_CLIENTS + "42,9990000018,01,Okafor,Ada,02/04/1980,2,N,E1 4NS,\n")
+    (folder / "dialog_assessments.csv").write_text(HEADER_DIALOG)
+    (folder / "care_contacts.csv").write_text("ContactID,ReferralID,ContactDate\n77,5999,2024-05-01\n")
+    report = run(bridge, engine, folder)
+    assert report.quarantined == {"mapping": 1}
+    [entry] = bridge.repository.quarantined(source="rio")
+    assert b"referral 5999 is not stored" in entry.outcome
+    # The referral arrives in a later export: the contact then finds its person through the store.
+    (folder / "referrals.csv").write_text("ReferralID,ClientID,ReferralReceivedDate,TeamCode,TeamTypeCode\n"
+                                          "5999,42,2024-04-01,CMHT-X,A06\n")
+    run(bridge, engine, folder)
+    (folder / "referrals.csv").unlink()
+    assert not run(bridge, engine, folder).quarantined
+    [contact] = all_of(bridge, "Encounter")
+    [patient] = all_of(bridge, "Patient")
+    assert contact["subject"] == {"reference": f"Patient/{patient['id']}"}
 
 
 def test_items_go_by_domain_and_blank_or_8_is_never_a_rating(engine):

@@ -20,9 +20,12 @@ def test_quarantining_the_same_record_twice_keeps_one_entry(database):
     repo.quarantine_record(entry("run-2", "validation"))
     [held] = repo.quarantined()
     assert (held.run_id, held.reason, held.raw) == ("run-2", "validation", b"raw,row,\xa3")
-    repo.release_quarantined("q-1")
-    assert repo.quarantined() == [] and repo.quarantined(state="released")[0].entry_id == "q-1"
-    assert repo.quarantine_entry("q-1").state == "released" and repo.quarantine_entry("nope") is None
+    repo.resolve_quarantined("q-1", "run-3")
+    assert repo.quarantined() == [] and repo.quarantined(state="resolved")[0].entry_id == "q-1"
+    resolved = repo.quarantine_entry("q-1")
+    assert (resolved.state, resolved.resolved_run) == ("resolved", "run-3") and repo.quarantine_entry("nope") is None
+    repo.quarantine_record(entry("run-4"))  # the same record failing again reopens its entry
+    assert (repo.quarantine_entry("q-1").state, repo.quarantine_entry("q-1").resolved_run) == ("open", None)
 
 
 def test_review_waits_until_resolved(database):

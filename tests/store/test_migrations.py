@@ -90,8 +90,8 @@ def test_a_schema_newer_than_the_code_is_refused_naming_both_versions(open_db):
     database = open_db()
     migrate(database)
     with database.connect() as connection, connection.begin():
-        connection.execute(insert(schema.schema_version), {"version": 7, "applied": 0, "description": "future"})
-    with pytest.raises(ConfigurationError, match=rf"version 7 .* up to {NEWEST}\b"):
+        connection.execute(insert(schema.schema_version), {"version": NEWEST + 1, "applied": 0, "description": "future"})
+    with pytest.raises(ConfigurationError, match=rf"version {NEWEST + 1} .* up to {NEWEST}\b"):
         migrate(open_db())
 
 
@@ -178,3 +178,18 @@ def test_two_processes_starting_at_once_migrate_once(open_db):
 def test_migrations_must_be_numbered_without_gaps(open_db):
     with pytest.raises(ConfigurationError, match="without gaps"):
         migrate(open_db(), [*MIGRATIONS, Migration(NEWEST + 2, "skips one", add_source_column)])
+
+
+def test_a_version_2_database_gains_the_quarantine_retry_columns(open_db):
+    """Version 2 quarantine rows (no retry context; 'released' for stored) upgraded in place."""
+    database = open_db()
+    migrate(database, MIGRATIONS[:2])
+    with database.connect(write=True) as connection, connection.begin():
+        for column in ("context", "resolved_run"):
+            connection.execute(text(f"ALTER TABLE quarantine DROP COLUMN {column}"))
+        connection.execute(text("INSERT INTO quarantine (entry_id, run_id, source, location, reason, raw, outcome, "
+                                "created, state) VALUES ('q-1', 'r', 'rio', 'a.csv:2', 'mapping', :raw, :raw, 1, "
+                                "'released')"), {"raw": b"{}"})
+    assert migrate(open_db()) == ALL[2:]
+    entry = Repository(database, NoIndex()).quarantine_entry("q-1")
+    assert (entry.state, entry.context, entry.resolved_run) == ("resolved", None, None)

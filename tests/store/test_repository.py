@@ -402,10 +402,68 @@ def test_create_many_writes_10000_resources_in_a_few_statements(repo: Repository
         event.remove(database.engine, "before_cursor_execute", count)
     assert repo.count("QuestionnaireResponse") == 10_000
     # 20 existence checks of 500 ids, then one executemany per table written: resources, history,
-    # token, reference, dialog_scores (not 10,000 statements per table).
-    assert sum(statements) == 5
+    # token, reference, dialog_scores, resource_people (not 10,000 statements per table).
+    assert sum(statements) == 6
     assert len(statements) <= 30
     assert len(rows(database, schema.reference_index)) == 10_000
+
+
+def test_put_many_is_update_after_update(repo: Repository, database: Database):
+    repo_create(repo, patient("known"))
+    repo_create(repo, patient("same"))
+    repo_create(repo, patient("gone"))
+    repo_delete(repo, "Patient", "gone")
+    with repo.unit_of_work() as uow:
+        results = uow.put_many([
+            patient("new"), patient("known", family="Changed"), patient("same"), patient("gone"),
+            response("r1", subject="Patient/new"),
+            patient("new", family="Second"),    # the same id again: compared with the first
+            patient("new", family="Second"),    # ... and unchanged against the second
+        ])
+    outcome = [(r.stored.resource_id, r.stored.version_id, r.created, r.unchanged) for r in results]
+    assert outcome == [("new", 1, True, False), ("known", 2, False, False), ("same", 1, False, True),
+                       ("gone", 3, True, False), ("r1", 1, True, False), ("new", 2, False, False),
+                       ("new", 2, False, True)]
+    assert repo.read("Patient", "new").resource["name"] == [{"family": "Second"}]
+    assert [s.version_id for s in repo.history("Patient", "new")[1]] == [2, 1]
+    assert repo.read("Patient", "known").resource["name"] == [{"family": "Changed"}]
+    # index rows follow the current version only, once per resource
+    assert len(rows(database, schema.token_index, resource_id="new")) == 1
+    assert len(rows(database, schema.reference_index, resource_id="r1")) == 1
+    assert len(_score_rows(database)) == 1
+    assert not repo.read("Patient", "gone").deleted
+
+
+def test_put_many_costs_the_same_statements_for_10_or_1000_resources(repo: Repository, database: Database):
+    """Per table one statement for all rows, however many: the count must not grow with the batch."""
+    def statements_for(n: int, tag: str) -> int:
+        for k in range(n):  # half of them exist already, so both the insert and the update paths run
+            if k % 2:
+                repo_create(repo, patient(f"{tag}{k}", nhs=f"{k}"))
+        seen: list[bool] = []
+
+        def count(conn, cursor, statement, parameters, context, executemany) -> None:
+            seen.append(executemany)
+
+        event.listen(database.engine, "before_cursor_execute", count)
+        try:
+            with repo.unit_of_work() as uow:
+                uow.put_many([patient(f"{tag}{k}", family="Batch", nhs=f"{k}") for k in range(n)]
+                             + [response(f"{tag}r{k}", subject=f"Patient/{tag}{k}") for k in range(n)])
+        finally:
+            event.remove(database.engine, "before_cursor_execute", count)
+        return len(seen)
+
+    assert statements_for(10, "a") == statements_for(400, "b")
+    assert repo.count("QuestionnaireResponse") == 410
+
+
+def test_put_many_rolls_back_whole(repo: Repository):
+    repo_create(repo, patient("p1"))
+    with pytest.raises(InputError):
+        with repo.unit_of_work() as uow:
+            uow.put_many([patient("p1", family="Changed"), patient("p2"), {"resourceType": "Patient", "id": "bad id"}])
+    assert repo.read("Patient", "p1").version_id == 1 and repo.count() == 1
 
 
 # -- lookups for search ------------------------------------------------------------------------------

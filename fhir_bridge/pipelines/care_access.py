@@ -1,0 +1,140 @@
+"""Access by care relationship: the one place that decides which partner may see and change whose
+records. Every read path (read, vread, history, search with its includes, transaction and batch
+entries, the operations) and every client write path (create, update, patch, delete, in a bundle
+or not, the DIALOG+ session) asks this module.
+
+The rule. A partner organisation (its token's ODS code) sees and changes what is about a person only
+while it has a care relationship with them (rows derived by fhir_bridge.store.care_access_rows):
+it holds their record (Patient.managingOrganization), is on their active CareTeam, or has an
+active referral (ServiceRequest.performer), episode of care (EpisodeOfCare.managingOrganization)
+or consent (Consent.provision.actor, permit) naming it. Anyone else gets 403, and searches, history
+and includes leave those people's resources out, counts too. "About a person": the Patient itself,
+a resource whose subject/patient is them, a Provenance of such resources. Directory resources
+(Practitioner, Organization, Questionnaire ...) are about nobody and open to every partner.
+
+Registering a new person needs no relationship: the partner that creates a Patient without a
+managingOrganization becomes its custodian (as does an importing organisation). An update that
+leaves managingOrganization out keeps it; only the custodian may hand the record to another.
+Whoever may change a person's records may change their CareTeam, referrals and consents, so the
+trust that holds the record adds partners to the team.
+
+Tokens with the scope `access/all-people` (the bridge's own jobs, operators, the development token)
+are not limited by relationships; their SMART scopes still apply.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fhir_bridge.errors import Forbidden, Gone, NotFound
+from fhir_bridge.pipelines.resources import ODS, SYSTEM_CALLER, Caller, with_custodian
+from fhir_bridge.store.care_access import AccessScope
+from fhir_bridge.store.care_access_rows import UNRESOLVED, people_of
+from fhir_bridge.store.types import Stored
+
+__all__ = ["ALL_PEOPLE_SCOPE", "CareAccess", "with_custodian"]
+
+ALL_PEOPLE_SCOPE = "access/all-people"
+
+
+class CareAccess:
+    def __init__(self, repository, *, base_url: str | None = None,
+                 clock: Callable[[], int] = lambda: time.time_ns() // 1000):
+        self.repository = repository
+        self.base_url = base_url
+        self.clock = clock
+
+    def scope(self, caller: Caller) -> AccessScope | None:
+        """What limits the caller's view (for searches and history); None: every person."""
+        if ALL_PEOPLE_SCOPE in caller.scopes or caller == SYSTEM_CALLER:
+            return None
+        return AccessScope(caller.partner, self.clock())
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def check_read(self, caller: Caller, stored: Stored, reader=None) -> Stored:
+        """The stored version, or Forbidden when it is about someone the caller may not see."""
+        if stored.resource is not None and self.scope(caller) is not None:
+            key = (stored.resource_type, stored.resource_id)
+            self.require_people(caller, self._people(reader or self.repository, stored.resource, key), reader)
+        return stored
+
+    def check_key(self, caller: Caller, resource_type: str, resource_id: str, reader=None) -> None:
+        """For what has no body to read (an instance's history, a deleted resource): by its rows."""
+        if self.scope(caller) is not None:
+            key = (resource_type, resource_id)
+            self.require_people(caller, (reader or self.repository).people_of([key]).get(key, set()), reader)
+
+    def require_person(self, caller: Caller, patient_id: str, reader=None) -> None:
+        self.require_people(caller, {patient_id}, reader)
+
+    def require_people(self, caller: Caller, people: set[str], reader=None) -> None:
+        scope = self.scope(caller)
+        if scope is None or not people:
+            return
+        missing = sorted(people - (reader or self.repository).related_people(scope, people))
+        if not missing:
+            return
+        if missing[0] == UNRESOLVED:
+            raise Forbidden(f"{caller.partner} may not see this: it is about a person this server cannot resolve "
+                            "(a reference by identifier or to another server), whom no partner has a care "
+                            "relationship with")
+        raise Forbidden(f"{caller.partner} has no care relationship with Patient/{missing[0]}: it is not on their "
+                        "care team and holds no referral, episode of care or consent for them. The organisation "
+                        f"that holds their record can add {caller.partner} to their care team.")
+
+    # -- writing (fhir_bridge.pipelines.resources calls these inside the write's unit of work) ---------
+    def check_write(self, uow, caller: Caller, resource: dict, issues: list) -> dict:
+        """The resource to store, or Forbidden. A new Patient needs no relationship (its creator
+        becomes its custodian); anything else needs one with every person it is, and was, about."""
+        key = (resource.get("resourceType"), resource.get("id"))
+        current = _current(uow, *key)
+        if key[0] == "Patient":
+            resource = self._patient(caller, resource, current)
+            if current is None:
+                return resource
+        if self.scope(caller) is None:
+            return resource
+        people = self._people(uow, resource, key if current is not None else None)
+        self.require_people(caller, people, uow)
+        return resource
+
+    def check_delete(self, uow, caller: Caller, resource_type: str, resource_id: str) -> None:
+        self.check_key(caller, resource_type, resource_id, uow)
+
+    def _patient(self, caller: Caller, patient: dict, current: Stored | None) -> dict:
+        if current is None:
+            return with_custodian(patient, caller)
+        held_by = current.resource.get("managingOrganization")
+        if not patient.get("managingOrganization") and held_by:
+            return {**patient, "managingOrganization": held_by}  # left out: kept, not handed to nobody
+        if self.scope(caller) is not None and _ods(patient.get("managingOrganization")) != _ods(held_by) \
+                and _ods(held_by) not in (None, caller.partner):
+            raise Forbidden(f"Only {_ods(held_by)}, which holds the record of Patient/{patient['id']}, may hand it "
+                            "to another organisation (Patient.managingOrganization)",
+                            expression="Patient.managingOrganization")
+        return patient
+
+    def _people(self, reader, resource: dict, key: tuple[str, str] | None) -> set[str]:
+        """Whom this version is about, and whom the stored resource is about (a write may not move
+        something away from a person the writer cannot see)."""
+        def target_people(keys):
+            return {p for found in reader.people_of(keys).values() for p in found}
+
+        people = people_of(resource, self.base_url, target_people)
+        if key is not None:
+            people |= reader.people_of([key]).get(key, set())
+        return people
+
+
+def _current(uow, resource_type: str, resource_id: str | None) -> Stored | None:
+    if not resource_id:
+        return None
+    try:
+        return uow.read(resource_type, resource_id)
+    except (NotFound, Gone):
+        return None
+
+
+def _ods(reference: object) -> str | None:
+    identifier = reference.get("identifier") if type(reference) is dict else None
+    return identifier.get("value") if type(identifier) is dict and identifier.get("system") == ODS else None

@@ -1,0 +1,81 @@
+"""The rules a DIALOG+ CarePlan written by a plain interaction (create, update, patch, in a
+transaction or not) must meet, run inside the write's transaction (a ResourceService write rule):
+
+- one open main plan per person: a second is refused (409, issue `duplicate`) naming the existing
+  plan, since partners must add to the person's one plan, not start their own;
+- an update of an existing shared plan must say which version it replaces (If-Match), else 428:
+  without it, one partner's PUT silently overwrites another's actions;
+- its actions get stable ids (so later sessions can review them), and its narrative is made
+  again from its data, so the text a person reads never disagrees with the plan.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+from fhir_bridge.careplan.codes import MAIN_PLAN, OPEN_STATUSES
+from fhir_bridge.errors import Duplicate, Gone, NotFound, PreconditionRequired
+from fhir_bridge.pipelines.careplan_views import (is_dialog_plus, local_id, main_plans, open_plans_query, plan_type,
+                                                  with_narrative)
+
+__all__ = ["SharedCarePlanRule", "refuse_second_plan"]
+
+_ACTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.org/dialog-plus/activity")
+
+
+def refuse_second_plan(uow, search, patient_id: str, plan_id: str | None) -> list:
+    """The person's open main plans (other than `plan_id`), read with the person's row locked so
+    that two writers cannot both see none; Duplicate when there is another."""
+    try:
+        uow.lock("Patient", patient_id)
+    except (NotFound, Gone):
+        pass  # a plan for a person not stored here: nothing to lock, the search still guards
+    plans = main_plans(uow.search(search("CarePlan", open_plans_query(patient_id))))
+    others = [p for p in plans if p.resource_id != plan_id]
+    if others:
+        where = ", ".join(f"CarePlan/{p.resource_id} (version {p.version_id})" for p in others)
+        raise Duplicate(f"Patient/{patient_id} already has an open DIALOG+ care plan: {where}. Add to it with "
+                        f"POST Patient/{patient_id}/$dialog-plus-session, or update it with If-Match.",
+                        expression="CarePlan.subject")
+    return plans
+
+
+class SharedCarePlanRule:
+    def __init__(self, search: Callable, domain_order: Sequence[str]):
+        self.search = search            # (type, params) -> SearchRequest
+        self.domain_order = tuple(domain_order)
+
+    def __call__(self, uow, resource: dict, *, method: str, if_match: int | None) -> dict:
+        if not is_dialog_plus(resource):
+            return resource
+        if method in ("PUT", "PATCH") and if_match is None and _exists(uow, resource["id"]):
+            raise PreconditionRequired(
+                f"CarePlan/{resource['id']} is a DIALOG+ plan several partners share: send If-Match with the version "
+                "you read (W/\"n\"), so that nobody's changes are overwritten", expression="CarePlan")
+        patient_id = local_id(resource.get("subject"), "Patient")
+        if plan_type(resource) == MAIN_PLAN and resource.get("status") in OPEN_STATUSES and patient_id:
+            refuse_second_plan(uow, self.search, patient_id, resource["id"])
+        return with_narrative(uow, _with_action_ids(resource), self.domain_order)
+
+
+def _exists(uow, plan_id: str) -> bool:
+    try:
+        uow.read("CarePlan", plan_id)
+    except (NotFound, Gone):
+        return False
+    return True
+
+
+def _with_action_ids(plan: dict) -> dict:
+    """Actions without an id get a stable one (from the plan, position and text), so they can be reviewed."""
+    activities = plan.get("activity")
+    if not activities or all(a.get("id") for a in activities):
+        return plan
+    named = []
+    for position, activity in enumerate(activities):
+        if not activity.get("id"):
+            text = str((activity.get("detail") or {}).get("description", ""))
+            key = uuid.uuid5(_ACTION_NAMESPACE, f"{plan.get('id')}|{position}|{text}").hex[:12]
+            activity = {"id": f"action-{key}", **activity}
+        named.append(activity)
+    return {**plan, "activity": named}

@@ -1,0 +1,313 @@
+"""`Patient/[id]/$dialog-plus-session`: one DIALOG+ session into the person's one shared plan.
+
+Read and check everything first (422 naming each bad element, 404 for an unknown person); then one
+unit of work: lock the person (sessions for one person queue, whichever partner sends them), read
+their open plan, team and goals, merge the session (fhir_bridge.careplan.merge), regenerate the
+narratives, validate what would be stored, and write the DIALOG response, goals, team and plan
+with one Provenance naming the partner and user. The plan, team and goals are written only while
+still at the versions read: if another writer got in between (a plain If-Match PUT can), the
+repository's PreconditionFailed rolls everything back and the session is merged again.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+from fhir_bridge.careplan import ActionConflict, Current, SessionContext, apply_session, parse_session
+from fhir_bridge.careplan.codes import (CARE_PLANNING, CRISIS_PLAN, ODS, OPEN_STATUSES, PURPOSE_EXT, PURPOSE_SYSTEM,
+                                        RECORDING_ORG_EXT)
+from fhir_bridge.careplan.crisis import apply_crisis
+from fhir_bridge.careplan.merge import session_ids, team_id_for
+from fhir_bridge.careplan.narrative import goal_div, team_div, with_text
+from fhir_bridge.careplan.session import Problems, Session, reference_type
+from fhir_bridge.errors import Conflict, Gone, NotFound, PreconditionFailed, PreconditionRequired, Unprocessable
+from fhir_bridge.fhir.outcome import Issue, operation_outcome
+from fhir_bridge.pipelines.careplan_views import local_id, main_plans, open_plans_query, plan_type, with_narrative
+from fhir_bridge.pipelines.patient_links import surviving_patient
+from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
+from fhir_bridge.store.types import Stored
+
+__all__ = ["CarePlanSessions", "SessionResult"]
+
+ATTEMPTS = 5  # merges of one session when other writers keep getting in first
+NAMED_TYPES = ("Practitioner", "PractitionerRole", "Organization", "RelatedPerson")
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    plan: Stored
+    created: bool
+    changed: bool = True   # False: the session was recorded already (a re-sent or re-imported one)
+    added: bool = True     # it created a resource (its ratings, a goal, the plan ...), not only changed some
+
+
+class _Stale(Exception):
+    """A resource changed between this session's read and its write: merge again."""
+
+
+class CarePlanSessions:
+    def __init__(self, repository, validator, resources: ResourceService, *, search: Callable,
+                 domains: Sequence[tuple[str, str]], dialog_url: str, max_domains: int,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc), access=None):
+        self.repository = repository
+        self.access = access                    # CareAccess: only a partner that cares for the person
+        self.validator = validator
+        self.resources = resources
+        self.search = search                    # (type, params) -> SearchRequest
+        self.domains = dict(domains)            # dialog-domain code -> display, in DIALOG order
+        self.dialog_url = dialog_url
+        self.max_domains = max_domains
+        self.now = now
+
+    def record(self, patient_id: str, parameters: dict, caller: Caller, *,
+               based_on_version: int | None = None, response_id: str | None = None) -> SessionResult:
+        """`based_on_version`: the plan version the partner read (If-Match); reviews need it.
+        `response_id`: an importer's own (deterministic) id for the ratings, instead of the session's."""
+        patient_id = surviving_patient(self.repository, patient_id)  # a person merged away: the survivor's plan
+        patient = self.repository.read("Patient", patient_id).resource  # 404, 410
+        session = self._named(parse_session(parameters, patient_id=patient_id, domains=self.domains,
+                                            max_domains=self.max_domains, now=_instant(self.now())))
+        key, first_plan_id, session_response_id = session_ids(patient_id, caller.partner, session.date)
+        response_id = response_id or session_response_id
+        response = self._response(session, patient_id, response_id, caller)
+        partner = _partner(caller)
+        context = SessionContext(patient_id=patient_id, person_name=_name(patient), session_key=key, partner=partner,
+                                 author=_note_author(session, partner, caller), domains=self.domains,
+                                 response_id=response_id if response else None,
+                                 plan_id=first_plan_id, team_id=team_id_for(first_plan_id))  # if this is the first plan
+        for _ in range(ATTEMPTS):
+            try:
+                with self.repository.unit_of_work() as uow:
+                    return self._merge(uow, session, response, caller, based_on_version, context)
+            except _Stale:
+                continue
+        raise Conflict(f"The plan of Patient/{patient_id} kept changing while this session was merged "
+                       f"({ATTEMPTS} attempts): send it again")
+
+    # -- inside the unit of work -----------------------------------------------------------------------
+    def _merge(self, uow, session: Session, response: dict | None, caller: Caller, based_on: int | None,
+               context: SessionContext) -> SessionResult:
+        if self.access is not None:  # in the session's transaction: a relationship just ended counts
+            self.access.require_person(caller, context.patient_id, uow)
+        plans = self._open_plan(uow, context.patient_id)
+        stored = plans[0] if plans else None
+        current = Current(plan=stored.resource if stored else None, plan_version=stored.version_id if stored else None)
+        if session.reviews and based_on is None:
+            raise PreconditionRequired("Reviews change actions other partners share: send If-Match with the version "
+                                       "of the plan you reviewed (its ETag)",
+                                       expression="Parameters.parameter.where(name = 'review')")
+        if based_on is not None:
+            current.base_plan = self._base(stored, based_on, context.patient_id)
+        if stored is not None:  # the plan's own ids; its team where it says (a new one if not on this server)
+            team_ref = (stored.resource.get("careTeam") or [None])[0]
+            plan_id = stored.resource_id
+            context = replace(context, plan_id=plan_id,
+                              team_id=local_id(team_ref, "CareTeam") or team_id_for(plan_id))
+        team_stored = _read(uow, "CareTeam", context.team_id)
+        current.team = team_stored.resource if team_stored else None
+        goals_stored = self._goals(uow, current.plan)
+        current.goals = {_domain_of(g.resource): g.resource for g in goals_stored}
+
+        merged = apply_session(session, current, context)
+        if local_id((merged.plan.get("careTeam") or [None])[0], "CareTeam") != context.team_id:
+            merged.plan["careTeam"] = [{"reference": f"CareTeam/{context.team_id}"}]
+        goals = [with_text(g, goal_div(g, self.domains.get(_domain_of(g), "DIALOG+ goal"))) for g in merged.goals]
+        team = with_text(merged.team, team_div(merged.team))
+        every_goal = {**{g.resource_id: g.resource for g in goals_stored}, **{g["id"]: g for g in goals}}
+        plan = with_narrative(uow, merged.plan, tuple(self.domains), team, list(every_goal.values()))
+        crisis = self._crisis(uow, session, plan, team, context)
+        self._validate([*goals, team, plan, *([crisis[0]] if crisis else [])])
+        goal_versions = {g.resource_id: g.version_id for g in goals_stored}
+        writes = ([(response, None)] if response else []) + [(g, goal_versions.get(g["id"])) for g in goals] + \
+            [(team, team_stored.version_id if team_stored else None)] + ([crisis] if crisis else []) + \
+            [(plan, stored.version_id if stored else None)]
+        try:
+            results = self.resources.put_checked(writes, caller, uow=uow)
+        except PreconditionFailed as exc:  # the repository's If-Match check: someone wrote in between
+            raise _Stale() from exc
+        return SessionResult(results[-1].stored, created=stored is None,
+                             changed=not all(r.unchanged for r in results),
+                             added=any(r.created and not r.unchanged for r in results))
+
+    def _crisis(self, uow, session: Session, plan: dict, team: dict,
+                context: SessionContext) -> tuple[dict, int | None] | None:
+        """The crisis plan with the session's items, and the version it was read at (None: new)."""
+        if not session.crisis:
+            return None
+        found = uow.search(self.search("CarePlan", [("part-of", f"CarePlan/{plan['id']}"),
+                                                    ("status", ",".join(OPEN_STATUSES)), ("_count", "20")]))
+        current = next((s for s in found if plan_type(s.resource) == CRISIS_PLAN), None)
+        crisis = apply_crisis(session, current.resource if current else None, plan, context)
+        crisis = with_narrative(uow, crisis, tuple(self.domains), team, [])
+        return crisis, current.version_id if current else None
+
+    def _open_plan(self, uow, patient_id: str) -> list[Stored]:
+        uow.lock("Patient", patient_id)
+        plans = main_plans(uow.search(self.search("CarePlan", open_plans_query(patient_id))))
+        if len(plans) > 1:
+            listed = ", ".join(f"CarePlan/{p.resource_id}" for p in plans)
+            raise Conflict(f"Patient/{patient_id} has {len(plans)} open DIALOG+ care plans ({listed}): a person has "
+                           "one. Close all but one (status completed or revoked, with If-Match), then record the session")
+        return plans
+
+    def _base(self, stored: Stored | None, version: int, patient_id: str) -> dict | None:
+        """The plan as the partner read it (If-Match), when that is not the current version."""
+        if stored is None:
+            raise PreconditionFailed(f"If-Match names version {version}, but Patient/{patient_id} has no open plan")
+        if version == stored.version_id:
+            return None
+        try:
+            if version > stored.version_id:
+                raise NotFound("a future version")
+            return self.repository.vread("CarePlan", stored.resource_id, version).resource
+        except (NotFound, Gone) as exc:
+            raise ActionConflict(f"CarePlan/{stored.resource_id} has no version {version} to review from; it is at "
+                                 f"version {stored.version_id}", current_version=stored.version_id) from exc
+
+    def _goals(self, uow, plan: dict | None) -> list[Stored]:
+        found = [_read(uow, "Goal", local_id(ref, "Goal")) for ref in (plan or {}).get("goal", ())]
+        return [s for s in found if s is not None]
+
+    def _validate(self, resources: list[dict]) -> None:
+        for resource in resources:
+            result = self.validator.validate(resource)
+            if not result.valid:
+                first = result.errors[0]
+                raise Unprocessable(f"The session would make an invalid {resource['resourceType']}: {first.message}",
+                                    outcome=result.outcome(), expression=first.expression)
+
+    # -- before the unit of work -------------------------------------------------------------------------
+    def _response(self, session: Session, patient_id: str, response_id: str, caller: Caller) -> dict | None:
+        """The session's DIALOG ratings as stored: for this person, purpose care planning, the
+        partner as recording organisation, validated (errors point into the Parameters)."""
+        if session.response is None:
+            return None
+        where = f"{session.response_where}.resource"
+        response = copy.deepcopy(session.response)
+        problems = Problems()
+        if str(response.get("questionnaire", "")).split("|")[0] != self.dialog_url:
+            problems.add("invalid", f"The ratings must answer the DIALOG Questionnaire {self.dialog_url}",
+                         f"{where}.questionnaire")
+        subject = local_id(response.get("subject"), "Patient")
+        if response.get("subject") is not None and subject != patient_id:
+            problems.add("invalid", f"The ratings are for {response['subject'].get('reference')}, not "
+                                    f"Patient/{patient_id}", f"{where}.subject")
+        extensions = [e for e in response.get("extension", ()) if type(e) is dict]
+        purpose = next((e for e in extensions if e.get("url") == PURPOSE_EXT), None)
+        code = ((purpose or {}).get("valueCoding") or {}).get("code")
+        if purpose is not None and code != CARE_PLANNING:
+            problems.add("business-rule", f"A DIALOG+ session's ratings are recorded for care planning, not {code!r}: "
+                                          "record a PROM collection separately (POST QuestionnaireResponse)",
+                         f"{where}.extension('{PURPOSE_EXT}')")
+        problems.check()
+        if purpose is None:
+            extensions.append({"url": PURPOSE_EXT, "valueCoding": {"system": PURPOSE_SYSTEM, "code": CARE_PLANNING,
+                                                                   "display": "DIALOG+ care-planning session"}})
+        partner = _partner(caller)
+        if partner and not any(e.get("url") == RECORDING_ORG_EXT for e in extensions):
+            extensions.append({"url": RECORDING_ORG_EXT, "valueReference": partner})
+        response.update(id=response_id, extension=extensions, subject={"reference": f"Patient/{patient_id}"})
+        result = self.validator.validate(response)
+        if not result.valid:
+            issues = [Issue(i.severity, i.code, i.message, _inside(i.expression, where)) for i in result.issues]
+            raise Unprocessable(f"The session's DIALOG ratings are not valid: {result.errors[0].message}",
+                                outcome=operation_outcome(issues), expression=_inside(result.errors[0].expression, where))
+        return response
+
+    def _named(self, session: Session) -> Session:
+        """Every person and organisation the plan names has a display (a plan a person reads says who,
+        not `Practitioner/123`): the reference's own, else the stored resource's name, else 422."""
+        problems = Problems()
+
+        def named(reference: dict, where: str) -> dict:
+            if reference.get("display") or reference_type(reference) == "Patient":
+                return reference
+            kind = reference_type(reference)
+            found = _read(self.repository, kind, local_id(reference, kind)) if kind in NAMED_TYPES else None
+            name = _name(found.resource) if found else None
+            if name is None:
+                problems.add("not-found", f"{reference.get('reference') or kind} is not known here and has no display: "
+                                          "give its name in the reference's display", where)
+                return reference
+            return {**reference, "display": name}
+
+        def member(m):
+            return m and replace(m, member=named(m.member, f"{m.where}.part.where(name = 'member')"))
+
+        discussions = tuple(replace(d, actions=tuple(
+            replace(a, owners=tuple(named(o, f"{a.where}.part.where(name = 'owner')") for o in a.owners))
+            for a in d.actions)) for d in session.discussions)
+        practitioner = session.practitioner and named(session.practitioner,
+                                                      "Parameters.parameter.where(name = 'practitioner')")
+
+        def contact(item):
+            if item.contact is None:
+                return item
+            reference = named(item.contact, item.where)
+            return replace(item, contact=reference, text=item.text or reference.get("display") or "")
+
+        named_session = replace(session, discussions=discussions, key_worker=member(session.key_worker),
+                                members=tuple(member(m) for m in session.members), practitioner=practitioner,
+                                crisis=tuple(contact(i) for i in session.crisis))
+        problems.check()
+        return named_session
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _read(reader, resource_type: str | None, resource_id: str | None) -> Stored | None:
+    if not resource_type or not resource_id:
+        return None
+    try:
+        return reader.read(resource_type, resource_id)
+    except (NotFound, Gone):
+        return None
+
+
+def _domain_of(goal: dict) -> str | None:
+    for category in goal.get("category", ()):
+        for coding in category.get("coding", ()):
+            return coding.get("code")
+    return None
+
+
+def _note_author(session: Session, partner: dict | None, caller: Caller) -> dict:
+    """Annotation.author[x] of the session's notes: the practitioner (Annotation takes no
+    PractitionerRole), else the partner organisation, else the system's name."""
+    if session.practitioner and reference_type(session.practitioner) == "Practitioner":
+        return {"authorReference": session.practitioner}
+    return {"authorReference": partner} if partner else {"authorString": caller.partner_name or caller.partner}
+
+
+def _partner(caller: Caller) -> dict | None:
+    if caller.partner == SYSTEM_CALLER.partner:
+        return None
+    return {"type": "Organization", "identifier": {"system": ODS, "value": caller.partner},
+            "display": caller.partner_name or caller.partner}
+
+
+def _name(resource: dict | None) -> str | None:
+    """A display name: HumanName text or given + family, an Organization's name, a role's practitioner."""
+    if not resource:
+        return None
+    if type(resource.get("name")) is str:
+        return resource["name"]
+    for name in resource.get("name") or ():
+        if type(name) is dict:
+            text = name.get("text") or " ".join([*name.get("given", ()), name.get("family", "")]).strip()
+            if text:
+                return text
+    practitioner = resource.get("practitioner")
+    return practitioner.get("display") if type(practitioner) is dict else None
+
+
+def _inside(expression: str | None, where: str) -> str | None:
+    """A QuestionnaireResponse issue's path as a path into the Parameters that carried it."""
+    if expression and expression.startswith("QuestionnaireResponse"):
+        return where + expression[len("QuestionnaireResponse"):]
+    return expression
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

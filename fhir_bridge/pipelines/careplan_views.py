@@ -1,0 +1,88 @@
+"""Reading a DIALOG+ plan with what it refers to (its CareTeam, Goals, crisis plans) for the
+narrative and the HTML page. `reader` is the repository, or a unit of work to see its own writes."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fhir_bridge.careplan import plan_div, plan_page, plan_view
+from fhir_bridge.careplan.codes import CRISIS_PLAN, MAIN_PLAN, OPEN_STATUSES, PLAN_PROFILE, PLAN_TYPE_SYSTEM
+from fhir_bridge.careplan.narrative import with_text
+from fhir_bridge.errors import Gone, NotFound
+
+__all__ = ["plan_type", "is_dialog_plus", "local_id", "gather", "with_narrative", "render_page", "open_plans_query",
+           "main_plans"]
+
+
+def plan_type(plan: dict) -> str | None:
+    for category in plan.get("category", ()):
+        for coding in category.get("coding", ()):
+            if coding.get("system") == PLAN_TYPE_SYSTEM:
+                return coding.get("code")
+    return None
+
+
+def is_dialog_plus(resource: dict) -> bool:
+    if resource.get("resourceType") != "CarePlan":
+        return False
+    profiles = (resource.get("meta") or {}).get("profile") or ()
+    return any(str(p).split("|")[0] == PLAN_PROFILE for p in profiles) or plan_type(resource) is not None
+
+
+def local_id(reference: object, resource_type: str) -> str | None:
+    """The id of a relative reference `Type/id` to this server, else None."""
+    text = reference.get("reference") if type(reference) is dict else None
+    if type(text) is not str or not text.startswith(f"{resource_type}/"):
+        return None
+    rest = text[len(resource_type) + 1:].split("/")[0]
+    return rest or None
+
+
+def open_plans_query(patient_id: str) -> list[tuple[str, str]]:
+    """Search parameters for a person's open DIALOG+ plans, main and crisis: keep the main ones with
+    `main_plans` (there should be one at most). The type is not a search criterion: next to the
+    subject, SQLite probes a `category` token through the index by code, which holds every plan of
+    that type, and the lookup grew with the number of people (~5 ms at 10,000)."""
+    return [("subject", f"Patient/{patient_id}"), ("status", ",".join(OPEN_STATUSES)), ("_count", "50")]
+
+
+def main_plans(found: list) -> list:
+    """The main (type 10) plans among stored CarePlans."""
+    return [stored for stored in found if plan_type(stored.resource) == MAIN_PLAN]
+
+
+def _read(reader, resource_type: str, resource_id: str | None):
+    if resource_id is None:
+        return None
+    try:
+        return reader.read(resource_type, resource_id)
+    except (NotFound, Gone):
+        return None
+
+
+def gather(reader, plan: dict) -> tuple[dict | None, list[dict]]:
+    """The plan's CareTeam and Goals as stored (references elsewhere are left out)."""
+    teams = plan.get("careTeam") or [None]
+    team = _read(reader, "CareTeam", local_id(teams[0], "CareTeam"))
+    goals = [_read(reader, "Goal", local_id(ref, "Goal")) for ref in plan.get("goal", ())]
+    return (team.resource if team else None), [g.resource for g in goals if g is not None]
+
+
+def with_narrative(reader, plan: dict, domain_order: Sequence[str], team: dict | None = None,
+                   goals: list[dict] | None = None) -> dict:
+    """The plan with text regenerated from its data (and its team's and goals' as they will be)."""
+    if team is None or goals is None:
+        stored_team, stored_goals = gather(reader, plan)
+        team = stored_team if team is None else team
+        goals = stored_goals if goals is None else goals
+    return with_text(plan, plan_div(plan_view(plan, team, goals, domain_order=domain_order)))
+
+
+def render_page(repository, search: Callable[[str, list[tuple[str, str]]], list], plan_id: str,
+                domain_order: Sequence[str]) -> str:
+    """The plan as an HTML page, with its crisis plans (CarePlans of type 12 part of it)."""
+    plan = repository.read("CarePlan", plan_id).resource
+    team, goals = gather(repository, plan)
+    crisis = [] if plan_type(plan) == CRISIS_PLAN else [
+        plan_view(stored.resource, team, ()) for stored in search("CarePlan", [("part-of", f"CarePlan/{plan_id}")])
+        if plan_type(stored.resource) == CRISIS_PLAN and stored.resource.get("status") in OPEN_STATUSES]
+    return plan_page(plan_view(plan, team, goals, domain_order=domain_order), crisis=tuple(crisis))

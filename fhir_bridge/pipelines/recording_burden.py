@@ -1,0 +1,97 @@
+"""The recording-burden guard: partners must not ask a person for the DIALOG outcome measure again
+and again (seed 000: "check when the last DIALOG was done; avoid duplicates"). A PROM-purpose DIALOG
+recorded for a person less than N days (Settings.prom_min_interval_days) after another PROM-purpose
+DIALOG of theirs, by any partner, is a possible duplicate (the later one, by `authored`, so that
+re-importing either changes nothing): it is stored with the tag
+dialog-entry-flag#possible-duplicate (outcome reports leave it out of outcome figures) and a
+warning, or refused with 422 when Settings.prom_duplicates is "reject".
+
+It runs on every write path as a ResourceService guard: REST create/update/patch, transaction and
+batch entries, imports (whose batches it reads in order, so two PROMs in one file are compared too).
+Care-planning DIALOGs (a DIALOG+ session's ratings) are never counted: only PROMs are.
+The tag is the server's: a write that is no longer a possible duplicate loses it.
+"""
+from __future__ import annotations
+
+from fhir_bridge.errors import Unprocessable
+from fhir_bridge.fhir.dates import to_microseconds
+from fhir_bridge.fhir.outcome import Issue, operation_outcome
+from fhir_bridge.store.outcome_fields import ENTRY_FLAG_SYSTEM, POSSIBLE_DUPLICATE
+
+__all__ = ["RecordingBurdenGuard", "POSSIBLE_DUPLICATE_TAG"]
+
+PURPOSE_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-collection-purpose"
+POSSIBLE_DUPLICATE_TAG = {"system": ENTRY_FLAG_SYSTEM, "code": POSSIBLE_DUPLICATE, "display": "Possible duplicate DIALOG"}
+_DAY_US = 86_400_000_000
+
+
+class RecordingBurdenGuard:
+    def __init__(self, *, dialog_url: str, min_interval_days: int, reject: bool):
+        self.dialog_url = dialog_url
+        self.window = min_interval_days * _DAY_US
+        self.reject = reject
+
+    def __call__(self, uow, caller, resource: dict, issues: list[Issue]) -> dict:
+        return self._checked(uow, resource, issues, ())
+
+    def batch(self, uow, caller, resource: dict, earlier: list[dict]) -> dict:
+        """As a call, also against the resources stored before it in the same batch (an import)."""
+        return self._checked(uow, resource, [], earlier)
+
+    def _checked(self, uow, resource: dict, issues: list[Issue], earlier) -> dict:
+        prom = self._prom(resource)
+        if prom is None or self.window <= 0:
+            return _tagged(resource, False)
+        patient_id, authored = prom
+        own = str(resource.get("id"))
+
+        def before(when: int, other_id: str) -> bool:  # ties by id: each of two at one moment is not both's duplicate
+            return authored - self.window < when < authored or (when == authored and other_id < own)
+
+        others = [row for row in uow.dialogs_of(patient_id, purpose="prom", low=authored - self.window + 1,
+                                                high=authored) if before(row["authored"], row["response_id"])]
+        others += [{"response_id": r.get("id"), "authored_text": r.get("authored"), "recording_organization": None}
+                   for r in earlier if (p := self._prom(r)) is not None and p[0] == patient_id
+                   and before(p[1], str(r.get("id")))]
+        if not others:
+            return _tagged(resource, False)
+        other = others[-1]
+        by = f" by {other['recording_organization']}" if other.get("recording_organization") else ""
+        message = (f"Patient/{patient_id} gave a PROM DIALOG less than {self.window // _DAY_US} days before this one: "
+                   f"QuestionnaireResponse/{other['response_id']} ({other['authored_text']}{by}). "
+                   "Check when the last DIALOG was done before asking again; this one is a possible duplicate.")
+        if self.reject:
+            issue = Issue("error", "business-rule", message, "QuestionnaireResponse.authored")
+            raise Unprocessable(message, outcome=operation_outcome([issue]), expression="QuestionnaireResponse.authored")
+        issues.append(Issue("warning", "business-rule", message + " It is stored tagged possible-duplicate.",
+                            "QuestionnaireResponse.meta.tag"))
+        return _tagged(resource, True)
+
+    def _prom(self, resource: dict) -> tuple[str, int] | None:
+        """(patient id, authored in microseconds) of a PROM-purpose DIALOG response, else None."""
+        if resource.get("resourceType") != "QuestionnaireResponse" or resource.get("status") == "entered-in-error":
+            return None
+        if str(resource.get("questionnaire", "")).split("|")[0] != self.dialog_url:
+            return None
+        purpose = next((e.get("valueCoding") or {} for e in resource.get("extension", ())
+                        if type(e) is dict and e.get("url") == PURPOSE_EXT), {})
+        subject = (resource.get("subject") or {}).get("reference")
+        authored = to_microseconds(resource["authored"]) if type(resource.get("authored")) is str else None
+        if purpose.get("code") != "prom" or type(subject) is not str or authored is None:
+            return None
+        kind, _, rest = subject.partition("/")
+        return (rest.split("/")[0], authored) if kind == "Patient" and rest else None
+
+
+def _tagged(resource: dict, duplicate: bool) -> dict:
+    meta = resource.get("meta") or {}
+    tags = [t for t in meta.get("tag") or () if not (type(t) is dict and t.get("system") == ENTRY_FLAG_SYSTEM
+                                                    and t.get("code") == POSSIBLE_DUPLICATE)]
+    if duplicate:
+        tags.append(POSSIBLE_DUPLICATE_TAG)
+    if tags == (meta.get("tag") or []):
+        return resource
+    new_meta = {k: v for k, v in meta.items() if k != "tag"}
+    if tags:
+        new_meta["tag"] = tags
+    return {**resource, "meta": new_meta} if new_meta else {k: v for k, v in resource.items() if k != "meta"}

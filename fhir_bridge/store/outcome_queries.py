@@ -1,0 +1,525 @@
+"""Pooled DIALOG outcome figures, aggregated in SQL on `dialog_scores` (SQLite and PostgreSQL alike).
+A mixin of `Repository`, which stays the only code that touches a database connection.
+
+The database does the counting; it returns sums and counts per subgroup, never rows per DIALOG, so
+a population report costs a few scans however many DIALOGs there are (how the work is shaped to
+stay within seconds at 1,000,000 DIALOGs: "Shape of the work" below). Rules come from
+fhir_bridge.measures (what counts as dissatisfied, a reliable or meaningful change); subgroup
+definitions (age bands, ethnic groups) come from the caller.
+
+- Activity: DIALOGs in the period, split by purpose; outcome figures (means, share rating 1-3) use
+  PROM-purpose DIALOGs not tagged as possible duplicates only.
+- Episodes: PROM DIALOGs (not duplicates) up to the period's end, per person and recording
+  organisation (the provider). A DIALOG basedOn a referral belongs to that referral's episode;
+  without one, an `assessment` DIALOG, or any DIALOG after a `discharge`, starts a new episode.
+  Change is latest minus entry, for episodes whose latest DIALOG falls in the period. With
+  `exit_as_entry`, an episode that does not begin with an assessment takes the provider's previous
+  DIALOG as its entry when that was a discharge (the exit DIALOG of one service serves as the entry
+  DIALOG of the next).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from math import lcm
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (BigInteger, Column, Connection, Integer, MetaData, String, Table, and_, case, cast, false,
+                        func, insert, literal, literal_column, or_, select, text, true, union_all)
+
+from fhir_bridge.measures.change import MEANINGFUL_SQOL_CHANGE, RELIABLE_ITEM_CHANGE
+from fhir_bridge.measures.dialog import DISSATISFIED, SATISFIED
+from fhir_bridge.store import schema
+
+__all__ = ["OutcomeQuery", "OutcomeMixin", "DIMENSIONS", "NOT_RECORDED"]
+
+DIMENSIONS = ("ethnicity", "gender", "age-band", "team", "organisation")
+NOT_RECORDED = "not recorded"
+COUNTED_STATUSES = ("completed", "amended")  # in-progress and entered-in-error responses are no DIALOG
+_s, _p, _ref, _tok = schema.dialog_scores, schema.person_attributes, schema.reference_index, schema.token_index
+
+
+@dataclass(frozen=True)
+class OutcomeQuery:
+    """What to aggregate. Times are microseconds UTC, `end` exclusive; `as_of` (YYYYMMDD) is the
+    date ages are taken at. Empty filters mean everyone."""
+
+    items: Sequence[str]                    # dialog_scores rating columns (domain codes with '_'), MHSDS order
+    change_items: Sequence[str]             # those in change measures (items 1-8)
+    sqol_items: Sequence[str] = ()          # unused by SQL; kept with the query for callers' tables
+    start: int | None = None
+    end: int | None = None
+    as_of: int = 0
+    organizations: Sequence[str] = ()       # recording_organization values
+    teams: Sequence[str] = ()               # referral performer references (CareTeam/x, Organization/y)
+    patient_id: str | None = None
+    dimensions: Sequence[str] = ()          # subgroups besides the whole ("all")
+    exit_as_entry: bool = True
+    age_bands: Sequence[tuple[int, str]] = ()      # (lowest age, label), ascending; below the first: first label
+    ethnic_groups: Mapping[str, str] = field(default_factory=dict)   # ethnic category code -> group label
+    careplan_category: tuple[str, str] = ("", "")  # (system, code) of a DIALOG+ main plan
+    careplan_statuses: Sequence[str] = ()
+
+
+class OutcomeMixin:
+    if TYPE_CHECKING:
+        def _reading(self) -> AbstractContextManager[Connection]: ...
+
+    def outcome_activity(self, query: OutcomeQuery) -> list[dict]:
+        """Per (dimension, stratum): DIALOG and people counts by purpose, outcome sums and counts
+        (SQOL, treatment satisfaction, per item: sum, rated, rated 1-3, people), people with a plan."""
+        with self._reading() as connection:
+            return _activity(connection, query)
+
+    def outcome_episodes(self, query: OutcomeQuery) -> list[dict]:
+        """Per (dimension, stratum): episodes and people active in the period, T1/T2 completion and
+        change sums and counts (SQOL, per change item: improved, deteriorated, by starting need)."""
+        with self._reading() as connection:
+            return _episodes(connection, query)
+
+    def outcome_pairs(self, query: OutcomeQuery) -> list[dict]:
+        """One row per episode active in the period: its entry and latest response ids and
+        timepoints, SQOL change and per-item ratings (for an individual's report, and tests)."""
+        with self._reading() as connection:
+            return _pairs(connection, query)
+
+    def outcome_trend(self, query: OutcomeQuery) -> list[dict]:
+        """Per calendar month (as recorded) of the period: outcome DIALOGs, people, SQOL sum and count."""
+        with self._reading() as connection:
+            return _trend(connection, query)
+
+    def outcome_figures(self, query: OutcomeQuery) -> tuple[list[dict], list[dict], list[dict]]:
+        """outcome_activity, outcome_episodes and outcome_trend in one read transaction, so that
+        every figure of a report comes from one state of the store (one SQLite snapshot)."""
+        with self._reading() as connection:
+            return _activity(connection, query), _episodes(connection, query), _trend(connection, query)
+
+    def person_dialogs(self, query: OutcomeQuery) -> list[dict]:
+        """Every counted DIALOG of query.patient_id in the period, oldest first (individual level)."""
+        columns = [_s.c.response_id, _s.c.subject_id, _s.c.authored, _s.c.authored_text, _s.c.purpose, _s.c.timepoint,
+                   _s.c.recording_organization, _s.c.referral_id, _s.c.possible_duplicate, _s.c.sqol_mean,
+                   _s.c.sqol_answered, _s.c.treatment_satisfaction_mean, _s.c.treatment_satisfaction_answered,
+                   case((_outcome(), 1), else_=0).label("outcome"), _team_of(_s.c.referral_id).label("team"),
+                   _p.c.gender, _p.c.ethnic_category, _p.c.birth_date,
+                   *[_s.c[f"rating_{item}"] for item in query.items]]
+        statement = (select(*columns).select_from(_s.outerjoin(_p, _p.c.patient_id == _s.c.subject_id))
+                     .where(*_counted(query, windowed=True)).order_by(_s.c.authored, _s.c.response_id))
+        with self._reading() as connection:
+            return [_plain(row) for row in connection.execute(statement)]
+
+
+def _plain(row) -> dict:
+    """Plain str keys, Python ints and floats whatever the database (PostgreSQL's SUM of bigint is a Decimal)."""
+    return {str(key): (int(value) if value == value.to_integral_value() else float(value))
+            if isinstance(value, Decimal) else value for key, value in row._mapping.items()}
+
+
+def _in_order(rows, keys: Sequence[str], scaled: Sequence[str] = (), scale: int = 1) -> list[dict]:
+    """Rows as plain dicts, columns in `keys` order; `scaled` columns (sums of means in units of
+    1/scale, see _units) turned back into sums of means."""
+    out = []
+    for plain in map(_plain, rows):
+        for key in scaled:
+            if plain[key] is not None:
+                plain[key] = plain[key] / scale
+        out.append({key: plain[key] for key in keys})
+    return out
+
+
+def _scale(query: OutcomeQuery) -> int:
+    """A multiple of every possible count of rated items (1 to all of them): 27720 for DIALOG's 11."""
+    return lcm(*range(1, len(query.items) + 1))
+
+
+def _units(mean, scale: int):
+    """A mean of k/n (n rated items) as an exact whole number of 1/scale units. Sums of means are
+    summed in these units: exact, and so the same in any order and on any database. Summed as
+    doubles, the order of the rows decided the last bit, and a mean of exactly 4.875 came out as
+    4.874999999999999 (shown 4.87) or 4.875 (shown 4.88) depending on the plan."""
+    return cast(func.round(mean * scale), BigInteger)
+
+
+# -- Shape of the work -----------------------------------------------------------------------------------
+# Measured on SQLite with 100,000 people and 1,000,000 DIALOGs (bench/outputs.py):
+# - Rows are read in table order. Only an individual's report goes through an index
+#   (ix_scores_subject); every other report reads a large part of the table, and SQLite, having
+#   no statistics, would otherwise walk ix_scores_authored or ix_scores_subject and fetch each row
+#   at random: 2024's 559,004 DIALOGs took 4.3 s that way against 0.5 s in table order. `+ 0` and
+#   coalesce() make the terms unusable for an index without changing what they select.
+# - Each figure family reads dialog_scores once, in one GROUP BY, summing per (provider, referral,
+#   person) before anything joins: team, person attributes and care plan are looked up once per
+#   such slice, and the team is a lookup by the referral's id, never a join with every referral.
+# - Subgroups are rolled up from one "cube" (sums per combination of strata), and people are
+#   counted once per person (or per person and organisation / team) with flags, never with
+#   COUNT(DISTINCT ...) per figure and stratum: SQLite's aggregate steps, not its reads, were the
+#   cost (12 two-level groupings of ~100 sums took 3.5 s of 5.4 s).
+# - Episodes: nested window functions sort every PROM again at each level (three levels: 5.1 s
+#   for 609,041 PROMs). Instead the PROMs are written once, sorted per provider, into a temporary
+#   table whose key is their position (outcome_proms.seq): the previous DIALOG is the row at
+#   seq - 1, the running count of episode starts is a window over seq (which SQLite reads in
+#   key order, without sorting), and an episode's first and latest DIALOG are its least and
+#   greatest seq, read back by key.
+
+_counting = MetaData()
+# The PROMs of an episode query in provider order (person, organisation, authored, id): seq is the
+# position, and on SQLite the rowid, so that rows read back by seq cost a key lookup each.
+_proms = Table(
+    "outcome_proms", _counting,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("subject_id", String(64)), Column("recording_organization", String(255)),
+    Column("response_id", String(64)), Column("authored", BigInteger), Column("timepoint", String(32)),
+    Column("referral_id", String(64)),
+    prefixes=["TEMPORARY"])
+
+
+# -- the rows aggregated ---------------------------------------------------------------------------------
+def _outcome():
+    return and_(_s.c.purpose == "prom", _s.c.possible_duplicate == false())
+
+
+def _counted(query: OutcomeQuery, *, windowed: bool, prom_only: bool = False) -> list:
+    """Conditions on dialog_scores for counted DIALOGs; windowed: in [start, end); else everything
+    before end (episodes need their past). prom_only: PROMs that are not possible duplicates."""
+    if query.patient_id:      # one person: ix_scores_subject finds their rows
+        subject_type, authored = _s.c.subject_type, _s.c.authored
+        conditions = [subject_type == "Patient", _s.c.subject_id == query.patient_id]
+    else:                     # most of the table: read in table order (see "Shape of the work")
+        subject_type, authored = func.coalesce(_s.c.subject_type, ""), _s.c.authored + 0
+        conditions = [subject_type == "Patient", _s.c.subject_id.is_not(None)]
+    conditions += [authored.is_not(None), _s.c.status.in_(COUNTED_STATUSES)]
+    if query.end is not None:
+        conditions.append(authored < query.end)
+    if windowed and query.start is not None:
+        conditions.append(authored >= query.start)
+    if query.organizations:
+        conditions.append(_s.c.recording_organization.in_(list(query.organizations)))
+    if prom_only:
+        conditions.append(_outcome())
+    elif query.teams:
+        conditions.append(_s.c.referral_id.in_(_team_referrals(query)))
+    return conditions
+
+
+def _performer():
+    return _ref.c.target_type.concat("/").concat(_ref.c.target_id)
+
+
+def _team_of(referral_id):
+    """The referral's team: its performer (the least, when a referral names several). A lookup by
+    the referral's id on ix_reference_owner; `param` sits inside the aggregate rather than in the
+    WHERE clause, so that no planner prefers (resource_type, param, ...) and reads every performer."""
+    team = func.min(case((and_(_ref.c.param == "performer", _ref.c.target_id.is_not(None)), _performer())))
+    return (select(team).where(_ref.c.resource_type == "ServiceRequest", _ref.c.resource_id == referral_id)
+            .scalar_subquery())
+
+
+def _team_referrals(query: OutcomeQuery):
+    """The referrals whose team (as _team_of names it) is one of query.teams: a set built once."""
+    return (select(_ref.c.resource_id)
+            .where(_ref.c.resource_type == "ServiceRequest", _ref.c.param == "performer", _ref.c.target_id.is_not(None))
+            .group_by(_ref.c.resource_id).having(func.min(_performer()).in_(list(query.teams))))
+
+
+def _plan_holders(query: OutcomeQuery):
+    """People with a DIALOG+ main care plan in one of the open statuses (from the search index): a
+    set built once. The plans' category and status are sets too: joined row by row, SQLite took the
+    (resource_type, param, code, system) index for every plan and read every plan's category token
+    each time (quadratic: minutes at 33,000 plans)."""
+    system, code = query.careplan_category
+    category = select(_tok.c.resource_id).where(_tok.c.resource_type == "CarePlan", _tok.c.param == "category",
+                                                _tok.c.system == system, _tok.c.code == code)
+    status = select(_tok.c.resource_id).where(_tok.c.resource_type == "CarePlan", _tok.c.param == "status",
+                                              _tok.c.code.in_(list(query.careplan_statuses) or [""]))
+    return select(_ref.c.target_id).where(_ref.c.resource_type == "CarePlan", _ref.c.param == "subject",
+                                          _ref.c.target_type == "Patient", _ref.c.resource_id.in_(category),
+                                          _ref.c.resource_id.in_(status))
+
+
+# -- subgroups -------------------------------------------------------------------------------------------
+_PERSON_DIMENSIONS = ("ethnicity", "gender", "age-band")   # a person is in one stratum of each
+
+
+def _by_stratum(source, query: OutcomeQuery, sums: Sequence[tuple[str, object]],
+                flags: Sequence[tuple[str, object]]):
+    """Per (dimension, stratum) over `source` (rows with subject_id, recording_organization, team,
+    gender, ethnic_category, birth_date): each of `sums` (name, an additive aggregate over source
+    rows), `people` (distinct subject_id), and for each of `flags` (name, an aggregate) the people
+    whose own value of it is above 0.
+
+    Sums: one GROUP BY over source per combination of strata (the cube), each dimension summed
+    from the cube. People: one row per person (per person and organisation, per person and team)
+    with 0/1 flags, counted per stratum."""
+    c = source.c
+    dimensions = ("all", *query.dimensions)
+    strata = {d: _stratum(c, query, d).label(_stratum_column(d)) for d in dimensions if d != "all"}
+    cube = (select(*strata.values(), *[aggregate.label(name) for name, aggregate in sums])
+            .group_by(*strata.values()).cte("cube").prefix_with("MATERIALIZED"))
+    flagged = [case((aggregate > 0, 1), else_=0).label(name) for name, aggregate in flags]
+    personal = [strata[d] for d in _PERSON_DIMENSIONS if d in strata]
+    person = (select(c.subject_id, *personal, *flagged).group_by(c.subject_id, *personal)
+              .cte("person").prefix_with("MATERIALIZED"))
+    person_cube = (select(*[person.c[s.name] for s in personal], func.count().label("people"),
+                          *[func.sum(person.c[name]).label(name) for name, _ in flags])
+                   .group_by(*[person.c[s.name] for s in personal]).cte("person_cube").prefix_with("MATERIALIZED"))
+    branches = []
+    for dimension in dimensions:
+        if dimension in ("all", *_PERSON_DIMENSIONS):
+            people = _people_from(person_cube, dimension, ["people", *[name for name, _ in flags]])
+        else:   # organisation, team: a person may be in several strata
+            stratum = strata[dimension]
+            per = select(stratum, c.subject_id, *flagged).group_by(stratum, c.subject_id).subquery()
+            people = (select(per.c[stratum.name].label("stratum"), func.count().label("people"),
+                             *[func.sum(per.c[name]).label(name) for name, _ in flags])
+                      .group_by(per.c[stratum.name]).subquery())
+        if dimension == "all":
+            totals = select(*[func.sum(cube.c[name]).label(name) for name, _ in sums]).subquery()
+            joined, stratum_value = totals.join(people, true()), literal_column("'all'", String)
+        else:
+            column = cube.c[_stratum_column(dimension)]
+            totals = (select(column.label("stratum"), *[func.sum(cube.c[name]).label(name) for name, _ in sums])
+                      .group_by(column).subquery())
+            joined, stratum_value = totals.join(people, people.c.stratum == totals.c.stratum), totals.c.stratum
+        branches.append(select(_dimension_label(dimension), stratum_value.label("stratum"),
+                               *[totals.c[name] for name, _ in sums],
+                               *[func.coalesce(people.c[name], 0).label(name) for name in
+                                 ["people", *[name for name, _ in flags]]]).select_from(joined))
+    return union_all(*branches)
+
+
+def _people_from(person_cube, dimension: str, names: Sequence[str]):
+    columns = [func.sum(person_cube.c[name]).label(name) for name in names]
+    if dimension == "all":
+        return select(*columns).subquery()
+    column = person_cube.c[_stratum_column(dimension)]
+    return select(column.label("stratum"), *columns).group_by(column).subquery()
+
+
+def _stratum_column(dimension: str) -> str:
+    return "stratum_" + dimension.replace("-", "_")
+
+
+# -- activity --------------------------------------------------------------------------------------------
+def _activity(connection: Connection, query: OutcomeQuery) -> list[dict]:
+    outcome = _outcome()
+    duplicate = _s.c.possible_duplicate != false()
+    scale = _scale(query)
+    sums = [("dialogs", func.count()),
+            ("prom", func.sum(case((outcome, 1), else_=0))),
+            ("care_planning", func.sum(case((and_(_s.c.purpose == "care-planning", ~duplicate), 1), else_=0))),
+            ("duplicates", func.sum(case((duplicate, 1), else_=0))),
+            ("sqol_sum", func.sum(case((outcome, _units(_s.c.sqol_mean, scale))))),
+            ("sqol_n", func.count(case((outcome, _s.c.sqol_mean)))),
+            ("ts_sum", func.sum(case((outcome, _units(_s.c.treatment_satisfaction_mean, scale))))),
+            ("ts_n", func.count(case((outcome, _s.c.treatment_satisfaction_mean))))]
+    for item in query.items:
+        rating = _s.c[f"rating_{item}"]
+        sums += [(f"sum_{item}", func.sum(case((outcome, rating)))),
+                 (f"n_{item}", func.count(case((outcome, rating)))),
+                 (f"low_{item}", func.sum(case((and_(outcome, rating.between(DISSATISFIED[0], DISSATISFIED[-1])), 1),
+                                               else_=0)))]
+    keys = (_s.c.recording_organization, _s.c.referral_id, _s.c.subject_id)
+    base = (select(*keys, *[aggregate.label(name) for name, aggregate in sums])
+            .where(*_counted(query, windowed=True)).group_by(*keys).subquery("base"))
+    b = base.c
+    slices = (select(b.subject_id, b.recording_organization, _team_of(b.referral_id).label("team"),
+                     _p.c.gender, _p.c.ethnic_category, _p.c.birth_date,
+                     case((b.subject_id.in_(_plan_holders(query)), 1), else_=0).label("has_plan"),
+                     *[b[name] for name, _ in sums])
+              .select_from(base.outerjoin(_p, _p.c.patient_id == b.subject_id))
+              .cte("slices").prefix_with("MATERIALIZED"))
+    c = slices.c
+    pooled = [(name, func.sum(c[name])) for name, _ in sums]
+    flags = [("people_prom", func.sum(c.prom)), ("people_care_planning", func.sum(c.care_planning)),
+             ("people_with_plan", func.sum(c.has_plan)), ("sqol_people", func.sum(c.sqol_n)),
+             ("ts_people", func.sum(c.ts_n)), *[(f"people_{item}", func.sum(c[f"n_{item}"])) for item in query.items]]
+    columns = ["dimension", "stratum", "dialogs", "prom", "care_planning", "duplicates", "people", "people_prom",
+               "people_care_planning", "people_with_plan", "sqol_sum", "sqol_n", "sqol_people", "ts_sum", "ts_n",
+               "ts_people"]
+    for item in query.items:
+        columns += [f"sum_{item}", f"n_{item}", f"low_{item}", f"people_{item}"]
+    return _in_order(connection.execute(_by_stratum(slices, query, pooled, flags)), columns, ("sqol_sum", "ts_sum"), scale)
+
+
+# -- episodes --------------------------------------------------------------------------------------------
+def _fill_proms(connection: Connection, query: OutcomeQuery) -> None:
+    """outcome_proms: the PROMs (not duplicates) up to the period's end, numbered in provider order."""
+    connection.execute(text(f"DROP TABLE IF EXISTS {_proms.name}"))
+    _proms.create(connection)
+    order = (_s.c.subject_id, _s.c.recording_organization, _s.c.authored, _s.c.response_id)
+    columns = [_s.c.subject_id, _s.c.recording_organization, _s.c.response_id, _s.c.authored, _s.c.timepoint,
+               _s.c.referral_id]
+    names = [column.name for column in columns]
+    rows = select(*columns).where(*_counted(query, windowed=False, prom_only=True))
+    if connection.dialect.name == "sqlite":
+        # rowids are given in insertion order: INSERT ... SELECT ... ORDER BY numbers the rows
+        # with one sort (row_number() would add SQLite's window machinery to it)
+        statement = insert(_proms).from_select(names, rows.order_by(*order))
+    else:
+        statement = insert(_proms).from_select(["seq", *names], select(func.row_number().over(order_by=order),
+                                                                       *columns).where(rows.whereclause))
+    connection.execute(statement)
+
+
+def _drop_proms(connection: Connection) -> None:
+    # On success only: after an error the transaction rolls back, and takes the table with it.
+    _proms.drop(connection)
+
+
+def _episode_rows(query: OutcomeQuery):
+    """One row per episode with a PROM DIALOG in the period: entry and latest DIALOG, change.
+    Reads outcome_proms (_fill_proms)."""
+    row, before = _proms.alias("row"), _proms.alias("before")
+    provider = lambda a, b: and_(a.c.subject_id == b.c.subject_id,  # noqa: E731
+                                 a.c.recording_organization.is_not_distinct_from(b.c.recording_organization))
+    # the provider's previous PROM: the row just before, when it is the same person and organisation
+    previous = row.outerjoin(before, and_(before.c.seq == row.c.seq - 1, provider(before, row)))
+    starts = case((or_(before.c.seq.is_(None), row.c.timepoint == "assessment", before.c.timepoint == "discharge"), 1),
+                  else_=0)
+    # Episode starts counted over all PROMs in seq order: within a provider, the same count is the
+    # same inferred episode (the provider's own numbering is this count less its first row's, +1).
+    count = func.sum(starts).over(order_by=row.c.seq, rows=(None, 0))
+    numbered = (select(row.c.seq, row.c.subject_id, row.c.recording_organization, row.c.referral_id,
+                       count.label("starts"), case((row.c.referral_id.is_(None), count)).label("inferred"))
+                .select_from(previous).subquery("numbered"))
+    n = numbered.c
+    key = (n.subject_id, n.recording_organization, n.referral_id, n.inferred)
+    grouped = (select(*key, func.min(n.seq).label("first_seq"), func.max(n.seq).label("last_seq"),
+                      func.min(n.starts).label("first_starts"), func.count().label("dialogs"))
+               .group_by(*key).subquery("grouped"))
+    g = grouped.c
+    first, exit_, last = _proms.alias("first"), _proms.alias("exit"), _proms.alias("last")
+    if query.exit_as_entry:
+        borrows_exit = and_(func.coalesce(first.c.timepoint, "") != "assessment", exit_.c.timepoint == "discharge")
+        entry_id = case((borrows_exit, exit_.c.response_id), else_=first.c.response_id)
+        has_entry = case((or_(first.c.timepoint == "assessment", borrows_exit), 1), else_=0)
+    else:
+        entry_id, has_entry = first.c.response_id, case((first.c.timepoint == "assessment", 1), else_=0)
+    provider_first = func.min(g.first_starts).over(partition_by=(g.subject_id, g.recording_organization))
+    inferred_label = literal("#").concat(cast(g.inferred - provider_first + 1, String))
+    chosen = (select(g.subject_id, g.recording_organization,
+                     func.coalesce(g.referral_id, inferred_label).label("episode"),
+                     entry_id.label("entry_id"), has_entry.label("has_entry"), last.c.response_id.label("latest_id"),
+                     last.c.authored.label("latest_authored"), last.c.referral_id.label("latest_referral"))
+              .select_from(grouped.join(first, first.c.seq == g.first_seq)
+                           .outerjoin(exit_, and_(exit_.c.seq == g.first_seq - 1, provider(exit_, first)))
+                           .join(last, last.c.seq == g.last_seq)))
+    episodes = chosen.subquery("chosen")
+    e = episodes.c
+    conditions = []
+    if query.start is not None:
+        conditions.append(e.latest_authored >= query.start)
+    if query.teams:
+        conditions.append(e.latest_referral.in_(_team_referrals(query)))
+    entry, latest = _s.alias("entry"), _s.alias("latest")
+    paired = e.entry_id != e.latest_id
+    columns = [e.subject_id, e.recording_organization, e.episode, _team_of(e.latest_referral).label("team"),
+               e.entry_id, e.latest_id, e.latest_authored, e.has_entry, case((paired, 1), else_=0).label("paired"),
+               entry.c.timepoint.label("entry_timepoint"), latest.c.timepoint.label("latest_timepoint"),
+               entry.c.authored_text.label("entry_authored"), latest.c.authored_text.label("latest_authored_text"),
+               case((paired, latest.c.sqol_mean - entry.c.sqol_mean)).label("sqol_change"),
+               _p.c.gender, _p.c.ethnic_category, _p.c.birth_date]
+    for item in query.change_items:
+        columns += [entry.c[f"rating_{item}"].label(f"entry_{item}"),
+                    case((paired, latest.c[f"rating_{item}"] - entry.c[f"rating_{item}"])).label(f"change_{item}")]
+    return (select(*columns)
+            .select_from(episodes.join(entry, entry.c.response_id == e.entry_id)
+                         .join(latest, latest.c.response_id == e.latest_id)
+                         .outerjoin(_p, _p.c.patient_id == e.subject_id))
+            .where(*conditions))
+
+
+def _pairs(connection: Connection, query: OutcomeQuery) -> list[dict]:
+    _fill_proms(connection, query)
+    episodes = _episode_rows(query).subquery()
+    statement = select(episodes).order_by(episodes.c.subject_id, episodes.c.latest_authored,
+                                          episodes.c.recording_organization, episodes.c.episode)
+    rows = [_plain(row) for row in connection.execute(statement)]
+    _drop_proms(connection)
+    return rows
+
+
+def _episodes(connection: Connection, query: OutcomeQuery) -> list[dict]:
+    _fill_proms(connection, query)
+    episodes = _episode_rows(query).cte("episode_rows").prefix_with("MATERIALIZED")
+    c = episodes.c
+    paired = c.paired == 1
+    entered = c.has_entry == 1
+    count_where = lambda condition: func.sum(case((condition, 1), else_=0))  # noqa: E731
+    # Stored means are doubles of k/n (n <= 8): a difference that is exactly 1/8 is exact in binary,
+    # and any other is at least 1/840 away from it, so `> 0.125` here agrees with change.py's Fraction.
+    meaningful = float(MEANINGFUL_SQOL_CHANGE)
+    scale = _scale(query)
+    sums = [("episodes", func.count()), ("paired", count_where(paired)),
+            ("sqol_change_sum", func.sum(_units(c.sqol_change, scale))),
+            ("sqol_change_n", func.count(c.sqol_change)), ("sqol_meaningful", count_where(c.sqol_change > meaningful))]
+    columns = ["dimension", "stratum", "episodes", "people", "people_t1", "people_t2", "paired", "people_paired",
+               "sqol_change_sum", "sqol_change_n", "sqol_meaningful"]
+    low, high = (DISSATISFIED[0], DISSATISFIED[-1]), (SATISFIED[0], SATISFIED[-1])
+    for item in query.change_items:
+        change, before = c[f"change_{item}"], c[f"entry_{item}"]
+        from_low, from_high = and_(change.is_not(None), before.between(*low)), and_(change.is_not(None), before.between(*high))
+        item_sums = [(f"n_{item}", func.count(change)),
+                     (f"latest_sum_{item}", func.sum(before + change)),
+                     (f"entry_sum_{item}", func.sum(case((change.is_not(None), before)))),
+                     (f"change_sum_{item}", func.sum(change)),
+                     (f"improved_{item}", count_where(change >= RELIABLE_ITEM_CHANGE)),
+                     (f"deteriorated_{item}", count_where(change <= -RELIABLE_ITEM_CHANGE)),
+                     (f"low_n_{item}", count_where(from_low)),
+                     (f"low_change_sum_{item}", func.sum(case((from_low, change)))),
+                     (f"low_improved_{item}", count_where(and_(from_low, change >= RELIABLE_ITEM_CHANGE))),
+                     (f"high_n_{item}", count_where(from_high)),
+                     (f"high_change_sum_{item}", func.sum(case((from_high, change)))),
+                     (f"high_deteriorated_{item}", count_where(and_(from_high, change <= -RELIABLE_ITEM_CHANGE)))]
+        sums += item_sums
+        columns += [name for name, _ in item_sums]
+    flags = [("people_t1", count_where(entered)), ("people_t2", count_where(and_(entered, paired))),
+             ("people_paired", count_where(paired))]
+    rows = _in_order(connection.execute(_by_stratum(episodes, query, sums, flags)), columns, ("sqol_change_sum",), scale)
+    _drop_proms(connection)
+    return rows
+
+
+# -- trend -----------------------------------------------------------------------------------------------
+def _trend(connection: Connection, query: OutcomeQuery) -> list[dict]:
+    outcome = _outcome()
+    month = func.substr(_s.c.authored_text, 1, 7)
+    scale = _scale(query)
+    statement = (select(month.label("month"),
+                        func.sum(case((outcome, 1), else_=0)).label("dialogs"),
+                        func.count(func.distinct(case((outcome, _s.c.subject_id)))).label("people"),
+                        func.sum(case((outcome, _units(_s.c.sqol_mean, scale)))).label("sqol_sum"),
+                        func.count(case((outcome, _s.c.sqol_mean))).label("sqol_n"))
+                 .where(*_counted(query, windowed=True)).group_by(month).order_by(month))
+    return _in_order(connection.execute(statement), ("month", "dialogs", "people", "sqol_sum", "sqol_n"),
+                     ("sqol_sum",), scale)
+
+
+def _dimension_label(dimension: str):
+    # A constant, not a bound parameter: PostgreSQL cannot type a parameter inside UNION ALL.
+    if dimension != "all" and dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}")
+    return literal_column(f"'{dimension}'", String).label("dimension")
+
+
+def _stratum(c, query: OutcomeQuery, dimension: str):
+    """The SQL expression naming a row's stratum within a dimension."""
+    if dimension == "all":
+        return literal_column("'all'", String)
+    if dimension == "organisation":
+        return func.coalesce(c.recording_organization, NOT_RECORDED)
+    if dimension == "team":
+        return func.coalesce(c.team, NOT_RECORDED)
+    if dimension == "gender":
+        return func.coalesce(c.gender, NOT_RECORDED)
+    if dimension == "ethnicity":
+        groups = dict(query.ethnic_groups)
+        return case(groups, value=c.ethnic_category, else_=NOT_RECORDED) if groups else literal_column(
+            f"'{NOT_RECORDED}'", String)
+    if dimension == "age-band":
+        age = (literal(query.as_of) - c.birth_date) // 10000
+        bands = list(query.age_bands)
+        whens = [(age < lowest, bands[i - 1][1] if i else label) for i, (lowest, label) in enumerate(bands)]
+        return case((c.birth_date.is_(None), NOT_RECORDED), *whens[1:], else_=bands[-1][1])
+    raise ValueError(f"unknown dimension {dimension!r}")
