@@ -26,7 +26,7 @@ import orjson
 
 from fhir_bridge.errors import BridgeError, ConfigurationError, InputError
 from fhir_bridge.measures import DialogDefinition
-from fhir_bridge.store.submission_records import PeriodReader, SubmissionRecord
+from fhir_bridge.store.submission_records import SCORE_COLUMNS, PeriodReader, SubmissionRecord
 from fhir_bridge.submission import (Assembler, DialogPolicy, PersonRecords, Quality, RowMaker, StoredDialog,
                                     SubmissionMapping, TableFiles, load_submission_mapping, validate_xml, write_xml)
 from fhir_bridge.submission.files import file_sha256
@@ -94,11 +94,49 @@ class MhsdsSubmission:
     def _write(self, period: Period, provider: str, out_dir: Path, work: Path, stem: str, maker: RowMaker, header_row,
                created: int, created_by: str, parameters: dict) -> SubmissionResult:
         schema = self.mapping.schema
-        tables = TableFiles(schema, work / "csv")
-        quality = Quality(schema, work / "left-out.jsonl")
+        tables, quality = self._tables(period, provider, work, maker, header_row)
+        xml = work / f"{stem}.xml"
+        write_xml(schema, tables, xml)
+        problem = validate_xml(schema, xml)
+        if problem is not None:
+            raise ConfigurationError(f"the file made does not validate against {schema.path} ({problem}); nothing was "
+                                     f"written: {self.mapping.file} and its checks let through what the schema refuses")
+        content = tables.content_sha256({_CREATED[0]: _CREATED[1]})
+        earlier = self.repository.submissions(provider=provider, period=period.month)
+        measures = quality.summary()["processMeasures"]
+        record = SubmissionRecord(self.new_id(), "mhsds", provider, period.month, created, created_by, f"{stem}.xml",
+                                  file_sha256(xml), content,
+                                  orjson.dumps({"rows": tables.counts, "leftOut": quality.left_out_total,
+                                                "measures": measures}).decode(),
+                                  orjson.dumps(self.policy.describe()).decode())
+        described = {"provider": provider, "period": period.month, "file": f"{stem}.xml", "schema": schema.path.name,
+                     "valid": True, "created": parameters["created"], "createdBy": created_by,
+                     "submissionId": record.submission_id, "sha256": record.file_sha256, "contentSha256": content,
+                     "resubmissionOf": [e.submission_id for e in earlier], "settings": self.policy.describe()}
+        quality.write_json(work / "quality.json", described)
+        quality.write_html(work / "quality.html", described)
+        final = {"xml": out_dir / f"{stem}.xml", "csv": out_dir / f"{stem}-csv",
+                 "json": out_dir / f"{stem}-quality.json", "html": out_dir / f"{stem}-quality.html"}
         try:
-            tables.write(self.mapping.tables[0].name, [header_row])
-            quality.add_rows(self.mapping.tables[0].name, [header_row])
+            os.replace(work / "quality.json", final["json"])
+            os.replace(work / "quality.html", final["html"])
+            os.replace(tables.folder, final["csv"])
+            os.replace(xml, final["xml"])   # last: the file exists only when everything with it does
+        except OSError as exc:
+            raise BridgeError(f"cannot move the submission into {out_dir}: {exc.strerror}") from exc
+        self.repository.record_submission(record)
+        return SubmissionResult(record, final["xml"], final["csv"], final["json"], final["html"], dict(tables.counts),
+                                quality.left_out_total, measures, earlier, schema.path)
+
+    def _tables(self, period: Period, provider: str, work: Path, maker: RowMaker, header_row
+                ) -> tuple[TableFiles, Quality]:
+        """Every row of the month, person by person, into the CSV tables and the quality report."""
+        header = self.mapping.tables[0].name
+        tables = TableFiles(self.mapping.schema, work / "csv")
+        quality = Quality(self.mapping.schema, work / "left-out.jsonl")
+        try:
+            tables.write(header, [header_row])
+            quality.add_rows(header, [header_row])
             assembler = Assembler(self.mapping, maker, self.definition, period, provider, self.policy)
             with self.repository.period_reader() as reader:
                 for records in people(reader, self.mapping, period, self.policy):
@@ -108,38 +146,8 @@ class MhsdsSubmission:
                     quality.add_person(person)
         finally:
             tables.close()
-        xml = work / f"{stem}.xml"
-        write_xml(schema, tables, xml)
-        problem = validate_xml(schema, xml)
-        if problem is not None:
-            raise ConfigurationError(f"the file made does not validate against {schema.path} ({problem}); nothing was "
-                                     f"written: {self.mapping.file} and its checks let through what the schema refuses")
-        content = tables.content_sha256({_CREATED[0]: _CREATED[1]})
-        earlier = self.repository.submissions(provider=provider, period=period.month)
-        record = SubmissionRecord(self.new_id(), "mhsds", provider, period.month, created, created_by, f"{stem}.xml",
-                                  file_sha256(xml), content,
-                                  orjson.dumps({"rows": tables.counts, "leftOut": quality.left_out_total,
-                                                "measures": quality.summary()["processMeasures"]}).decode(),
-                                  orjson.dumps(self.policy.describe()).decode())
-        final = {"xml": out_dir / f"{stem}.xml", "csv": out_dir / f"{stem}-csv",
-                 "json": out_dir / f"{stem}-quality.json", "html": out_dir / f"{stem}-quality.html"}
-        described = {"provider": provider, "period": period.month, "file": final["xml"].name,
-                     "schema": schema.path.name, "valid": True, "created": parameters["created"],
-                     "createdBy": created_by, "submissionId": record.submission_id, "sha256": record.file_sha256,
-                     "contentSha256": content, "resubmissionOf": [e.submission_id for e in earlier],
-                     "settings": self.policy.describe()}
-        quality.write_json(work / "quality.json", described)
-        quality.write_html(work / "quality.html", described)
-        try:
-            os.replace(work / "quality.json", final["json"])
-            os.replace(work / "quality.html", final["html"])
-            os.replace(work / "csv", final["csv"])
-            os.replace(xml, final["xml"])   # last: the file exists only when everything with it does
-        except OSError as exc:
-            raise BridgeError(f"cannot move the submission into {out_dir}: {exc.strerror}") from exc
-        self.repository.record_submission(record)
-        return SubmissionResult(record, final["xml"], final["csv"], final["json"], final["html"], dict(tables.counts),
-                                quality.left_out_total, quality.summary()["processMeasures"], earlier, schema.path)
+            quality.close()
+        return tables, quality
 
 
 def policy_from(settings) -> DialogPolicy:
@@ -177,7 +185,7 @@ def people(reader: PeriodReader, mapping: SubmissionMapping, period: Period, pol
 
     def dialogs() -> Iterator[tuple[str, StoredDialog]]:
         for row, body in reader.dialogs(period.low - policy.duplicate_days * _DAY_US, period.high):
-            yield row["subject_id"], _stored_dialog(row, body)
+            yield row[_SUBJECT], _stored_dialog(row, body)
 
     groups = {"referrals": _Groups(stream("referral")), "contacts": _Groups(stream("contact")),
               "care_teams": _Groups(stream("care-team")), "care_plans": _Groups(stream("care-plan")),
@@ -219,12 +227,16 @@ class _Groups:
         return taken
 
 
-def _stored_dialog(row: dict, body: bytes) -> StoredDialog:
-    ratings = {column.removeprefix("rating_").replace("_", "-"): row[column]
-               for column in row if column.startswith("rating_")}
-    return StoredDialog(row["response_id"], row["subject_id"], row["authored"], row["authored_text"], row["status"],
-                        row["purpose"], row["timepoint"], row["recording_organization"], ratings,
-                        frozenset(filter(None, (row["not_applicable"] or "").split(","))), orjson.loads(body))
+_SUBJECT = SCORE_COLUMNS.index("subject_id")
+_RATINGS = [(n, c.removeprefix("rating_").replace("_", "-")) for n, c in enumerate(SCORE_COLUMNS) if c.startswith("rating_")]
+
+
+def _stored_dialog(row: tuple, body: bytes) -> StoredDialog:
+    (response_id, subject_id, authored, authored_text, status, purpose, timepoint, recorder,
+     not_applicable) = row[:9]
+    return StoredDialog(response_id, subject_id, authored, authored_text, status, purpose, timepoint, recorder,
+                        {domain: row[n] for n, domain in _RATINGS},
+                        frozenset(filter(None, (not_applicable or "").split(","))), body)
 
 
 def _user() -> str:

@@ -92,8 +92,9 @@ def build_outcome_report(store: OutcomeMixin, definition: DialogDefinition, requ
         ethnic_groups=ETHNIC_GROUPS, careplan_category=(PLAN_TYPE_SYSTEM, MAIN_PLAN), careplan_statuses=OPEN_STATUSES)
     control = request.disclosure_control and request.level != "individual"
     figures = _Figures(items, control, request.level == "individual")
-    activity = {(r["dimension"], r["stratum"]): r for r in store.outcome_activity(query)}
-    episodes = {(r["dimension"], r["stratum"]): r for r in store.outcome_episodes(query)}
+    activity_rows, episode_rows, trend_rows = store.outcome_figures(query)
+    activity = {(r["dimension"], r["stratum"]): r for r in activity_rows}
+    episodes = {(r["dimension"], r["stratum"]): r for r in episode_rows}
     # A stratum may have episodes but no DIALOG in the period's activity (its team changed) or the reverse.
     for key in sorted(activity.keys() | episodes.keys(), key=_stratum_order):
         figures.activity(activity.get(key), episodes.get(key))
@@ -101,7 +102,7 @@ def build_outcome_report(store: OutcomeMixin, definition: DialogDefinition, requ
               "people": show("count", r["people"], control=control),
               "sqol_mean": show("mean", r["sqol_sum"] / r["sqol_n"] if r["sqol_n"] else None,
                                 denominator=r["sqol_n"], people=r["people"], control=control)}
-             for r in store.outcome_trend(query)]
+             for r in trend_rows]
     report = OutcomeReport(request, as_of, items, figures.figures, trend)
     if request.level == "individual":
         report.dialogs = store.person_dialogs(query)

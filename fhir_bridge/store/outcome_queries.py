@@ -19,15 +19,17 @@ definitions (age bands, ethnic groups) come from the caller.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from math import lcm
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (BigInteger, Column, Connection, Integer, MetaData, String, Table, and_, case, cast, false,
                         func, insert, literal, literal_column, or_, select, text, true, union_all)
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from fhir_bridge.measures.change import MEANINGFUL_SQOL_CHANGE, RELIABLE_ITEM_CHANGE
 from fhir_bridge.measures.dialog import DISSATISFIED, SATISFIED
@@ -91,10 +93,21 @@ class OutcomeMixin:
             return _trend(connection, query)
 
     def outcome_figures(self, query: OutcomeQuery) -> tuple[list[dict], list[dict], list[dict]]:
-        """outcome_activity, outcome_episodes and outcome_trend in one read transaction, so that
-        every figure of a report comes from one state of the store (one SQLite snapshot)."""
+        """outcome_activity, outcome_episodes and outcome_trend together. Each family is a CPU-bound
+        pass of its own (a few seconds at 1,000,000 DIALOGs), so the episodes are read on a second
+        connection while this one reads the activity and the trend (one read transaction), when
+        the store allows a second connection onto the same data (a file or a server, not an
+        in-memory SQLite database). The two transactions begin together; like the three separate
+        reads this replaces, they are not one snapshot: a DIALOG committed in that instant may
+        count in one family and not the other."""
         with self._reading() as connection:
-            return _activity(connection, query), _episodes(connection, query), _trend(connection, query)
+            concurrent = not isinstance(connection.engine.pool, (SingletonThreadPool, StaticPool))
+            if not concurrent:
+                return _activity(connection, query), _episodes(connection, query), _trend(connection, query)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcome-episodes") as helper:
+                episodes = helper.submit(self.outcome_episodes, query)
+                activity, trend = _activity(connection, query), _trend(connection, query)
+                return activity, episodes.result(), trend
 
     def person_dialogs(self, query: OutcomeQuery) -> list[dict]:
         """Every counted DIALOG of query.patient_id in the period, oldest first (individual level)."""
@@ -105,15 +118,17 @@ class OutcomeMixin:
                    _p.c.gender, _p.c.ethnic_category, _p.c.birth_date,
                    *[_s.c[f"rating_{item}"] for item in query.items]]
         statement = (select(*columns).select_from(_s.outerjoin(_p, _p.c.patient_id == _s.c.subject_id))
-                     .where(*_counted(query, windowed=True)).order_by(_s.c.authored, _s.c.response_id))
+                     .order_by(_s.c.authored, _s.c.response_id))
         with self._reading() as connection:
+            statement = statement.where(*_counted(query, connection.dialect.name, windowed=True))
             return [_plain(row) for row in connection.execute(statement)]
 
 
 def _plain(row) -> dict:
     """Plain str keys, Python ints and floats whatever the database (PostgreSQL's SUM of bigint is a Decimal)."""
+    mapping = row if isinstance(row, dict) else row._mapping
     return {str(key): (int(value) if value == value.to_integral_value() else float(value))
-            if isinstance(value, Decimal) else value for key, value in row._mapping.items()}
+            if isinstance(value, Decimal) else value for key, value in mapping.items()}
 
 
 def _in_order(rows, keys: Sequence[str], scaled: Sequence[str] = (), scale: int = 1) -> list[dict]:
@@ -179,14 +194,15 @@ def _outcome():
     return and_(_s.c.purpose == "prom", _s.c.possible_duplicate == false())
 
 
-def _counted(query: OutcomeQuery, *, windowed: bool, prom_only: bool = False) -> list:
+def _counted(query: OutcomeQuery, dialect: str, *, windowed: bool, prom_only: bool = False) -> list:
     """Conditions on dialog_scores for counted DIALOGs; windowed: in [start, end); else everything
     before end (episodes need their past). prom_only: PROMs that are not possible duplicates."""
+    subject_type, authored = _s.c.subject_type, _s.c.authored
     if query.patient_id:      # one person: ix_scores_subject finds their rows
-        subject_type, authored = _s.c.subject_type, _s.c.authored
         conditions = [subject_type == "Patient", _s.c.subject_id == query.patient_id]
-    else:                     # most of the table: read in table order (see "Shape of the work")
-        subject_type, authored = func.coalesce(_s.c.subject_type, ""), _s.c.authored + 0
+    else:
+        if dialect == "sqlite":   # most of the table: read it in table order (see "Shape of the work")
+            subject_type, authored = func.coalesce(subject_type, ""), authored + 0
         conditions = [subject_type == "Patient", _s.c.subject_id.is_not(None)]
     conditions += [authored.is_not(None), _s.c.status.in_(COUNTED_STATUSES)]
     if query.end is not None:
@@ -241,58 +257,65 @@ def _plan_holders(query: OutcomeQuery):
 _PERSON_DIMENSIONS = ("ethnicity", "gender", "age-band")   # a person is in one stratum of each
 
 
-def _by_stratum(source, query: OutcomeQuery, sums: Sequence[tuple[str, object]],
-                flags: Sequence[tuple[str, object]]):
-    """Per (dimension, stratum) over `source` (rows with subject_id, recording_organization, team,
-    gender, ethnic_category, birth_date): each of `sums` (name, an additive aggregate over source
-    rows), `people` (distinct subject_id), and for each of `flags` (name, an aggregate) the people
-    whose own value of it is above 0.
+def _by_stratum(rows, query: OutcomeQuery, sums: Callable[[Any], list[tuple[str, Any]]],
+                flags: Callable[[Any], list[tuple[str, Any]]]):
+    """Per (dimension, stratum) over `rows` (a select of rows with subject_id,
+    recording_organization, team, gender, ethnic_category, birth_date): each of sums(columns)
+    (name, an additive aggregate over the rows), `people` (distinct subject_id), and for each of
+    flags(columns) (name, an aggregate) the people whose own value of it is above 0.
 
-    Sums: one GROUP BY over source per combination of strata (the cube), each dimension summed
-    from the cube. People: one row per person (per person and organisation, per person and team)
-    with 0/1 flags, counted per stratum."""
-    c = source.c
+    The rows are stored once with their strata. Sums: one GROUP BY per combination of strata (the
+    cube), summed per dimension from it (the person-level dimensions from its roll-up over their
+    strata). People: one row per person (per person and organisation, per person and team) with
+    0/1 flags, counted per stratum."""
     dimensions = ("all", *query.dimensions)
-    strata = {d: _stratum(c, query, d).label(_stratum_column(d)) for d in dimensions if d != "all"}
-    cube = (select(*strata.values(), *[aggregate.label(name) for name, aggregate in sums])
-            .group_by(*strata.values()).cte("cube").prefix_with("MATERIALIZED"))
+    inner = rows.subquery("rows")
+    strata = [_stratum(inner.c, query, d).label(_stratum_column(d)) for d in dimensions if d != "all"]
+    source = select(inner, *strata).cte("source").prefix_with("MATERIALIZED")
+    c = source.c
+    sums, flags = sums(c), flags(c)
+    sum_names, people_names = [name for name, _ in sums], ["people", *[name for name, _ in flags]]
+    keys = [c[s.name] for s in strata]
+    personal = [c[_stratum_column(d)] for d in _PERSON_DIMENSIONS if d in dimensions]
+    cube = (select(*keys, *[aggregate.label(name) for name, aggregate in sums])
+            .group_by(*keys).cte("cube").prefix_with("MATERIALIZED"))
+    personal_sums = (select(*[cube.c[k.name] for k in personal], *[func.sum(cube.c[n]).label(n) for n in sum_names])
+                     .group_by(*[cube.c[k.name] for k in personal]).cte("personal_sums").prefix_with("MATERIALIZED"))
     flagged = [case((aggregate > 0, 1), else_=0).label(name) for name, aggregate in flags]
-    personal = [strata[d] for d in _PERSON_DIMENSIONS if d in strata]
     person = (select(c.subject_id, *personal, *flagged).group_by(c.subject_id, *personal)
               .cte("person").prefix_with("MATERIALIZED"))
-    person_cube = (select(*[person.c[s.name] for s in personal], func.count().label("people"),
+    person_cube = (select(*[person.c[k.name] for k in personal], func.count().label("people"),
                           *[func.sum(person.c[name]).label(name) for name, _ in flags])
-                   .group_by(*[person.c[s.name] for s in personal]).cte("person_cube").prefix_with("MATERIALIZED"))
+                   .group_by(*[person.c[k.name] for k in personal]).cte("person_cube").prefix_with("MATERIALIZED"))
     branches = []
     for dimension in dimensions:
         if dimension in ("all", *_PERSON_DIMENSIONS):
-            people = _people_from(person_cube, dimension, ["people", *[name for name, _ in flags]])
+            people = _rolled_up(person_cube, dimension, people_names)
+            totals = _rolled_up(personal_sums, dimension, sum_names)
         else:   # organisation, team: a person may be in several strata
-            stratum = strata[dimension]
+            stratum = c[_stratum_column(dimension)]
             per = select(stratum, c.subject_id, *flagged).group_by(stratum, c.subject_id).subquery()
             people = (select(per.c[stratum.name].label("stratum"), func.count().label("people"),
                              *[func.sum(per.c[name]).label(name) for name, _ in flags])
                       .group_by(per.c[stratum.name]).subquery())
+            totals = _rolled_up(cube, dimension, sum_names)
         if dimension == "all":
-            totals = select(*[func.sum(cube.c[name]).label(name) for name, _ in sums]).subquery()
             joined, stratum_value = totals.join(people, true()), literal_column("'all'", String)
         else:
-            column = cube.c[_stratum_column(dimension)]
-            totals = (select(column.label("stratum"), *[func.sum(cube.c[name]).label(name) for name, _ in sums])
-                      .group_by(column).subquery())
             joined, stratum_value = totals.join(people, people.c.stratum == totals.c.stratum), totals.c.stratum
         branches.append(select(_dimension_label(dimension), stratum_value.label("stratum"),
-                               *[totals.c[name] for name, _ in sums],
-                               *[func.coalesce(people.c[name], 0).label(name) for name in
-                                 ["people", *[name for name, _ in flags]]]).select_from(joined))
+                               *[totals.c[name] for name in sum_names],
+                               *[func.coalesce(people.c[name], 0).label(name) for name in people_names])
+                        .select_from(joined))
     return union_all(*branches)
 
 
-def _people_from(person_cube, dimension: str, names: Sequence[str]):
-    columns = [func.sum(person_cube.c[name]).label(name) for name in names]
+def _rolled_up(table, dimension: str, names: Sequence[str]):
+    """Sums of `names` over `table`, per stratum of `dimension` (one row for "all")."""
+    columns = [func.sum(table.c[name]).label(name) for name in names]
     if dimension == "all":
         return select(*columns).subquery()
-    column = person_cube.c[_stratum_column(dimension)]
+    column = table.c[_stratum_column(dimension)]
     return select(column.label("stratum"), *columns).group_by(column).subquery()
 
 
@@ -320,20 +343,21 @@ def _activity(connection: Connection, query: OutcomeQuery) -> list[dict]:
                  (f"low_{item}", func.sum(case((and_(outcome, rating.between(DISSATISFIED[0], DISSATISFIED[-1])), 1),
                                                else_=0)))]
     keys = (_s.c.recording_organization, _s.c.referral_id, _s.c.subject_id)
-    base = (select(*keys, *[aggregate.label(name) for name, aggregate in sums])
-            .where(*_counted(query, windowed=True)).group_by(*keys).subquery("base"))
+    # The team and the care plan are looked up here, once per group; a plain select over this one
+    # would be flattened into the next by SQLite, which then repeats the lookup for every use.
+    base = (select(*keys, _team_of(_s.c.referral_id).label("team"),
+                   case((_s.c.subject_id.in_(_plan_holders(query)), 1), else_=0).label("has_plan"),
+                   *[aggregate.label(name) for name, aggregate in sums])
+            .where(*_counted(query, connection.dialect.name, windowed=True)).group_by(*keys).subquery("base"))
     b = base.c
-    slices = (select(b.subject_id, b.recording_organization, _team_of(b.referral_id).label("team"),
-                     _p.c.gender, _p.c.ethnic_category, _p.c.birth_date,
-                     case((b.subject_id.in_(_plan_holders(query)), 1), else_=0).label("has_plan"),
-                     *[b[name] for name, _ in sums])
-              .select_from(base.outerjoin(_p, _p.c.patient_id == b.subject_id))
-              .cte("slices").prefix_with("MATERIALIZED"))
-    c = slices.c
-    pooled = [(name, func.sum(c[name])) for name, _ in sums]
-    flags = [("people_prom", func.sum(c.prom)), ("people_care_planning", func.sum(c.care_planning)),
-             ("people_with_plan", func.sum(c.has_plan)), ("sqol_people", func.sum(c.sqol_n)),
-             ("ts_people", func.sum(c.ts_n)), *[(f"people_{item}", func.sum(c[f"n_{item}"])) for item in query.items]]
+    slices = (select(b.subject_id, b.recording_organization, b.team, _p.c.gender, _p.c.ethnic_category,
+                     _p.c.birth_date, b.has_plan, *[b[name] for name, _ in sums])
+              .select_from(base.outerjoin(_p, _p.c.patient_id == b.subject_id)))
+    pooled = lambda c: [(name, func.sum(c[name])) for name, _ in sums]  # noqa: E731
+    flags = lambda c: [  # noqa: E731
+        ("people_prom", func.sum(c.prom)), ("people_care_planning", func.sum(c.care_planning)),
+        ("people_with_plan", func.sum(c.has_plan)), ("sqol_people", func.sum(c.sqol_n)), ("ts_people", func.sum(c.ts_n)),
+        *[(f"people_{item}", func.sum(c[f"n_{item}"])) for item in query.items]]
     columns = ["dimension", "stratum", "dialogs", "prom", "care_planning", "duplicates", "people", "people_prom",
                "people_care_planning", "people_with_plan", "sqol_sum", "sqol_n", "sqol_people", "ts_sum", "ts_n",
                "ts_people"]
@@ -351,7 +375,7 @@ def _fill_proms(connection: Connection, query: OutcomeQuery) -> None:
     columns = [_s.c.subject_id, _s.c.recording_organization, _s.c.response_id, _s.c.authored, _s.c.timepoint,
                _s.c.referral_id]
     names = [column.name for column in columns]
-    rows = select(*columns).where(*_counted(query, windowed=False, prom_only=True))
+    rows = select(*columns).where(*_counted(query, connection.dialect.name, windowed=False, prom_only=True))
     if connection.dialect.name == "sqlite":
         # rowids are given in insertion order: INSERT ... SELECT ... ORDER BY numbers the rows
         # with one sort (row_number() would add SQLite's window machinery to it)
@@ -370,23 +394,40 @@ def _drop_proms(connection: Connection) -> None:
 def _episode_rows(query: OutcomeQuery):
     """One row per episode with a PROM DIALOG in the period: entry and latest DIALOG, change.
     Reads outcome_proms (_fill_proms)."""
-    row, before = _proms.alias("row"), _proms.alias("before")
+    row, before, after = _proms.alias("row"), _proms.alias("before"), _proms.alias("after")
     provider = lambda a, b: and_(a.c.subject_id == b.c.subject_id,  # noqa: E731
                                  a.c.recording_organization.is_not_distinct_from(b.c.recording_organization))
-    # the provider's previous PROM: the row just before, when it is the same person and organisation
-    previous = row.outerjoin(before, and_(before.c.seq == row.c.seq - 1, provider(before, row)))
+    # the provider's previous and next PROM: the rows just before and after, when they are the same
+    # person and organisation (key lookups)
+    neighbours = (row.outerjoin(before, and_(before.c.seq == row.c.seq - 1, provider(before, row)))
+                  .outerjoin(after, and_(after.c.seq == row.c.seq + 1, provider(after, row))))
     starts = case((or_(before.c.seq.is_(None), row.c.timepoint == "assessment", before.c.timepoint == "discharge"), 1),
                   else_=0)
-    # Episode starts counted over all PROMs in seq order: within a provider, the same count is the
-    # same inferred episode (the provider's own numbering is this count less its first row's, +1).
-    count = func.sum(starts).over(order_by=row.c.seq, rows=(None, 0))
-    numbered = (select(row.c.seq, row.c.subject_id, row.c.recording_organization, row.c.referral_id,
-                       count.label("starts"), case((row.c.referral_id.is_(None), count)).label("inferred"))
-                .select_from(previous).subquery("numbered"))
+    next_starts = case((or_(after.c.timepoint == "assessment", row.c.timepoint == "discharge"), 1), else_=0)
+    # Running counts over all PROMs in seq order (a window SQLite computes in key order, unsorted):
+    # episode starts, where within a provider the same count is the same inferred episode (the
+    # provider's own numbering is this count less its first row's, + 1); and providers, a whole
+    # number standing for (person, organisation) in what follows.
+    in_order = {"order_by": row.c.seq}   # seq is unique: the default frame is every row up to this one
+    count = func.sum(starts).over(**in_order)
+    providers = func.sum(case((before.c.seq.is_(None), 1), else_=0)).over(**in_order)
+    # A run: consecutive PROMs of one episode. Only a run's first and last PROM go on to the
+    # grouping (most episodes are one run: two rows of the provider's seven or so).
+    same_as_before = and_(before.c.seq.is_not(None), or_(before.c.referral_id == row.c.referral_id, and_(
+        row.c.referral_id.is_(None), before.c.referral_id.is_(None), starts == 0)))
+    same_as_after = and_(after.c.seq.is_not(None), or_(after.c.referral_id == row.c.referral_id, and_(
+        row.c.referral_id.is_(None), after.c.referral_id.is_(None), next_starts == 0)))
+    numbered = (select(row.c.seq, row.c.referral_id, providers.label("provider"), count.label("starts"),
+                       case((row.c.referral_id.is_(None), count)).label("inferred"),
+                       case((same_as_before, 0), else_=1).label("run_first"),
+                       case((same_as_after, 0), else_=1).label("run_last"))
+                .select_from(neighbours).subquery("numbered"))
     n = numbered.c
-    key = (n.subject_id, n.recording_organization, n.referral_id, n.inferred)
-    grouped = (select(*key, func.min(n.seq).label("first_seq"), func.max(n.seq).label("last_seq"),
-                      func.min(n.starts).label("first_starts"), func.count().label("dialogs"))
+    ends = select(numbered).where(or_(n.run_first == 1, n.run_last == 1)).subquery("ends")
+    r = ends.c
+    key = (r.provider, r.referral_id, r.inferred)
+    grouped = (select(*key, func.min(r.seq).label("first_seq"), func.max(r.seq).label("last_seq"),
+                      func.min(r.starts).label("first_starts"))
                .group_by(*key).subquery("grouped"))
     g = grouped.c
     first, exit_, last = _proms.alias("first"), _proms.alias("exit"), _proms.alias("last")
@@ -396,12 +437,13 @@ def _episode_rows(query: OutcomeQuery):
         has_entry = case((or_(first.c.timepoint == "assessment", borrows_exit), 1), else_=0)
     else:
         entry_id, has_entry = first.c.response_id, case((first.c.timepoint == "assessment", 1), else_=0)
-    provider_first = func.min(g.first_starts).over(partition_by=(g.subject_id, g.recording_organization))
+    provider_first = func.min(g.first_starts).over(partition_by=g.provider)
     inferred_label = literal("#").concat(cast(g.inferred - provider_first + 1, String))
-    chosen = (select(g.subject_id, g.recording_organization,
+    chosen = (select(first.c.subject_id, first.c.recording_organization,
                      func.coalesce(g.referral_id, inferred_label).label("episode"),
                      entry_id.label("entry_id"), has_entry.label("has_entry"), last.c.response_id.label("latest_id"),
-                     last.c.authored.label("latest_authored"), last.c.referral_id.label("latest_referral"))
+                     last.c.authored.label("latest_authored"), last.c.referral_id.label("latest_referral"),
+                     _team_of(last.c.referral_id).label("team"))
               .select_from(grouped.join(first, first.c.seq == g.first_seq)
                            .outerjoin(exit_, and_(exit_.c.seq == g.first_seq - 1, provider(exit_, first)))
                            .join(last, last.c.seq == g.last_seq)))
@@ -414,7 +456,7 @@ def _episode_rows(query: OutcomeQuery):
         conditions.append(e.latest_referral.in_(_team_referrals(query)))
     entry, latest = _s.alias("entry"), _s.alias("latest")
     paired = e.entry_id != e.latest_id
-    columns = [e.subject_id, e.recording_organization, e.episode, _team_of(e.latest_referral).label("team"),
+    columns = [e.subject_id, e.recording_organization, e.episode, e.team,
                e.entry_id, e.latest_id, e.latest_authored, e.has_entry, case((paired, 1), else_=0).label("paired"),
                entry.c.timepoint.label("entry_timepoint"), latest.c.timepoint.label("latest_timepoint"),
                entry.c.authored_text.label("entry_authored"), latest.c.authored_text.label("latest_authored_text"),
@@ -441,44 +483,59 @@ def _pairs(connection: Connection, query: OutcomeQuery) -> list[dict]:
 
 
 def _episodes(connection: Connection, query: OutcomeQuery) -> list[dict]:
-    _fill_proms(connection, query)
-    episodes = _episode_rows(query).cte("episode_rows").prefix_with("MATERIALIZED")
-    c = episodes.c
-    paired = c.paired == 1
-    entered = c.has_entry == 1
-    count_where = lambda condition: func.sum(case((condition, 1), else_=0))  # noqa: E731
+    scale = _scale(query)
     # Stored means are doubles of k/n (n <= 8): a difference that is exactly 1/8 is exact in binary,
     # and any other is at least 1/840 away from it, so `> 0.125` here agrees with change.py's Fraction.
     meaningful = float(MEANINGFUL_SQOL_CHANGE)
-    scale = _scale(query)
-    sums = [("episodes", func.count()), ("paired", count_where(paired)),
-            ("sqol_change_sum", func.sum(_units(c.sqol_change, scale))),
-            ("sqol_change_n", func.count(c.sqol_change)), ("sqol_meaningful", count_where(c.sqol_change > meaningful))]
+    low, high = (DISSATISFIED[0], DISSATISFIED[-1]), (SATISFIED[0], SATISFIED[-1])
+    count_where = lambda condition: func.sum(case((condition, 1), else_=0))  # noqa: E731
+
+    def sums(c) -> list:
+        paired = c.paired == 1
+        out = [("episodes", func.count()), ("paired", count_where(paired)),
+               ("sqol_change_sum", func.sum(_units(c.sqol_change, scale))),
+               ("sqol_change_n", func.count(c.sqol_change)), ("sqol_meaningful", count_where(c.sqol_change > meaningful))]
+        for item in query.change_items:
+            change, before = c[f"change_{item}"], c[f"entry_{item}"]
+            from_low = and_(change.is_not(None), before.between(*low))
+            from_high = and_(change.is_not(None), before.between(*high))
+            # latest_sum_<item> is entry_sum + change_sum (the same rows: a change needs an entry rating)
+            out += [(f"n_{item}", func.count(change)),
+                    (f"entry_sum_{item}", func.sum(case((change.is_not(None), before)))),
+                    (f"change_sum_{item}", func.sum(change)),
+                    (f"improved_{item}", count_where(change >= RELIABLE_ITEM_CHANGE)),
+                    (f"deteriorated_{item}", count_where(change <= -RELIABLE_ITEM_CHANGE)),
+                    (f"low_n_{item}", count_where(from_low)),
+                    (f"low_change_sum_{item}", func.sum(case((from_low, change)))),
+                    (f"low_improved_{item}", count_where(and_(from_low, change >= RELIABLE_ITEM_CHANGE))),
+                    (f"high_n_{item}", count_where(from_high)),
+                    (f"high_change_sum_{item}", func.sum(case((from_high, change)))),
+                    (f"high_deteriorated_{item}", count_where(and_(from_high, change <= -RELIABLE_ITEM_CHANGE)))]
+        return out
+
+    def flags(c) -> list:
+        entered, paired = c.has_entry == 1, c.paired == 1
+        return [("people_t1", count_where(entered)), ("people_t2", count_where(and_(entered, paired))),
+                ("people_paired", count_where(paired))]
+
     columns = ["dimension", "stratum", "episodes", "people", "people_t1", "people_t2", "paired", "people_paired",
                "sqol_change_sum", "sqol_change_n", "sqol_meaningful"]
-    low, high = (DISSATISFIED[0], DISSATISFIED[-1]), (SATISFIED[0], SATISFIED[-1])
     for item in query.change_items:
-        change, before = c[f"change_{item}"], c[f"entry_{item}"]
-        from_low, from_high = and_(change.is_not(None), before.between(*low)), and_(change.is_not(None), before.between(*high))
-        item_sums = [(f"n_{item}", func.count(change)),
-                     (f"latest_sum_{item}", func.sum(before + change)),
-                     (f"entry_sum_{item}", func.sum(case((change.is_not(None), before)))),
-                     (f"change_sum_{item}", func.sum(change)),
-                     (f"improved_{item}", count_where(change >= RELIABLE_ITEM_CHANGE)),
-                     (f"deteriorated_{item}", count_where(change <= -RELIABLE_ITEM_CHANGE)),
-                     (f"low_n_{item}", count_where(from_low)),
-                     (f"low_change_sum_{item}", func.sum(case((from_low, change)))),
-                     (f"low_improved_{item}", count_where(and_(from_low, change >= RELIABLE_ITEM_CHANGE))),
-                     (f"high_n_{item}", count_where(from_high)),
-                     (f"high_change_sum_{item}", func.sum(case((from_high, change)))),
-                     (f"high_deteriorated_{item}", count_where(and_(from_high, change <= -RELIABLE_ITEM_CHANGE)))]
-        sums += item_sums
-        columns += [name for name, _ in item_sums]
-    flags = [("people_t1", count_where(entered)), ("people_t2", count_where(and_(entered, paired))),
-             ("people_paired", count_where(paired))]
-    rows = _in_order(connection.execute(_by_stratum(episodes, query, sums, flags)), columns, ("sqol_change_sum",), scale)
+        columns += [f"{name}_{item}" for name in ("n", "latest_sum", "entry_sum", "change_sum", "improved",
+                                                  "deteriorated", "low_n", "low_change_sum", "low_improved",
+                                                  "high_n", "high_change_sum", "high_deteriorated")]
+    _fill_proms(connection, query)
+    result = connection.execute(_by_stratum(_episode_rows(query), query, sums, flags))
+    rows = []
+    counts = ["episodes", "sqol_change_n", *[f"n_{item}" for item in query.change_items]]  # COUNT: 0 over no rows
+    for row in map(dict, (r._mapping for r in result)):
+        for item in query.change_items:
+            entry, change = row[f"entry_sum_{item}"], row[f"change_sum_{item}"]
+            row[f"latest_sum_{item}"] = None if entry is None or change is None else entry + change
+        row.update((key, 0) for key in counts if row[key] is None)
+        rows.append(row)
     _drop_proms(connection)
-    return rows
+    return _in_order(rows, columns, ("sqol_change_sum",), scale)
 
 
 # -- trend -----------------------------------------------------------------------------------------------
@@ -491,7 +548,7 @@ def _trend(connection: Connection, query: OutcomeQuery) -> list[dict]:
                         func.count(func.distinct(case((outcome, _s.c.subject_id)))).label("people"),
                         func.sum(case((outcome, _units(_s.c.sqol_mean, scale)))).label("sqol_sum"),
                         func.count(case((outcome, _s.c.sqol_mean))).label("sqol_n"))
-                 .where(*_counted(query, windowed=True)).group_by(month).order_by(month))
+                 .where(*_counted(query, connection.dialect.name, windowed=True)).group_by(month).order_by(month))
     return _in_order(connection.execute(statement), ("month", "dialogs", "people", "sqol_sum", "sqol_n"),
                      ("sqol_sum",), scale)
 

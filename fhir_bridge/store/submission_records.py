@@ -95,9 +95,9 @@ class PeriodReader:
             if row.body is not None:   # None: deleted as at the end of the window
                 yield row.patient_id, row.resource_id, row.body
 
-    def dialogs(self, low: int, high: int) -> Iterator[tuple[dict, bytes]]:
-        """(score row, body) of current DIALOG responses about a Patient authored in [low, high], by
-        patient, then authored time and id."""
+    def dialogs(self, low: int, high: int) -> Iterator[tuple[tuple, bytes]]:
+        """(score row: the values of SCORE_COLUMNS in order, body) of current DIALOG responses about
+        a Patient authored in [low, high], by patient, then authored time and id."""
         columns = [_scores.c[name] for name in SCORE_COLUMNS]
         query = (select(*columns, _res.c.body)
                  .join(_res, and_(_res.c.resource_type == "QuestionnaireResponse",
@@ -106,8 +106,8 @@ class PeriodReader:
                         _res.c.deleted.is_(False))
                  .order_by(self._code_point(_scores.c.subject_id), _scores.c.authored,
                            self._code_point(_scores.c.response_id)))
-        for row in self._connection.execute(query).mappings():
-            yield {name: row[name] for name in SCORE_COLUMNS}, row["body"]
+        for row in self._connection.execute(query):
+            yield tuple(row[:-1]), row[-1]
 
 
 class SubmissionMixin:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import orjson
+
 from fhir_bridge.measures import DialogDefinition
 from fhir_bridge.submission.values import Period, local_moment
 
@@ -58,7 +60,14 @@ class StoredDialog:
     recording_organization: str | None
     ratings: dict[str, int | None]      # domain code -> 1-7 or None
     not_applicable: frozenset[str]      # domains answered 8
-    body: dict = field(default_factory=dict)
+    raw: bytes = b"{}"                  # the stored JSON, parsed when first needed (most never are)
+    _body: dict | None = field(default=None, repr=False)
+
+    @property
+    def body(self) -> dict:
+        if self._body is None:
+            self._body = orjson.loads(self.raw)
+        return self._body
 
     @property
     def day(self) -> str | None:
@@ -114,6 +123,8 @@ def _why_not(dialog: StoredDialog, provider: str, policy: DialogPolicy) -> tuple
 
 
 def _tagged_duplicate(dialog: StoredDialog) -> bool:
+    if b"possible-duplicate" not in dialog.raw:   # most are not: no need to parse them
+        return False
     tags = (dialog.body.get("meta") or {}).get("tag") or ()
     return any(isinstance(t, dict) and t.get("system") == ENTRY_FLAG and t.get("code") == "possible-duplicate"
                for t in tags)

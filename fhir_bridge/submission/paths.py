@@ -26,11 +26,12 @@ class Path:
     """A compiled path. Calling it yields every value it reaches; `first` walks depth first and
     stops at the first value that is not blank (what a field reads: most paths have one)."""
 
-    __slots__ = ("text", "_steps")
+    __slots__ = ("text", "_steps", "_names")
 
-    def __init__(self, text: str, steps: list[Callable[[Any], list[Any]]]):
+    def __init__(self, text: str, steps: list[Callable[[Any], list[Any]]], names: tuple[str, ...] | None):
         self.text = text
         self._steps = steps
+        self._names = names   # a path of plain names (most are): read with dict lookups alone
 
     def __call__(self, element: Any) -> Iterator[Any]:
         values = [element]
@@ -41,13 +42,17 @@ class Path:
         return iter(values)
 
     def first(self, element: Any) -> Any:
+        if self._names is not None:
+            return _first_plain(self._names, 0, element)
         return _first(self._steps, 0, element)
 
 
 def compile_path(text: str) -> Path:
     if not isinstance(text, str) or not text.strip():
         raise PathError("a path is a non-empty text")
-    return Path(text, [_compile_step(step, text) for step in _split(text.strip(), text)])
+    parts = _split(text.strip(), text)
+    names = tuple(parts) if all(_NAME.match(part) for part in parts) else None
+    return Path(text, [_compile_step(step, text) for step in parts], names)
 
 
 def first(path: Path, element: Any) -> Any:
@@ -65,6 +70,24 @@ def _first(steps: list, position: int, value: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _first_plain(names: tuple[str, ...], position: int, value: Any) -> Any:
+    for at in range(position, len(names)):
+        if type(value) is not dict:
+            return None
+        value = value.get(names[at])
+        if type(value) is list:
+            for element in value:
+                found = _first_plain(names, at + 1, element)
+                if found is not None:
+                    return found
+            return None
+        if value is None:
+            return None
+    if type(value) is str and not value.strip():
+        return None
+    return value
 
 
 def _split(text: str, whole: str) -> list[str]:
@@ -109,6 +132,19 @@ def _compile_step(step: str, whole: str) -> Callable[[Any], list[Any]]:
         raise PathError(f"{whole!r}: {step!r}: a filter is [n] or [path=value]")
     key_path = compile_path(key.strip())
     wanted = wanted.strip()
+    if _NAME.match(key.strip()):   # [system=...], [url=...]: the common case, one lookup per element
+        child = key.strip()
+
+        def where_child(value: Any) -> list[Any]:
+            found = []
+            for element in _child(value, name):
+                if type(element) is dict:
+                    key_value = element.get(child)
+                    if key_value == wanted or (key_value is not None and type(key_value) is not str
+                                               and any(_text(v) == wanted for v in key_path(element))):
+                        found.append(element)
+            return found
+        return where_child
 
     def where(value: Any) -> list[Any]:
         return [element for element in _child(value, name) if any(_text(v) == wanted for v in key_path(element))]

@@ -99,6 +99,7 @@ class Quality:
             self.nhs[f"status {status} (number present) without a valid number"] += 1
 
     def close(self) -> None:
+        """Done adding: the spool file is complete (reports read it; closing twice is harmless)."""
         self._spool.close()
 
     @property

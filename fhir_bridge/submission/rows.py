@@ -20,6 +20,8 @@ from fhir_bridge.submission.values import CHECKS, TRANSFORMS, CheckContext, Valu
 __all__ = ["Row", "LeftOut", "RowMaker", "PERIOD"]
 
 PERIOD = "period"   # what `screen` answers for a record that is not this period's
+_UNSEEN = object()
+_VERDICTS = 4096    # values remembered per field (ids never repeat: the first few thousand stay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,11 @@ class _BoundTable:
         self.fields = [self._field(rule, maker) for rule in table.fields]
         self.required = [rule.xsd.required for rule in table.fields]
         self.names = [rule.name for rule in table.fields]
+        # Fields read only from the resource (`/path`, inside `each`) are the same for all its
+        # elements: read once per resource (a DIALOG's time for its eleven item rows).
+        self.per_root = [rule.kind == "from" and all(a.from_root for a in rule.alternatives) for rule in table.fields]
+        self._root: object = None
+        self._root_values: dict[int, tuple[str | None, str | None]] = {}
 
     def screen(self, element: Any, root: dict) -> str | None:
         for check in self.keep:
@@ -98,8 +105,16 @@ class _BoundTable:
 
     def build(self, element: Any, root: dict, rows: Mapping[str, Row]) -> Row | str:
         values, invalid = [], []
-        for name, required, read in zip(self.names, self.required, self.fields):
-            value, problem = read(element, root, rows)
+        if root is not self._root:
+            self._root, self._root_values = root, {}
+        for position, (name, required, read) in enumerate(zip(self.names, self.required, self.fields)):
+            if self.per_root[position]:
+                found = self._root_values.get(position)
+                if found is None:
+                    found = self._root_values[position] = read(element, root, rows)
+                value, problem = found
+            else:
+                value, problem = read(element, root, rows)
             if problem is not None:
                 if required:
                     return f"{name} {problem}"
@@ -185,18 +200,24 @@ class _BoundTable:
                         return None, None
             except ValueProblem as exc:
                 return None, str(exc)
-            text = _text(value)
+            text = value.strip() if type(value) is str else _text(value)
             if codes is not None:
                 if text not in codes:
                     return None, f"has a code with no MHSDS code in table {rule.codes_name!r}"
                 text = codes[text]
             if rule.blank_after_period_end and text[:10] > end:
                 return None, None   # as at the end of the period, it had not happened yet
-            problem = xsd_check(text)
-            for check in checks:
-                if problem is None:
-                    problem = check(text, context)
+            problem = verdicts.get(text, _UNSEEN)
+            if problem is _UNSEEN:
+                problem = xsd_check(text)
+                for check in checks:
+                    if problem is None:
+                        problem = check(text, context)
+                if len(verdicts) < _VERDICTS:
+                    verdicts[text] = problem
             return text, problem
+        # A value's verdict depends on nothing else in a run: codes and scores repeat on every row
+        verdicts: dict[str, str | None] = {}
         return read
 
 

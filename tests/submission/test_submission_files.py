@@ -101,7 +101,7 @@ def test_a_file_that_would_not_validate_is_never_left(store_of, tmp_path, monkey
 def test_every_run_is_recorded_and_a_resubmission_shows_whether_its_data_changed(store_of, tmp_path):
     bridge = month(store_of)
     first = submit(bridge, tmp_path / "out", submission_id="first")
-    same = submit(bridge, tmp_path / "out", created=CREATED + 60_000_000, submission_id="same")
+    submit(bridge, tmp_path / "out", created=CREATED + 60_000_000, submission_id="same")
     add(bridge, [dialog("late", "p1-rio-client", authored="2026-10-30T09:00:00Z", timepoint="discharge",
                         written="2026-11-06T09:00:00Z")])
     changed = submit(bridge, tmp_path / "out", created=CREATED + 120_000_000, submission_id="changed")
@@ -137,3 +137,17 @@ def test_a_value_that_would_break_the_xml_is_never_written(store_of, tmp_path):
     result = submit(bridge, tmp_path / "out")
     assert validate_xml(load_schema(result.schema), result.xml) is None
     assert result.rows["MHS101Referral"] == 0 and result.rows["MHS001MPI"] == 0
+
+
+def test_text_is_escaped_when_the_xml_is_written(tmp_path):
+    from fhir_bridge.submission import Row, TableFiles, write_xml
+
+    schema = load_schema(REPO / "mappings" / "mhsds-out" / "mhsds-dialog.xsd")
+    tables = TableFiles(schema, tmp_path / "csv")
+    tables.write("MHS000Header", [Row(("v1", "RXX", "RXX", 'fhir & "bridge" <1.0>', "2026-10-01", "2026-10-31",
+                                       "2026-11-05T10:00:00"))])
+    tables.close()
+    write_xml(schema, tables, tmp_path / "out.xml")
+    assert validate_xml(schema, tmp_path / "out.xml") is None
+    root = etree.parse(str(tmp_path / "out.xml"), hardened_parser()).getroot()
+    assert root.findtext("MHS000Header/PrimSystemInUse") == 'fhir & "bridge" <1.0>'
