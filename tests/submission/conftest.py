@@ -15,6 +15,7 @@ from fhir_bridge.fhir.dates import to_microseconds
 from fhir_bridge.pipelines.submission_mhsds import for_bridge
 from fhir_bridge.submission import DialogPolicy, Period, load_schema, validate_xml
 from fhir_bridge.submission.files import read_table
+from tests.postgres import BACKENDS, throwaway_database_url
 
 CREATED = to_microseconds("2026-11-05T10:00:00Z")
 SCHEMA = Path(__file__).resolve().parents[2] / "mappings" / "mhsds-out" / "mhsds-dialog.xsd"
@@ -28,13 +29,17 @@ class SettableClock:
         return self.now
 
 
-@pytest.fixture()
-def store_of(tmp_path, validator):
-    """store_of(resources, **settings) -> a Bridge whose store holds them."""
+@pytest.fixture(params=BACKENDS)
+def store_of(request, tmp_path, validator):
+    """store_of(resources, **settings) -> a Bridge whose store holds them: SQLite, and PostgreSQL
+    too when FHIR_BRIDGE_TEST_POSTGRES_URL is set (.ci/run), each store a fresh database."""
     made: list[Bridge] = []
+    urls: list = []
 
     def make(resources: list[dict], **settings) -> Bridge:
         clock = SettableClock()
+        urls.append(throwaway_database_url(request.param, tmp_path / f"store{len(made)}" / "fhir-bridge.db"))
+        settings.setdefault("database_url", next(urls[-1]))
         bridge = Bridge(Settings(data_dir=tmp_path / f"store{len(made)}", **settings), clock=clock, validator=validator)
         bridge.test_clock = clock
         made.append(bridge)
@@ -44,6 +49,8 @@ def store_of(tmp_path, validator):
     yield make
     for bridge in made:
         bridge.close()
+    for url in urls:
+        next(url, None)  # drops the PostgreSQL schema
 
 
 def add(bridge: Bridge, resources: list[dict]) -> None:
