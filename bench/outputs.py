@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -142,7 +143,7 @@ def _peak_rss() -> str:
     return f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
 
 
-def _generate(repo: Repository, people: int, path: Path) -> None:
+def _generate(repo: Repository, people: int) -> None:
     started = time.perf_counter()
     generated = sum(len(b) for b in people_and_dialogs(min(people, 10_000)))
     gen_seconds = time.perf_counter() - started
@@ -177,9 +178,11 @@ def main(people: int, db: Path | None = None, save: Path | None = None) -> None:
         migrate(database)
         repo = Repository(database, ReportIndexer(), score_rows=ScoreRows(definition, {"sqol": 1, "treatment": 1}))
         if fresh:
-            _generate(repo, people, path)
+            _generate(repo, people)
         else:
-            print(f"reusing {path} (PEOPLE is ignored)")
+            with database.connect() as connection:
+                held = connection.execute(text("SELECT count(*) FROM dialog_scores")).scalar()
+            print(f"reusing {path}: {held:,} DIALOGs (PEOPLE is ignored)")
         print(f"store file {path}: {_file_size(path)}", flush=True)
 
         cases = [("population, all subgroups, 2024", ReportRequest(start=date(2024, 1, 1), end=date(2024, 12, 31))),

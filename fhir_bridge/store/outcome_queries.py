@@ -157,25 +157,33 @@ def _units(mean, scale: int):
 
 
 # -- Shape of the work -----------------------------------------------------------------------------------
-# Measured on SQLite with 100,000 people and 1,000,000 DIALOGs (bench/outputs.py):
+# Measured on SQLite with 100,000 people and 1,000,000 DIALOGs (bench/outputs.py), where the first
+# version of these queries took 473 s for a population report:
+# - Care plans: joined row by row, SQLite looked up each plan's category through the
+#   (resource_type, param, code, system) index, i.e. read every plan's category token for every
+#   plan: quadratic, minutes at 33,000 plans. They are sets now (IN), built once.
 # - Rows are read in table order. Only an individual's report goes through an index
-#   (ix_scores_subject); every other report reads a large part of the table, and SQLite, having
-#   no statistics, would otherwise walk ix_scores_authored or ix_scores_subject and fetch each row
-#   at random: 2024's 559,004 DIALOGs took 4.3 s that way against 0.5 s in table order. `+ 0` and
-#   coalesce() make the terms unusable for an index without changing what they select.
+#   (ix_scores_subject); every other report reads much of the table, and SQLite, having no
+#   statistics, would walk ix_scores_authored or ix_scores_subject and fetch each row at random:
+#   2024's 559,004 DIALOGs took 4.3 s that way against 0.5 s in table order. `+ 0` and coalesce()
+#   keep its planner off those indexes without changing what the terms select.
 # - Each figure family reads dialog_scores once, in one GROUP BY, summing per (provider, referral,
 #   person) before anything joins: team, person attributes and care plan are looked up once per
-#   such slice, and the team is a lookup by the referral's id, never a join with every referral.
-# - Subgroups are rolled up from one "cube" (sums per combination of strata), and people are
-#   counted once per person (or per person and organisation / team) with flags, never with
-#   COUNT(DISTINCT ...) per figure and stratum: SQLite's aggregate steps, not its reads, were the
-#   cost (12 two-level groupings of ~100 sums took 3.5 s of 5.4 s).
+#   such slice, and the team by the referral's id, never by joining every referral.
+# - Subgroups roll up from one "cube" (sums per combination of strata); people are counted once
+#   per person (per person and organisation, per person and team) with 0/1 flags, never with
+#   COUNT(DISTINCT ...) per figure and stratum (15 per dimension) or a two-level grouping per
+#   dimension (3.5 s for the activity's six). SQLite's aggregate steps (~50 ns each), not its
+#   reads, are what costs: the cube and the flags take about 1 s per family.
 # - Episodes: nested window functions sort every PROM again at each level (three levels: 5.1 s
 #   for 609,041 PROMs). Instead the PROMs are written once, sorted per provider, into a temporary
-#   table whose key is their position (outcome_proms.seq): the previous DIALOG is the row at
-#   seq - 1, the running count of episode starts is a window over seq (which SQLite reads in
-#   key order, without sorting), and an episode's first and latest DIALOG are its least and
-#   greatest seq, read back by key.
+#   table keyed by their position (outcome_proms.seq): the previous and next DIALOG are the rows
+#   at seq - 1 and seq + 1, the running count of episode starts is a window over seq (read in key
+#   order, no sort), only the first and last PROM of each run of an episode are grouped, and an
+#   episode's entry and latest DIALOG are read back by seq.
+# - What remains for a population report: 3.6 s of CPU for the activity, 0.7 s for the trend and
+#   3.3 s for the episodes; outcome_figures reads the episodes on a second connection meanwhile
+#   (two cores): 5.4 s instead of 7.6 s.
 
 _counting = MetaData()
 # The PROMs of an episode query in provider order (person, organisation, authored, id): seq is the
@@ -356,20 +364,22 @@ def _activity(connection: Connection, query: OutcomeQuery) -> list[dict]:
     pooled = lambda c: [(name, func.sum(c[name])) for name, _ in sums]  # noqa: E731
     flags = lambda c: [  # noqa: E731
         ("people_prom", func.sum(c.prom)), ("people_care_planning", func.sum(c.care_planning)),
-        ("people_with_plan", func.sum(c.has_plan)), ("sqol_people", func.sum(c.sqol_n)), ("ts_people", func.sum(c.ts_n)),
+        ("people_with_plan", func.sum(c.has_plan)), ("sqol_people", func.sum(c.sqol_n)),
+        ("ts_people", func.sum(c.ts_n)),
         *[(f"people_{item}", func.sum(c[f"n_{item}"])) for item in query.items]]
     columns = ["dimension", "stratum", "dialogs", "prom", "care_planning", "duplicates", "people", "people_prom",
                "people_care_planning", "people_with_plan", "sqol_sum", "sqol_n", "sqol_people", "ts_sum", "ts_n",
                "ts_people"]
     for item in query.items:
         columns += [f"sum_{item}", f"n_{item}", f"low_{item}", f"people_{item}"]
-    return _in_order(connection.execute(_by_stratum(slices, query, pooled, flags)), columns, ("sqol_sum", "ts_sum"), scale)
+    result = connection.execute(_by_stratum(slices, query, pooled, flags))
+    return _in_order(result, columns, ("sqol_sum", "ts_sum"), scale)
 
 
 # -- episodes --------------------------------------------------------------------------------------------
 def _fill_proms(connection: Connection, query: OutcomeQuery) -> None:
     """outcome_proms: the PROMs (not duplicates) up to the period's end, numbered in provider order."""
-    connection.execute(text(f"DROP TABLE IF EXISTS {_proms.name}"))
+    _drop_proms(connection, if_exists=True)   # left by a report that failed on this connection
     _proms.create(connection)
     order = (_s.c.subject_id, _s.c.recording_organization, _s.c.authored, _s.c.response_id)
     columns = [_s.c.subject_id, _s.c.recording_organization, _s.c.response_id, _s.c.authored, _s.c.timepoint,
@@ -384,11 +394,17 @@ def _fill_proms(connection: Connection, query: OutcomeQuery) -> None:
         statement = insert(_proms).from_select(["seq", *names], select(func.row_number().over(order_by=order),
                                                                        *columns).where(rows.whereclause))
     connection.execute(statement)
+    if connection.dialect.name == "postgresql":
+        # a temporary table has no statistics until analysed: without them the planner guessed
+        # 6,566 PROMs for 60,976 (sampling is cheap, and autovacuum never sees temporary tables)
+        connection.execute(text(f"ANALYZE {_proms.name}"))
 
 
-def _drop_proms(connection: Connection) -> None:
-    # On success only: after an error the transaction rolls back, and takes the table with it.
-    _proms.drop(connection)
+def _drop_proms(connection: Connection, *, if_exists: bool = False) -> None:
+    """Called when the figures are read; after an error the transaction rolls back, and takes the
+    table with it. Named with its schema, so that a permanent table of that name is never touched."""
+    schema_name = "temp" if connection.dialect.name == "sqlite" else "pg_temp"
+    connection.execute(text(f"DROP TABLE {'IF EXISTS ' if if_exists else ''}{schema_name}.{_proms.name}"))
 
 
 def _episode_rows(query: OutcomeQuery):
@@ -494,7 +510,8 @@ def _episodes(connection: Connection, query: OutcomeQuery) -> list[dict]:
         paired = c.paired == 1
         out = [("episodes", func.count()), ("paired", count_where(paired)),
                ("sqol_change_sum", func.sum(_units(c.sqol_change, scale))),
-               ("sqol_change_n", func.count(c.sqol_change)), ("sqol_meaningful", count_where(c.sqol_change > meaningful))]
+               ("sqol_change_n", func.count(c.sqol_change)),
+               ("sqol_meaningful", count_where(c.sqol_change > meaningful))]
         for item in query.change_items:
             change, before = c[f"change_{item}"], c[f"entry_{item}"]
             from_low = and_(change.is_not(None), before.between(*low))
