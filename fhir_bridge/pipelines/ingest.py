@@ -217,11 +217,14 @@ class Ingest:
                 action, patient_id = decision
             else:
                 link = self.bridge.identity.resolve(incoming, pending)
-                if link.action == "review":
-                    self._hold_for_review(record, resources, link.reason, link.candidates)
-                    self.report.quarantined["identity-review"] += 1
-                    return "quarantined:identity-review"
                 action, patient_id = link.action, link.patient_id
+                if link.action == "review":
+                    decided = self._decided(record, resources)
+                    if decided is None:
+                        self._hold_for_review(record, resources, link.reason, link.candidates)
+                        self.report.quarantined["identity-review"] += 1
+                        return "quarantined:identity-review"
+                    action, patient_id = decided
             linked = self._linked_patient(incoming, action, patient_id, pending)
         except BridgeError as exc:
             return self._quarantine(record, "store", [Issue("error", exc.code, exc.message, exc.expression)])
@@ -238,14 +241,17 @@ class Ingest:
         self.report.disagreements += [_disagreement(patient_id, d) for d in merge.disagreements]
         return merge.patient
 
+    def _decided(self, record: SourceRecord, resources: list[dict]) -> tuple[str, str] | None:
+        """A person's earlier answer to the review of these very records: importing the same file
+        again applies it (all unchanged) rather than asking again."""
+        review = self.bridge.repository.review(_review_id(record, resources))
+        if review is None or review.state == "open" or not review.patient_id:
+            return None
+        return ("new" if review.state == "new" else "link"), review.patient_id
+
     def _hold_for_review(self, record: SourceRecord, resources: list[dict], reason: str, candidates) -> None:
-        # One review per set of records, not per person: two waiting sessions of one person are two
-        # reviews (keyed by person, the second would overwrite the first's records). Deterministic
-        # ids keep it one review however often the same session is imported.
-        held = ",".join(sorted(f"{r.get('resourceType')}/{r.get('id')}" for r in resources))
-        review_id = str(uuid.uuid5(QUARANTINE_NAMESPACE, f"review|{record.source}|{held}"))
         key = record.source_key or record.location
-        self.bridge.repository.add_review(Review(review_id, record.source, key, reason, tuple(candidates),
+        self.bridge.repository.add_review(Review(_review_id(record, resources), record.source, key, reason, tuple(candidates),
                                                  dumps_json({"location": record.location, "resources": resources}),
                                                  self.clock()))
 
@@ -296,6 +302,14 @@ def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> st
     if not status.startswith("quarantined"):
         repo.resolve_review(review_id, state, linked)
     return status
+
+
+def _review_id(record: SourceRecord, resources: list[dict]) -> str:
+    # One review per set of records, not per person: two waiting sessions of one person are two
+    # reviews (keyed by person, the second would overwrite the first's records). Deterministic
+    # ids keep it one review however often the same session is imported.
+    held = ",".join(sorted(f"{r.get('resourceType')}/{r.get('id')}" for r in resources))
+    return str(uuid.uuid5(QUARANTINE_NAMESPACE, f"review|{record.source}|{held}"))
 
 
 def _status(results) -> str:

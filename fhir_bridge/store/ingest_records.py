@@ -112,12 +112,16 @@ class IngestMixin:
 
     # -- identity reviews ---------------------------------------------------------------------------
     def add_review(self, review: Review) -> None:
+        """Idempotent: the same records held again refresh their open review; a resolved one stays
+        resolved (a person decided it: the records are stored)."""
         values = {**review.__dict__, "candidates": ",".join(review.candidates)}
         with self._writing() as connection:
-            changed = connection.execute(update(_reviews).where(_reviews.c.review_id == review.review_id)
-                                         .values({k: v for k, v in values.items() if k != "review_id"})).rowcount
-            if not changed:
+            state = connection.scalar(select(_reviews.c.state).where(_reviews.c.review_id == review.review_id))
+            if state is None:
                 connection.execute(insert(_reviews), values)
+            elif state == "open":
+                connection.execute(update(_reviews).where(_reviews.c.review_id == review.review_id)
+                                   .values({k: v for k, v in values.items() if k != "review_id"}))
 
     def reviews(self, *, state: str | None = "open") -> list[Review]:
         query = select(_reviews).order_by(_reviews.c.created)

@@ -43,6 +43,8 @@ def mapper(record: SourceRecord) -> Mapped:
         patient["identifier"].append({"system": NHS_SYSTEM, "value": row["nhs"]})
     if row.get("gender"):
         patient["gender"] = row["gender"]
+    if row.get("no_ids"):  # an export with no id for the person at all (the DIALOG+ app's)
+        del patient["identifier"]
     qr = copy.deepcopy(QR)
     qr["id"] = str(uuid.uuid5(NS, f"qr|{record.source}|{row['client']}|{row['when']}"))
     qr["subject"] = {"reference": f"Patient/{pid}"}
@@ -124,6 +126,19 @@ def test_a_weaker_match_waits_for_a_person_then_is_stored(bridge):
     assert status == "created"
     assert subjects(bridge) == {f"Patient/{review.candidates[0]}"}
     assert bridge.repository.reviews() == [] and bridge.repository.count("Patient") == 1
+
+
+def test_a_resolved_review_stands_when_the_same_records_come_again(bridge):
+    """An export with nothing but demographics matches weakly every time; once a person has said
+    who it is, importing the same file again applies that answer: unchanged, no new review."""
+    ingest(bridge).run([rec(1)])
+    session = rec(2, given="Adaeze", no_ids=True)
+    ingest(bridge).run([session])
+    [review] = bridge.repository.reviews()
+    assert resolve_review(ingest(bridge), review.review_id, review.candidates[0]) == "created"
+    again = ingest(bridge).run([session])
+    assert again.counts == {"unchanged": 1} and again.quarantined == {} and bridge.repository.reviews() == []
+    assert bridge.repository.review(review.review_id).state == "linked"
 
 
 def test_a_review_can_be_resolved_as_a_new_person(bridge):

@@ -36,6 +36,8 @@ def test_review_waits_until_resolved(database):
     assert repo.reviews() == [review]
     repo.resolve_review("r-1", "linked", "a")
     assert repo.reviews() == [] and repo.review("r-1").patient_id == "a"
+    repo.add_review(review)  # the same records held again: a person's decision stands
+    assert repo.reviews() == [] and repo.review("r-1").state == "linked"
 
 
 def test_runs_are_recorded_with_their_report(database):
