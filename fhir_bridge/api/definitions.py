@@ -11,31 +11,37 @@ from fhir_bridge.api.capability import register_read_only
 from fhir_bridge.errors import NotFound
 
 router = APIRouter(prefix=ctx.FHIR_BASE)
-TYPE = "OperationDefinition"
-register_read_only(TYPE, [{"name": "url", "type": "uri"}])
 
 
-def _definitions(request: Request) -> list[dict]:
-    return ctx.state(request).bridge.package.of_type(TYPE)
+def serve_definitions(router: APIRouter, resource_type: str) -> None:
+    """`GET [type]?url=` and `GET [type]/[id]` on `router` for conformance resources of that type,
+    read-only from the data loaded at start-up (OperationDefinition here, Measure for the reports).
+    Register a type's operations (`[type]/$op`) on the router before calling this."""
+    register_read_only(resource_type, [{"name": "url", "type": "uri"}])
+
+    def definitions(request: Request) -> list[dict]:
+        return ctx.state(request).bridge.package.of_type(resource_type)
+
+    @router.get(f"/{resource_type}")
+    def search(request: Request) -> Response:
+        ctx.caller(request, resource_type, "read")
+        url = request.query_params.get("url")
+        found = [d for d in definitions(request)
+                 if url is None or url in (d.get("url"), f"{d.get('url')}|{d.get('version')}")]
+        base = ctx.base_url(request)
+        bundle: dict = {"resourceType": "Bundle", "type": "searchset", "total": len(found)}
+        if found:
+            bundle["entry"] = [{"fullUrl": f"{base}/{resource_type}/{d['id']}", "resource": d,
+                                "search": {"mode": "match"}} for d in found]
+        return ctx.render(request, bundle)
+
+    @router.get(f"/{resource_type}/{{definition_id}}")
+    def read(request: Request, definition_id: str) -> Response:
+        ctx.caller(request, resource_type, "read")
+        for definition in definitions(request):
+            if definition.get("id") == definition_id:
+                return ctx.render(request, definition)
+        raise NotFound(f"{resource_type}/{definition_id} is not known here")
 
 
-@router.get(f"/{TYPE}")
-def search(request: Request) -> Response:
-    ctx.caller(request, TYPE, "read")
-    url = request.query_params.get("url")
-    found = [d for d in _definitions(request) if url is None or url in (d.get("url"), f"{d.get('url')}|{d.get('version')}")]
-    base = ctx.base_url(request)
-    bundle: dict = {"resourceType": "Bundle", "type": "searchset", "total": len(found)}
-    if found:
-        bundle["entry"] = [{"fullUrl": f"{base}/{TYPE}/{d['id']}", "resource": d, "search": {"mode": "match"}}
-                           for d in found]
-    return ctx.render(request, bundle)
-
-
-@router.get(f"/{TYPE}/{{definition_id}}")
-def read(request: Request, definition_id: str) -> Response:
-    ctx.caller(request, TYPE, "read")
-    for definition in _definitions(request):
-        if definition.get("id") == definition_id:
-            return ctx.render(request, definition)
-    raise NotFound(f"{TYPE}/{definition_id} is not known here")
+serve_definitions(router, "OperationDefinition")

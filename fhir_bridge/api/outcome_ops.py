@@ -19,9 +19,10 @@ from fastapi.responses import Response
 
 from fhir_bridge.api import context as ctx
 from fhir_bridge.api.auth import authorize
-from fhir_bridge.api.capability import register_operation, register_read_only
+from fhir_bridge.api.capability import register_operation
+from fhir_bridge.api.definitions import serve_definitions
 from fhir_bridge.api.parameters import Params, read_params
-from fhir_bridge.errors import InputError, NotFound
+from fhir_bridge.errors import InputError
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller
 from fhir_bridge.reports import build_outcome_report, measure_report_bundle, parse_request
 
@@ -32,7 +33,6 @@ PARAMETERS = ("periodStart", "periodEnd", "level", "subject", "organization", "t
 
 register_operation(TYPE, "dialog-outcomes", DEFINITION)
 register_operation("*", "dialog-outcomes", DEFINITION)
-register_read_only(TYPE, [{"name": "url", "type": "uri"}])
 
 
 @router.api_route(f"/{TYPE}/$dialog-outcomes", methods=["GET", "POST"])
@@ -70,27 +70,5 @@ def _evaluate(request: Request, report_request, who: Caller) -> dict:
     return measure_report_bundle(report, generated=now, reporter=None if who == SYSTEM_CALLER else who.partner)
 
 
-@router.get(f"/{TYPE}")
-def search(request: Request) -> Response:
-    ctx.caller(request, TYPE, "read")
-    url = request.query_params.get("url")
-    found = [m for m in _measures(request) if url is None or url in (m.get("url"), f"{m.get('url')}|{m.get('version')}")]
-    base = ctx.base_url(request)
-    bundle: dict = {"resourceType": "Bundle", "type": "searchset", "total": len(found)}
-    if found:
-        bundle["entry"] = [{"fullUrl": f"{base}/{TYPE}/{m['id']}", "resource": m, "search": {"mode": "match"}}
-                           for m in found]
-    return ctx.render(request, bundle)
-
-
-@router.get(f"/{TYPE}/{{measure_id}}")
-def read(request: Request, measure_id: str) -> Response:
-    ctx.caller(request, TYPE, "read")
-    for measure in _measures(request):
-        if measure.get("id") == measure_id:
-            return ctx.render(request, measure)
-    raise NotFound(f"{TYPE}/{measure_id} is not known here")
-
-
-def _measures(request: Request) -> list[dict]:
-    return ctx.state(request).bridge.package.of_type(TYPE)
+# after the operations: Measure/{id} would otherwise take Measure/$dialog-outcomes
+serve_definitions(router, TYPE)

@@ -26,11 +26,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from fhir_bridge.errors import Forbidden, Gone, NotFound
+from fhir_bridge.errors import Forbidden
 from fhir_bridge.pipelines.resources import ODS, SYSTEM_CALLER, Caller, with_custodian
 from fhir_bridge.store.care_access import AccessScope
 from fhir_bridge.store.care_access_rows import UNRESOLVED, people_of
 from fhir_bridge.store.types import Stored
+from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["ALL_PEOPLE_SCOPE", "CareAccess", "with_custodian"]
 
@@ -87,7 +88,7 @@ class CareAccess:
         """The resource to store, or Forbidden. A new Patient needs no relationship (its creator
         becomes its custodian); anything else needs one with every person it is, and was, about."""
         key = (resource.get("resourceType"), resource.get("id"))
-        current = _current(uow, *key)
+        current = read_if_live(uow, *key)
         if key[0] == "Patient":
             resource = self._patient(caller, resource, current)
             if current is None:
@@ -124,15 +125,6 @@ class CareAccess:
         if key is not None:
             people |= reader.people_of([key]).get(key, set())
         return people
-
-
-def _current(uow, resource_type: str, resource_id: str | None) -> Stored | None:
-    if not resource_id:
-        return None
-    try:
-        return uow.read(resource_type, resource_id)
-    except (NotFound, Gone):
-        return None
 
 
 def _ods(reference: object) -> str | None:

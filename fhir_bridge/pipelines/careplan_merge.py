@@ -22,10 +22,9 @@ from datetime import datetime, timezone
 
 from fhir_bridge.careplan.codes import CRISIS_PLAN, OPEN_STATUSES, ROLE_SYSTEM
 from fhir_bridge.careplan.narrative import team_div, with_text
-from fhir_bridge.errors import Gone, NotFound
 from fhir_bridge.pipelines.careplan_views import local_id, main_plans, open_plans_query, plan_type, with_narrative
 from fhir_bridge.pipelines.dialog_summary import OPEN_ACTION
-from fhir_bridge.store.types import Stored
+from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["consolidate_plans"]
 
@@ -41,7 +40,7 @@ def consolidate_plans(uow, search: Callable, survivor_id: str, merged_id: str, m
     day = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     why = f"Patient/{merged_id} was merged into Patient/{survivor_id}"
     plan, writes = copy.deepcopy(keep.resource), []
-    team = _read(uow, "CareTeam", local_id((plan.get("careTeam") or [None])[0], "CareTeam"))
+    team = read_if_live(uow, "CareTeam", local_id((plan.get("careTeam") or [None])[0], "CareTeam"))
     team_body = copy.deepcopy(team.resource) if team else None
     crisis_keep = _crisis_of(uow, search, keep.resource_id)
     for other in (p for p in plans if p is not keep):
@@ -49,7 +48,7 @@ def consolidate_plans(uow, search: Callable, survivor_id: str, merged_id: str, m
         plan.setdefault("replaces", []).append({"reference": f"CarePlan/{other.resource_id}"})
         writes.append(with_narrative(uow, _revoked(other.resource, f"Taken over by CarePlan/{keep.resource_id} when "
                                                                    f"{why}.", day), domain_order))
-        other_team = _read(uow, "CareTeam", local_id((other.resource.get("careTeam") or [None])[0], "CareTeam"))
+        other_team = read_if_live(uow, "CareTeam", local_id((other.resource.get("careTeam") or [None])[0], "CareTeam"))
         if other_team and team_body is not None and other_team.resource_id != team_body["id"]:
             _join_team(team_body, other_team.resource)
             writes.append(with_text({**other_team.resource, "status": "inactive"}, team_div(other_team.resource)))
@@ -135,15 +134,6 @@ def _domain(goal: dict | None) -> str | None:
     return None
 
 
-def _read(uow, resource_type: str, resource_id: str | None) -> Stored | None:
-    if not resource_id:
-        return None
-    try:
-        return uow.read(resource_type, resource_id)
-    except (NotFound, Gone):
-        return None
-
-
 def _body(uow, resource_type: str, resource_id: str | None) -> dict | None:
-    found = _read(uow, resource_type, resource_id)
+    found = read_if_live(uow, resource_type, resource_id)
     return found.resource if found else None

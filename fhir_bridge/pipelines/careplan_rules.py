@@ -17,6 +17,7 @@ from fhir_bridge.careplan.codes import MAIN_PLAN, OPEN_STATUSES
 from fhir_bridge.errors import Duplicate, Gone, NotFound, PreconditionRequired
 from fhir_bridge.pipelines.careplan_views import (is_dialog_plus, local_id, main_plans, open_plans_query, plan_type,
                                                   with_narrative)
+from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["SharedCarePlanRule", "refuse_second_plan"]
 
@@ -48,7 +49,8 @@ class SharedCarePlanRule:
     def __call__(self, uow, resource: dict, *, method: str, if_match: int | None) -> dict:
         if not is_dialog_plus(resource):
             return resource
-        if method in ("PUT", "PATCH") and if_match is None and _exists(uow, resource["id"]):
+        if method in ("PUT", "PATCH") and if_match is None \
+                and read_if_live(uow, "CarePlan", resource["id"]) is not None:
             raise PreconditionRequired(
                 f"CarePlan/{resource['id']} is a DIALOG+ plan several partners share: send If-Match with the version "
                 "you read (W/\"n\"), so that nobody's changes are overwritten", expression="CarePlan")
@@ -56,14 +58,6 @@ class SharedCarePlanRule:
         if plan_type(resource) == MAIN_PLAN and resource.get("status") in OPEN_STATUSES and patient_id:
             refuse_second_plan(uow, self.search, patient_id, resource["id"])
         return with_narrative(uow, _with_action_ids(resource), self.domain_order)
-
-
-def _exists(uow, plan_id: str) -> bool:
-    try:
-        uow.read("CarePlan", plan_id)
-    except (NotFound, Gone):
-        return False
-    return True
 
 
 def _with_action_ids(plan: dict) -> dict:

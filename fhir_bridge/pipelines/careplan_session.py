@@ -28,6 +28,7 @@ from fhir_bridge.pipelines.careplan_views import local_id, main_plans, open_plan
 from fhir_bridge.pipelines.patient_links import surviving_patient
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
+from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["CarePlanSessions", "SessionResult"]
 
@@ -105,7 +106,7 @@ class CarePlanSessions:
             plan_id = stored.resource_id
             context = replace(context, plan_id=plan_id,
                               team_id=local_id(team_ref, "CareTeam") or team_id_for(plan_id))
-        team_stored = _read(uow, "CareTeam", context.team_id)
+        team_stored = read_if_live(uow, "CareTeam", context.team_id)
         current.team = team_stored.resource if team_stored else None
         goals_stored = self._goals(uow, current.plan)
         current.goals = {_domain_of(g.resource): g.resource for g in goals_stored}
@@ -167,7 +168,7 @@ class CarePlanSessions:
                                  f"version {stored.version_id}", current_version=stored.version_id) from exc
 
     def _goals(self, uow, plan: dict | None) -> list[Stored]:
-        found = [_read(uow, "Goal", local_id(ref, "Goal")) for ref in (plan or {}).get("goal", ())]
+        found = [read_if_live(uow, "Goal", local_id(ref, "Goal")) for ref in (plan or {}).get("goal", ())]
         return [s for s in found if s is not None]
 
     def _validate(self, resources: list[dict]) -> None:
@@ -225,7 +226,7 @@ class CarePlanSessions:
             if reference.get("display") or reference_type(reference) == "Patient":
                 return reference
             kind = reference_type(reference)
-            found = _read(self.repository, kind, local_id(reference, kind)) if kind in NAMED_TYPES else None
+            found = read_if_live(self.repository, kind, local_id(reference, kind)) if kind in NAMED_TYPES else None
             name = _name(found.resource) if found else None
             if name is None:
                 problems.add("not-found", f"{reference.get('reference') or kind} is not known here and has no display: "
@@ -256,15 +257,6 @@ class CarePlanSessions:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-def _read(reader, resource_type: str | None, resource_id: str | None) -> Stored | None:
-    if not resource_type or not resource_id:
-        return None
-    try:
-        return reader.read(resource_type, resource_id)
-    except (NotFound, Gone):
-        return None
-
-
 def _domain_of(goal: dict) -> str | None:
     for category in goal.get("category", ()):
         for coding in category.get("coding", ()):

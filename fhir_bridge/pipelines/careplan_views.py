@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from fhir_bridge.careplan import plan_div, plan_page, plan_view
 from fhir_bridge.careplan.codes import CRISIS_PLAN, MAIN_PLAN, OPEN_STATUSES, PLAN_PROFILE, PLAN_TYPE_SYSTEM
 from fhir_bridge.careplan.narrative import with_text
-from fhir_bridge.errors import Gone, NotFound
+from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["plan_type", "is_dialog_plus", "local_id", "gather", "with_narrative", "render_page", "open_plans_query",
            "main_plans"]
@@ -50,20 +50,11 @@ def main_plans(found: list) -> list:
     return [stored for stored in found if plan_type(stored.resource) == MAIN_PLAN]
 
 
-def _read(reader, resource_type: str, resource_id: str | None):
-    if resource_id is None:
-        return None
-    try:
-        return reader.read(resource_type, resource_id)
-    except (NotFound, Gone):
-        return None
-
-
 def gather(reader, plan: dict) -> tuple[dict | None, list[dict]]:
     """The plan's CareTeam and Goals as stored (references elsewhere are left out)."""
     teams = plan.get("careTeam") or [None]
-    team = _read(reader, "CareTeam", local_id(teams[0], "CareTeam"))
-    goals = [_read(reader, "Goal", local_id(ref, "Goal")) for ref in plan.get("goal", ())]
+    team = read_if_live(reader, "CareTeam", local_id(teams[0], "CareTeam"))
+    goals = [read_if_live(reader, "Goal", local_id(ref, "Goal")) for ref in plan.get("goal", ())]
     return (team.resource if team else None), [g.resource for g in goals if g is not None]
 
 

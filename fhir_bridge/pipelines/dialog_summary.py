@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
 from fhir_bridge.careplan.codes import CRISIS_PLAN, DOMAIN_EXT, DOMAIN_SYSTEM, OPEN_STATUSES, RECORDING_ORG_EXT
-from fhir_bridge.errors import Gone, NotFound
 from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query, plan_type
 from fhir_bridge.pipelines.patient_links import surviving_patient
 from fhir_bridge.store.schema import DIALOG_DOMAINS
+from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["dialog_summary", "OPEN_ACTION"]
 
@@ -61,10 +61,9 @@ def _dialog(name: str, repository, row: dict) -> dict:
     if row["purpose"]:
         parts.append({"name": "purpose", "valueCoding": {"system": PURPOSE_SYSTEM, "code": row["purpose"],
                                                          "display": PURPOSES.get(row["purpose"], row["purpose"])}})
-    try:  # who recorded it: the partner organisation and the practitioner, as the response says
-        body = repository.read("QuestionnaireResponse", row["response_id"]).resource
-    except (NotFound, Gone):
-        body = {}
+    # who recorded it: the partner organisation and the practitioner, as the response says
+    found = read_if_live(repository, "QuestionnaireResponse", row["response_id"])
+    body = found.resource if found else {}
     organisation = next((e.get("valueReference") for e in body.get("extension", ())
                          if type(e) is dict and e.get("url") == RECORDING_ORG_EXT), None)
     if type(organisation) is dict:

@@ -41,7 +41,7 @@ from fhir_bridge.store.search_execution import SearchMixin
 from fhir_bridge.store.submission_records import SubmissionMixin
 from fhir_bridge.store.types import Stored, WriteResult, instant
 
-__all__ = ["Repository", "UnitOfWork", "Indexer", "ScoreRows", "Clock", "IncreasingClock"]
+__all__ = ["Repository", "UnitOfWork", "read_if_live", "Indexer", "ScoreRows", "Clock", "IncreasingClock"]
 
 Clock = Callable[[], int]                      # microseconds since the epoch
 ScoreRows = Callable[[dict], dict | None]       # a DIALOG response -> its dialog_scores row
@@ -475,6 +475,17 @@ class UnitOfWork:
     def _next_time(self, previous_updated: int) -> int:
         # Never before the version it follows, even if another process's clock runs behind.
         return max(self._repo._clock(), previous_updated + 1)
+
+
+def read_if_live(reader, resource_type: str | None, resource_id: str | None) -> Stored | None:
+    """`reader.read` (a Repository or a UnitOfWork), or None when there is no such live resource
+    (or no type or id to look for): for code that follows references that may dangle."""
+    if not resource_type or not resource_id:
+        return None
+    try:
+        return reader.read(resource_type, resource_id)
+    except (NotFound, Gone):
+        return None
 
 
 # -- rows and values ---------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from dataclasses import replace
 import pytest
 
 from fhir_bridge.bridge import Bridge
-from fhir_bridge.config import Settings
 from fhir_bridge.pipelines.ingest import Ingest, SourceRecord
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.pipelines.source_records import Mapped
