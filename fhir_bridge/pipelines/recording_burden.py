@@ -32,27 +32,44 @@ class RecordingBurdenGuard:
         self.reject = reject
 
     def __call__(self, uow, caller, resource: dict, issues: list[Issue]) -> dict:
-        return self._checked(uow, resource, issues, ())
-
-    def batch(self, uow, caller, resource: dict, earlier: list[dict]) -> dict:
-        """As a call, also against the resources stored before it in the same batch (an import)."""
-        return self._checked(uow, resource, [], earlier)
-
-    def _checked(self, uow, resource: dict, issues: list[Issue], earlier) -> dict:
         prom = self._prom(resource)
         if prom is None or self.window <= 0:
             return _tagged(resource, False)
         patient_id, authored = prom
+        stored = uow.dialogs_of(patient_id, purpose="prom", low=authored - self.window + 1, high=authored)
+        return self._judged(resource, prom, stored, issues)
+
+    def batch(self, uow, caller, resources: list[dict]) -> list[dict]:
+        """Each of an import batch's resources as a call would judge it, and also against the PROMs
+        before it in the batch; the stored PROMs of all the batch's people are read in one query."""
+        proms = [self._prom(resource) for resource in resources]
+        wanted = [prom for prom in proms if prom is not None]
+        if not wanted or self.window <= 0:
+            return [_tagged(resource, False) for resource in resources]
+        stored = uow.dialogs_of_people({patient_id for patient_id, _ in wanted}, purpose="prom",
+                                       low=min(when for _, when in wanted) - self.window + 1,
+                                       high=max(when for _, when in wanted))
+        earlier: dict[str, list[dict]] = {}  # patient id -> the batch's PROMs so far, as score rows
+        out = []
+        for resource, prom in zip(resources, proms):
+            if prom is None:
+                out.append(_tagged(resource, False))
+                continue
+            patient_id, authored = prom
+            out.append(self._judged(resource, prom, stored.get(patient_id, []) + earlier.get(patient_id, []), []))
+            earlier.setdefault(patient_id, []).append({"response_id": str(resource.get("id")), "authored": authored,
+                                                       "authored_text": resource.get("authored"),
+                                                       "recording_organization": None})
+        return out
+
+    def _judged(self, resource: dict, prom: tuple[str, int], candidates: list[dict], issues: list[Issue]) -> dict:
+        """`resource` tagged a possible duplicate (with a warning in `issues`) when one of the
+        `candidates` (score rows, oldest first) is a PROM of the person in the window before it."""
+        patient_id, authored = prom
         own = str(resource.get("id"))
-
-        def before(when: int, other_id: str) -> bool:  # ties by id: each of two at one moment is not both's duplicate
-            return authored - self.window < when < authored or (when == authored and other_id < own)
-
-        others = [row for row in uow.dialogs_of(patient_id, purpose="prom", low=authored - self.window + 1,
-                                                high=authored) if before(row["authored"], row["response_id"])]
-        others += [{"response_id": r.get("id"), "authored_text": r.get("authored"), "recording_organization": None}
-                   for r in earlier if (p := self._prom(r)) is not None and p[0] == patient_id
-                   and before(p[1], str(r.get("id")))]
+        # ties by id: each of two at one moment is not both's duplicate
+        others = [row for row in candidates if authored - self.window < row["authored"] < authored
+                  or (row["authored"] == authored and row["response_id"] < own)]
         if not others:
             return _tagged(resource, False)
         other = others[-1]

@@ -206,16 +206,12 @@ class ResourceService:
         return resource
 
     def _guarded_batch(self, uow, caller: Caller, resources: list[dict]) -> list[dict]:
-        """The guards over a batch in order; a guard with `batch` sees the batch's earlier resources."""
-        if not self.guards:
-            return resources
-        out = []
-        for resource in resources:
-            for guard in self.guards:
-                batch = getattr(guard, "batch", None)
-                resource = batch(uow, caller, resource, out) if batch else guard(uow, caller, resource, [])
-            out.append(resource)
-        return out
+        """The guards over a batch in order; a guard with `batch` judges the whole batch at once
+        (and sees each resource's predecessors in it)."""
+        for guard in self.guards:
+            batch = getattr(guard, "batch", None)
+            resources = batch(uow, caller, resources) if batch else [guard(uow, caller, r, []) for r in resources]
+        return resources
 
     def _write(self, action: Callable, caller: Caller, method: str, uow) -> WriteResult:
         def do(u) -> WriteResult:

@@ -31,7 +31,7 @@ from fhir_bridge.fhir.codec import dumps_json, json_default, loads_json
 from fhir_bridge.store import schema
 from fhir_bridge.store.care_access import AccessRowWriter, AccessScope, people_of_keys, related_people, visible
 from fhir_bridge.store.database import Database
-from fhir_bridge.store.dialog_history import dialogs_of
+from fhir_bridge.store.dialog_history import dialogs_of, dialogs_of_people
 from fhir_bridge.store.ingest_records import IngestMixin
 from fhir_bridge.store.outcome_fields import person_row
 from fhir_bridge.store.outcome_queries import OutcomeMixin
@@ -263,6 +263,10 @@ class UnitOfWork:
     def dialogs_of(self, patient_id: str, **window) -> list[dict]:
         """As Repository.dialogs_of, in this transaction."""
         return dialogs_of(self._connection, patient_id, **window)
+
+    def dialogs_of_people(self, patient_ids: Iterable[str], **window) -> dict[str, list[dict]]:
+        """dialogs_of for many people in one query, in this transaction: patient id -> rows."""
+        return dialogs_of_people(self._connection, list(patient_ids), **window)
 
     def referring_to(self, target_type: str, target_id: str) -> list[Stored]:
         """Current resources with a reference to target_type/target_id in any search parameter

@@ -135,6 +135,21 @@ def test_an_import_tags_a_second_prom_in_the_same_batch_and_against_the_store(br
     assert again.counts["unchanged"] == 2  # re-importing changes nothing, tag included
 
 
+def test_an_import_batch_compares_each_person_only_with_their_own_proms(bridge, make_patient, make_response):
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({**make_patient(1), "id": "rosa"})
+        uow.create({**make_patient(2), "id": "sam"})
+    batch = [*records("rosa", make_response, "2024-02-06T10:00:00+00:00"),
+             *records("sam", make_response, "2024-02-07T10:00:00+00:00", "2024-04-07T10:00:00+00:00"),
+             *records("rosa", make_response, "2024-03-20T10:00:00+00:00", "2024-03-21T10:00:00+00:00")]
+    batch = [SourceRecord(r.source, f"export.csv:{n + 2}", r.raw, {**r.data, "id": f"batch-{n}"})
+             for n, r in enumerate(batch)]
+    report = Ingest(bridge, "vcse", mapper, Caller("X9V2K")).run(batch)
+    assert report.counts["created"] == 5 and report.balanced
+    assert [flagged(bridge.repository.read("QuestionnaireResponse", f"batch-{n}").resource) for n in range(5)] == \
+        [False, False, False, False, True]
+
+
 def test_an_import_under_reject_quarantines_the_duplicate(rejecting, make_patient, make_response):
     with rejecting.repository.unit_of_work() as uow:
         uow.create({**make_patient(1), "id": "rosa"})
