@@ -606,7 +606,8 @@ def import_(services: Services, source: str, paths: tuple[Path, ...], organizati
         try:
             report = run_import(bridge, source, list(paths), organization=organization,
                                 caller=Caller(organization, organization),
-                                quarantine_dir=services.settings.data_dir / "quarantine", show_progress=True)
+                                quarantine_dir=services.settings.data_dir / "quarantine", show_progress=True,
+                                workers=services.settings.import_workers)
         finally:
             bridge.close()
         summary = report.to_json()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,12 @@ def _not_answered_code(env: dict) -> str | None:
     if value and not (value.isdigit() and len(value) <= 3):
         raise ValueError(f"FHIR_BRIDGE_MHSDS_NOT_ANSWERED_CODE is a PersScore (up to 3 digits, e.g. 8), not {value!r}")
     return value or None
+
+
+def default_import_workers() -> int:
+    """Worker processes a file import maps and validates in: one core stays with the process that
+    links and stores (the busier half), the others map, up to 4; none on a single core."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class Settings:
     mllp_port: int | None = None
     mllp_host: str = "127.0.0.1"
     mllp_organization: str | None = None
+    # `fhir-bridge import`: processes that map and validate records while the importing process
+    # links people and stores (0: all in one process). Used once an input passes 2,000 records.
+    import_workers: int = field(default_factory=default_import_workers)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -125,4 +134,5 @@ class Settings:
             mhsds_duplicate_days=_int(env, "MHSDS_DUPLICATE_DAYS", 28),
             mhsds_dialog_recorders=_choice(env, "MHSDS_DIALOG_RECORDERS", ("any", "provider"), "any"),
             mhsds_not_answered_code=_not_answered_code(env),
+            import_workers=_int(env, "IMPORT_WORKERS", default_import_workers()),
         )

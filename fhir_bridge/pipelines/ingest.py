@@ -9,6 +9,9 @@ stores each message alone (`one`), since its ACK must follow the commit.
 
 A source adapter (RiO CSV, HL7 v2, VCSE, DIALOG+ app: one per source, built on formats/ and the
 mapping engine) yields `SourceRecord`s and maps one to resources; this module knows none of them.
+Mapping and validation need nothing but the record (pipelines/prepare.py), so a large file import
+runs them in worker processes (`pool`); an adapter whose records must be pointed at what the run
+has stored (RiO) does that in `place`, here, in input order.
 """
 from __future__ import annotations
 
@@ -18,17 +21,20 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import orjson
 
 from fhir_bridge.errors import BridgeError
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
+from fhir_bridge.pipelines.bulk_gc import fewer_collections
 from fhir_bridge.pipelines.identity import NO_PENDING, SOURCE_BASE, Disagreement, PendingPatients
 from fhir_bridge.pipelines.ingest_sessions import record_session
 from fhir_bridge.pipelines.patient_merge import merge_patients
+from fhir_bridge.pipelines.prepare import Prepared, PreparePool, prepare
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.store.ingest_records import QuarantineEntry, Review
@@ -38,6 +44,9 @@ STATUSES = ("created", "updated", "unchanged")
 # Records per unit of work in a file import: large enough that the commit and the statements'
 # fixed costs vanish, small enough that a batch's resources stay a few MB.
 BATCH_SIZE = 500
+# Records an import maps in its own process before it hands the rest to worker processes (when it
+# has a pool): below this, starting them costs more than they save.
+PARALLEL_AFTER = 2000
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class Mapped(Protocol):
 
 
 Mapper = Callable[[SourceRecord], Mapped]
+# Points a record mapped without errors at what the run has stored; adds error problems if it cannot.
+Placer = Callable[[SourceRecord, Mapped], None]
 
 
 @dataclass
@@ -87,10 +98,14 @@ class RunReport:
 class Ingest:
     def __init__(self, bridge, source: str, mapper: Mapper, caller: Caller, *, run_id: str | None = None,
                  clock: Callable[[], int] = lambda: time.time_ns() // 1000, quarantine_dir: Path | None = None,
-                 batch_size: int = BATCH_SIZE):
+                 batch_size: int = BATCH_SIZE, place: Placer | None = None, pool: PreparePool | None = None,
+                 parallel_after: int = PARALLEL_AFTER):
         self.bridge = bridge
         self.source = source
-        self.mapper = mapper
+        self.mapper = mapper    # record -> Mapped; runs in a worker process when there is a pool
+        self.place = place
+        self.pool = pool
+        self.parallel_after = parallel_after
         self.caller = caller
         self.clock = clock
         self.report = RunReport(run_id or str(uuid.uuid4()), source, clock())
@@ -104,10 +119,21 @@ class Ingest:
         statements per batch rather than per record). Records are counted only once committed."""
         repo = self.bridge.repository
         repo.start_run(self.report.run_id, self.source, self.report.started)
+        try:
+            with fewer_collections():
+                self._run(records, progress)
+        finally:
+            if self.pool is not None:
+                self.pool.close()  # started, but the input ended before it had records for it
+        self.report.finished = self.clock()
+        repo.finish_run(self.report.run_id, self.report.finished, orjson.dumps(self.report.to_json()))
+        return self.report
+
+    def _run(self, records: Iterable[SourceRecord], progress: Progress | None) -> None:
         batch: list[tuple[SourceRecord, list[dict]]] = []
-        for record in records:
+        for record, prepared in self._prepared(records):
             self.report.records_in += 1
-            mapped = self._prepare(record)
+            mapped = self._judged(record, prepared)
             if isinstance(mapped, str):
                 pass
             elif getattr(mapped, "merge", None) is not None:
@@ -127,14 +153,11 @@ class Ingest:
         self._flush(batch)
         if progress is not None:
             progress.finish()
-        self.report.finished = self.clock()
-        repo.finish_run(self.report.run_id, self.report.finished, orjson.dumps(self.report.to_json()))
-        return self.report
 
     def one(self, record: SourceRecord) -> str:
         """Map, validate, link and store one record in its own unit of work (the MLLP listener:
         a message is acknowledged only once committed); returns its status or `quarantined:<reason>`."""
-        mapped = self._prepare(record)
+        mapped = self._judged(record, prepare(record, self.mapper, self.bridge.validator))
         if isinstance(mapped, str):
             return mapped
         if getattr(mapped, "merge", None) is not None:
@@ -148,23 +171,40 @@ class Ingest:
         for adapters that point records at a person stored by an earlier record (RiO assessments)."""
         return sorted(self.bridge.identity.holders(system, value, self.pending))
 
-    def _prepare(self, record: SourceRecord) -> Mapped | str:
-        """The record mapped and validated, or the status of its quarantine."""
-        try:
-            mapped = self.mapper(record)
-        except BridgeError as exc:
-            return self._quarantine(record, "mapping", [Issue("error", exc.code, exc.message, exc.expression)])
-        except Exception as exc:  # noqa: BLE001 - a mapping bug must not stop the batch or lose the record
-            return self._quarantine(record, "mapping", [Issue("error", "exception", f"mapping failed: {exc!r}")])
-        errors = [i for i in mapped.problems if i.is_error]
-        if errors or not mapped.resources:
-            return self._quarantine(record, "mapping", errors or [Issue("error", "not-found", "the record mapped to nothing")])
-        for resource in mapped.resources:
-            result = self.bridge.validator.validate(resource)
-            if not result.valid:
-                where = f"{resource.get('resourceType')}/{resource.get('id')}"
-                return self._quarantine(record, "validation", [Issue(i.severity, i.code, f"{where}: {i.message}", i.expression)
-                                                            for i in result.errors])
+    def _prepared(self, records: Iterable[SourceRecord]) -> Iterator[tuple[SourceRecord, Prepared]]:
+        """Each record with its `prepare` result, in input order: here, or - with a pool, for the
+        records after the first `parallel_after` - in worker processes, which start at once and
+        get ready while this process works through the first records."""
+        def here(record: SourceRecord) -> tuple[SourceRecord, Prepared]:
+            return record, prepare(record, self.mapper, self.bridge.validator)
+
+        if self.pool is None:
+            return map(here, records)
+        pool, records = self.pool, iter(records)
+        pool.start()
+
+        def rest() -> Iterator[tuple[SourceRecord, Prepared]]:
+            first = next(records, None)
+            if first is not None:
+                yield from pool.prepared(chain([first], records), fallback=lambda record: here(record)[1])
+
+        return chain(map(here, islice(records, self.parallel_after)), rest())
+
+    def _judged(self, record: SourceRecord, prepared: Prepared) -> Mapped | str:
+        """The record mapped, validated and placed, or the status of its quarantine. Mapping
+        problems (the adapter's or `place`'s) come before validation's, as one reason."""
+        if prepared.mapping_errors:
+            return self._quarantine(record, "mapping", prepared.mapping_errors)
+        mapped = prepared.mapped
+        if self.place is not None:
+            try:
+                self.place(record, mapped)
+            except BridgeError as exc:
+                return self._quarantine(record, "mapping", [Issue("error", exc.code, exc.message, exc.expression)])
+            if errors := [i for i in mapped.problems if i.is_error]:
+                return self._quarantine(record, "mapping", errors)
+        if prepared.invalid:
+            return self._quarantine(record, "validation", prepared.invalid)
         return mapped
 
     def _flush(self, batch: list[tuple[SourceRecord, list[dict]]]) -> None:

@@ -8,7 +8,7 @@ three files may be absent (present but unreadable, they are quarantined like the
 
 An assessment's mapping refers to the client's Patient by its deterministic id, but identity
 linking may have stored that client under another Patient (the same person from another source).
-`map()` therefore resolves the client by the RiO client identifier, which the pipeline keeps on the
+`place()` therefore resolves the client by the RiO client identifier, which the pipeline keeps on the
 linked Patient, and points the response at whichever Patient that is. It asks the import run
 (`patients_with_identifier`), which also sees clients linked in the batch not yet stored.
 """
@@ -58,8 +58,9 @@ class RioSource:
         self.parameters = {"organization": organization}
         self.bridge = bridge
         # set by ingest_for to the run's own lookup (it sees the batch not yet stored, and
-        # remembers: a client's many assessments cost one query); the store's outside a run
-        self.patients_with_identifier = bridge.identity.holders
+        # remembers: a client's many assessments cost one query); the store's outside a run.
+        # No bridge: an import's worker process, which only maps (`map`), never places.
+        self.patients_with_identifier = bridge.identity.holders if bridge is not None else None
         self.client_system = CLIENT_SYSTEM + organization
         # referral id -> client id of the referrals mapped in this run: a contact names only its
         # referral, which may still be in the batch not yet stored
@@ -104,20 +105,26 @@ class RioSource:
         return list(MAPPINGS.values()).index(record.data.mapping)  # type: ignore[attr-defined]
 
     def map(self, record: SourceRecord) -> Mapped:
+        """The row mapped by its mapping alone: needs no store and no run (an import's worker
+        processes run it); `place` then points it at the person."""
         raise_if_unreadable(record)
         row: RioRow = record.data  # type: ignore[assignment]
         values = _with_contact_time(row.values) if row.mapping == MAPPINGS[CONTACTS] else row.values
         result = self.engine.map(row.mapping, values, record.location, self.parameters)
-        mapped = Mapped(result.resources, [p.to_issue() for p in result.problems])
-        if not result.ok:
-            return mapped
+        return Mapped(result.resources, [p.to_issue() for p in result.problems])
+
+    def place(self, record: SourceRecord, mapped: Mapped) -> None:
+        """Point a mapped row's resources at the Patient its client was stored as (a contact's:
+        its referral's client), as this run sees it; a client it cannot find is an error problem.
+        Called in the importing process, in input order, for rows that mapped without errors."""
+        row: RioRow = record.data  # type: ignore[assignment]
+        values = row.values
         if row.mapping in _ABOUT_A_CLIENT:
             self._point_at_stored_client(mapped, values["ClientID"].strip(), record.location)
         if row.mapping == MAPPINGS[REFERRALS]:
             self._referral_clients[values["ReferralID"].strip()] = values["ClientID"].strip()
         elif row.mapping == MAPPINGS[CONTACTS]:
             self._point_at_referral_client(mapped, values["ReferralID"].strip(), record.location)
-        return mapped
 
     def _point_at_referral_client(self, mapped: Mapped, referral_id: str, location: str) -> None:
         """A contact's subject: its referral's Patient (mapped in this run, else as stored)."""

@@ -13,6 +13,7 @@ from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
+from fhir_bridge.pipelines.prepare import PreparePool, Recipe
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.pipelines.source_records import (Mapped, csv_records, csv_row_from_entry, raise_if_unreadable,
@@ -69,34 +70,49 @@ def _sources() -> dict[str, Callable]:
 
 
 SOURCE_NAMES = ("dialog-app", "hl7", "rio", "vcse")
+PARALLEL_BYTES = 1_000_000  # an input this large is mapped in worker processes, when there are any
 
 
 def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,
-               quarantine_dir: Path | None, show_progress: bool = False) -> RunReport:
-    """The one way files are imported, from the command line or from `$ingest`."""
+               quarantine_dir: Path | None, show_progress: bool = False, workers: int = 0) -> RunReport:
+    """The one way files are imported, from the command line or from `$ingest`. `workers`: worker
+    processes that map and validate a large input while this process links and stores (0: none)."""
     from fhir_bridge.pipelines.quarantine_retry import closing_file_faults
 
     adapter = build_adapter(bridge, source, organization)
-    progress = Progress(_size(paths)) if show_progress else None
-    ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir)
+    size = _size(paths)
+    progress = Progress(size) if show_progress else None
+    # Workers take a second to start: worth it for a large input (or one whose size is unknown)
+    worth_workers = workers > 0 and (size is None or size >= PARALLEL_BYTES)
+    pool = PreparePool(Recipe(bridge.settings, source, organization), workers) if worth_workers else None
+    ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir, pool=pool)
     return ingest.run(closing_file_faults(bridge, ingest.report, adapter.records(paths)), progress)
+
+
+def adapter_factory(source: str) -> Callable:
+    """`source`'s adapter factory: (mapping engine, organisation ODS code, bridge or None) -> adapter.
+    Without a bridge (an import's worker process) an adapter can only map."""
+    factories = _sources()
+    if source not in factories:
+        raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(factories))}")
+    return factories[source]
 
 
 def build_adapter(bridge, source: str, organization: str, engine: MappingEngine | None = None):
     """`source`'s adapter, mapping as `organization` with the mapping files as they are now."""
-    factories = _sources()
-    if source not in factories:
-        raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(factories))}")
+    factory = adapter_factory(source)
     if engine is None:
         engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
-    return factories[source](engine, organization, bridge)
+    return factory(engine, organization, bridge)
 
 
-def ingest_for(bridge, adapter, caller: Caller, *, quarantine_dir: Path | None = None) -> Ingest:
-    """An import run for `adapter`. An adapter that finds people stored by earlier records (RiO
-    assessments find their client's Patient) is given the run's lookup, which sees the batch
-    linked but not yet stored."""
-    ingest = Ingest(bridge, adapter.name, adapter.map, caller, quarantine_dir=quarantine_dir)
+def ingest_for(bridge, adapter, caller: Caller, *, quarantine_dir: Path | None = None,
+               pool: PreparePool | None = None) -> Ingest:
+    """An import run for `adapter`. An adapter that points records at people stored by earlier
+    records (RiO assessments find their client's Patient: `place`) is given the run's lookup,
+    which sees the batch linked but not yet stored."""
+    ingest = Ingest(bridge, adapter.name, adapter.map, caller, quarantine_dir=quarantine_dir,
+                    place=getattr(adapter, "place", None), pool=pool)
     if hasattr(adapter, "patients_with_identifier"):
         adapter.patients_with_identifier = ingest.patients_with_identifier
     return ingest

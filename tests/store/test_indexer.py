@@ -253,3 +253,29 @@ def test_expressions_that_answer_for_absent_elements_are_still_evaluated():
     assert (rows_of(rows, "token", "named"), rows_of(rows, "token", "unnamed")) == ([(None, "false")], [(None, "true")])
     rows = indexer.rows({"resourceType": "Patient", "id": "p", "name": [{"family": "Lee"}]})
     assert rows_of(rows, "string", "kids") == [("lee", "Lee")]
+
+
+def test_plain_member_paths_are_walked_as_fhirpath_navigates_them(indexer):
+    """The indexer walks plain member chains itself (store/indexer.py `_member_path`): over every
+    example resource and golden output, each such parameter gives what its FHIRPath gives."""
+    from fhir_bridge.store.indexer import _member_path
+
+    files = [*EXAMPLES.rglob("*.json"), *(REPO / "tests" / "golden").rglob("expected*.json")]
+    resources = []
+    for path in files:
+        data = orjson.loads(path.read_bytes())
+        for item in data if isinstance(data, list) else [data]:
+            if isinstance(item, dict) and item.get("resourceType") == "Bundle":
+                resources += [e["resource"] for e in item.get("entry", []) if isinstance(e.get("resource"), dict)]
+            elif isinstance(item, dict) and isinstance(item.get("resourceType"), str):
+                resources.append(item)
+    compared = 0
+    for resource in resources:
+        for param in indexer.registry.for_type(resource["resourceType"]).values():
+            walk = _member_path(param.expression.source)
+            if walk is not None:
+                assert walk(resource) == param.expression(resource), (resource["resourceType"], param.code)
+                compared += 1
+    assert compared > 1000
+    assert _member_path("deceased") is None and _member_path("telecom.where(system='email')") is None
+    assert _member_path("name | alias") is None

@@ -1,0 +1,164 @@
+"""Mapping and validating source records: the part of an import that needs nothing but the record.
+
+`prepare` maps one record with its source's mapping and validates what it mapped. It reads no
+store and no state of the import run, so it gives the same result in any process, and a large
+import runs it in worker processes (`PreparePool`) while the main process links people and stores:
+on this project's 2-core machines that is most of the difference between one core and two.
+
+What needs the run (which Patient a RiO client was stored as, a merge, a DIALOG+ session) stays
+in the main process: pipelines/ingest.py.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import chain, islice
+
+from fhir_bridge.errors import BridgeError
+from fhir_bridge.pipelines.bulk_gc import BULK_THRESHOLD
+from fhir_bridge.fhir.outcome import Issue
+
+__all__ = ["Prepared", "prepare", "PreparePool", "Recipe"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A record mapped (or why it could not be) and what validating the mapped resources found."""
+
+    mapped: object | None                                  # the adapter's Mapped; None if mapping raised
+    mapping_errors: list[Issue] = field(default_factory=list)  # non-empty: quarantined as "mapping"
+    invalid: list[Issue] = field(default_factory=list)     # non-empty: quarantined as "validation"
+
+
+def prepare(record, mapper: Callable, validator) -> Prepared:
+    """Map `record` and validate each mapped resource; never raises for bad data or a mapping bug."""
+    try:
+        mapped = mapper(record)
+    except BridgeError as exc:
+        return Prepared(None, [Issue("error", exc.code, exc.message, exc.expression)])
+    except Exception as exc:  # noqa: BLE001 - a mapping bug must not stop the batch or lose the record
+        return Prepared(None, [Issue("error", "exception", f"mapping failed: {exc!r}")])
+    errors = [i for i in mapped.problems if i.is_error]
+    if errors or not mapped.resources:
+        return Prepared(mapped, errors or [Issue("error", "not-found", "the record mapped to nothing")])
+    for resource in mapped.resources:
+        result = validator.validate(resource)
+        if not result.valid:
+            where = f"{resource.get('resourceType')}/{resource.get('id')}"
+            return Prepared(mapped, invalid=[Issue(i.severity, i.code, f"{where}: {i.message}", i.expression)
+                                             for i in result.errors])
+    return Prepared(mapped)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a worker process needs to map and validate as the importing process does: the same
+    Settings (profiles, terminology, mapping files) and the source adapter's name and organisation."""
+
+    settings: object
+    source: str
+    organization: str
+
+
+# -- worker processes ------------------------------------------------------------------------------
+_worker: tuple[Callable, object] | None = None  # (mapper, validator), built once per worker process
+
+
+def _start_worker(recipe: Recipe) -> None:
+    from fhir_bridge.mapping import MappingEngine, load_mappings
+    from fhir_bridge.pipelines.sources import adapter_factory
+    from fhir_bridge.validation import Validator
+
+    global _worker
+    validator = Validator.load(recipe.settings)
+    engine = MappingEngine(load_mappings(recipe.settings.mappings_dir, validator.terminology), validator.terminology)
+    adapter = adapter_factory(recipe.source)(engine, recipe.organization, None)
+    _worker = (adapter.map, validator)
+    # What was just loaded lives as long as the worker: the collector need not walk it again; and
+    # the worker does nothing but bulk work (pipelines/bulk_gc.py).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(BULK_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _prepare_chunk(records: list) -> list[Prepared]:
+    mapper, validator = _worker  # type: ignore[misc]
+    return [prepare(record, mapper, validator) for record in records]
+
+
+def _ready() -> None:
+    """A task that only makes sure a worker has started (spawned, engine and validator built)."""
+
+
+class PreparePool:
+    """`prepare` over a stream of records in worker processes, results in input order.
+
+    Workers are spawned (not forked: the importing process may hold database connections and
+    threads) and build their own mapping engine and validator from the `Recipe`. Records go in
+    chunks; at most `window` chunks are in flight, so memory stays flat however long the input."""
+
+    def __init__(self, recipe: Recipe, workers: int, *, chunk: int = 250, window: int | None = None):
+        self.recipe = recipe
+        self.workers = workers
+        self.chunk = chunk
+        self.window = window or 3 * workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Spawn the workers now (each takes about a second to build its engine and validator), so
+        they are ready when the caller has records for them."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_start_worker, initargs=(self.recipe,))
+            for _ in range(self.workers):
+                self._executor.submit(_ready)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def prepared(self, records: Iterable, fallback: Callable[[object], Prepared]) -> Iterator[tuple[object, Prepared]]:
+        """(record, Prepared) for each record, in order. Chunks are submitted as soon as this is
+        called, not at the first next(). If the workers fail (one killed, out of memory), `fallback`
+        prepares the rest here. The workers are shut down when the records are done."""
+        self.start()
+        records = iter(records)
+        executor = self._executor
+        in_flight: deque[tuple[list, Future]] = deque()
+
+        def fill() -> None:
+            while len(in_flight) < self.window:
+                chunk = list(islice(records, self.chunk))
+                if not chunk:
+                    return
+                in_flight.append((chunk, executor.submit(_prepare_chunk, chunk)))
+
+        fill()
+        return self._results(in_flight, fill, records, fallback)
+
+    def _results(self, in_flight: deque, fill: Callable[[], None], records: Iterator,
+                 fallback: Callable[[object], Prepared]) -> Iterator[tuple[object, Prepared]]:
+        try:
+            while in_flight:
+                chunk, future = in_flight.popleft()
+                try:
+                    results = future.result()
+                except Exception as exc:  # noqa: BLE001 - a dead worker must not cost the import
+                    _log.warning("import worker processes failed (%r); mapping the rest in this process", exc)
+                    unfinished = [chunk, *(c for c, _ in in_flight)]
+                    in_flight.clear()
+                    for record in chain(chain.from_iterable(unfinished), records):
+                        yield record, fallback(record)
+                    return
+                fill()
+                yield from zip(chunk, results)
+        finally:
+            self.close()

@@ -1,0 +1,133 @@
+"""Mapping and validating in worker processes (pipelines/prepare.py): an import that hands records
+to spawned workers stores exactly what an import in one process stores, dirty input included, in
+input order; workers that fail cost nothing (the importing process maps the rest itself)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fhir_bridge.bridge import Bridge
+from fhir_bridge.config import Settings
+from fhir_bridge.fhir.codec import loads_json
+from fhir_bridge.pipelines.ingest import Ingest, SourceRecord
+from fhir_bridge.pipelines.prepare import PreparePool, Recipe, prepare
+from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.sources import build_adapter, ingest_for, run_import
+from fhir_bridge.synth import generate
+
+TRUST = Caller("RV3", "Example Mental Health NHS Foundation Trust")
+
+
+def imported(tmp_path: Path, name: str, validator, export: Path, pool: PreparePool | None):
+    bridge = Bridge(Settings(data_dir=tmp_path / name), validator=validator)
+    adapter = build_adapter(bridge, "rio", "RV3")
+    ingest = ingest_for(bridge, adapter, TRUST, pool=pool)
+    ingest.parallel_after = 40  # the first 40 records here, the rest in the workers
+    report = ingest.run(adapter.records([export]))
+    return bridge, report
+
+
+def contents(bridge: Bridge) -> dict[tuple[str, str], dict]:
+    """Every stored resource but the Provenances (random ids), without server meta."""
+    found = {}
+    for resource_type in ("Patient", "ServiceRequest", "Encounter", "CareTeam", "QuestionnaireResponse"):
+        for stored in bridge.repository.search(bridge.search_request(resource_type, [("_count", "5000")])).matches:
+            body = dict(stored.resource)
+            body["meta"] = {k: v for k, v in body.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+            found[resource_type, stored.resource_id] = body
+    return found
+
+
+def quarantine_of(bridge: Bridge) -> list[tuple[str, str, list]]:
+    return sorted((e.location.split("/")[-1], e.reason, [i.get("diagnostics", "").split("/")[-1]
+                                                         for i in loads_json(e.outcome)["issue"]])
+                  for e in bridge.repository.quarantined())
+
+
+def test_an_import_in_worker_processes_stores_what_one_process_stores(tmp_path, validator):
+    manifest = generate("rio", tmp_path / "export", count=120, seed=5, dirty=True)
+    assert manifest.faults()  # garbage, bad dates, ratings of 9 ... cross the process boundary too
+    alone, alone_report = imported(tmp_path, "alone", validator, tmp_path / "export", None)
+    pooled, pooled_report = imported(tmp_path, "pooled", validator, tmp_path / "export",
+                                     PreparePool(Recipe(Settings(), "rio", "RV3"), workers=2, chunk=16))
+    try:
+        assert pooled_report.records_in == alone_report.records_in > 300
+        assert pooled_report.counts == alone_report.counts and pooled_report.quarantined == alone_report.quarantined
+        assert pooled_report.quarantined and pooled_report.balanced
+        assert contents(pooled) == contents(alone)
+        assert quarantine_of(pooled) == quarantine_of(alone)
+    finally:
+        alone.close()
+        pooled.close()
+
+
+def test_workers_that_cannot_start_cost_nothing(tmp_path, validator, caplog):
+    """A worker that dies (here: it cannot even build its adapter) is not an import that fails:
+    the importing process maps the records the workers did not."""
+    generate("rio", tmp_path / "export", count=60, seed=6)
+    broken = Recipe(Settings(), "no-such-source", "RV3")
+    alone, alone_report = imported(tmp_path, "alone", validator, tmp_path / "export", None)
+    pooled, pooled_report = imported(tmp_path, "pooled", validator, tmp_path / "export",
+                                     PreparePool(broken, workers=1, chunk=16))
+    try:
+        assert pooled_report.counts == alone_report.counts and pooled_report.balanced
+        assert contents(pooled) == contents(alone)
+        assert "mapping the rest in this process" in caplog.text
+    finally:
+        alone.close()
+        pooled.close()
+
+
+def test_small_inputs_never_use_workers(tmp_path, validator, monkeypatch):
+    """Below `parallel_after` records the pool maps nothing (it is shut down unused); and
+    `run_import` does not even start workers for an input under a megabyte."""
+    class Refusing(PreparePool):
+        def prepared(self, records, fallback):
+            raise AssertionError("a small import used worker processes")
+
+    started = []
+    monkeypatch.setattr(PreparePool, "start", lambda self: started.append(self))
+    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    try:
+        generate("rio", tmp_path / "export", count=5, seed=7)
+        adapter = build_adapter(bridge, "rio", "RV3")
+        report = ingest_for(bridge, adapter, TRUST, pool=Refusing(Recipe(Settings(), "rio", "RV3"), 1)).run(
+            adapter.records([tmp_path / "export"]))
+        assert report.balanced and report.counts["created"] == report.records_in
+        assert len(started) == 1
+        again = run_import(bridge, "rio", [tmp_path / "export"], organization="RV3", caller=TRUST, quarantine_dir=None,
+                           workers=2)
+        assert again.counts["unchanged"] == again.records_in and len(started) == 1
+    finally:
+        bridge.close()
+
+
+@pytest.mark.parametrize("mapper, reason", [
+    (lambda record: (_ for _ in ()).throw(ValueError("a bug")), "mapping failed: ValueError('a bug')"),
+    (lambda record: type("M", (), {"resources": [], "problems": []})(), "the record mapped to nothing"),
+])
+def test_prepare_never_raises(mapper, reason, validator):
+    prepared = prepare(SourceRecord("x", "f:1", b"", None), mapper, validator)
+    assert prepared.mapped is None or prepared.mapped.resources == []
+    assert [i.message for i in prepared.mapping_errors] == [reason]
+
+
+def test_an_invalid_mapped_resource_is_reported_not_raised(validator):
+    bad = {"resourceType": "Patient", "id": "p1", "gender": "sometimes"}
+    prepared = prepare(SourceRecord("x", "f:1", b"", None),
+                       lambda record: type("M", (), {"resources": [bad], "problems": []})(), validator)
+    assert not prepared.mapping_errors and prepared.invalid
+    assert prepared.invalid[0].message.startswith("Patient/p1: ")
+
+
+def test_the_mllp_path_prepares_in_its_own_process(tmp_path, validator):
+    """`Ingest.one` (one message, acknowledged after its commit) never uses a pool."""
+    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    try:
+        organization = {"resourceType": "Organization", "id": "o1", "name": "Example Wellbeing"}
+        mapped = type("M", (), {"resources": [organization], "problems": []})
+        ingest = Ingest(bridge, "x", lambda record: mapped(), TRUST, pool=PreparePool(Recipe(Settings(), "rio", "RV3"), 1))
+        assert ingest.one(SourceRecord("x", "mllp:1", b"", None)) == "created"
+    finally:
+        bridge.close()
