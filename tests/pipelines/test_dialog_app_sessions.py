@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 import orjson
 import pytest
 
 from fhir_bridge.bridge import Bridge
 from fhir_bridge.config import Settings
+from fhir_bridge.fhir.codec import dumps_json
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query
-from fhir_bridge.pipelines.ingest import Ingest, SourceRecord, resolve_review
+from fhir_bridge.pipelines.ingest import Ingest, SessionRecord, SourceRecord, resolve_review
+from fhir_bridge.pipelines.ingest_sessions import held_session
 from fhir_bridge.pipelines.quarantine_retry import RESOLVED, retry_entries
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller
 from fhir_bridge.pipelines.sources import DialogAppSource
@@ -308,3 +311,18 @@ def test_more_domains_than_a_session_takes_is_quarantined_with_the_reason(bridge
     [entry] = bridge.repository.quarantined()
     assert b"discusses at most 3 domains; 4 were given" in entry.outcome
     assert len(plan_of(bridge, rosa)["goal"]) == 1
+
+
+def test_a_held_record_that_is_not_utf8_is_kept_byte_for_byte(bridge, source, tmp_path):
+    raw = '"Pemberton, Rosa",06/02/2024,Apply for £150 grant'.encode("cp1252")
+    held = held_session(SessionRecord("dialog-app", "x.csv:2", raw, {}, "Pemberton, Rosa", session={"p": 1}), TRUST)
+    assert "raw" not in held and held["caller"] == {"partner": "RV3", "name": "East London NHS FT", "user": None}
+    # Resolving a review holding such a record quarantines exactly those bytes when the plan refuses it
+    run(bridge, source, export(tmp_path, app_row(**HOUSING_AND_WORK)))
+    [review] = bridge.repository.reviews()
+    waiting = orjson.loads(review.waiting)
+    del waiting["raw"]
+    waiting["rawBase64"] = held["rawBase64"]
+    bridge.repository.add_review(replace(review, waiting=dumps_json(waiting)))  # an open review: refreshed
+    assert resolve(bridge, review.review_id, None) == "quarantined:session"
+    assert bridge.repository.quarantined()[0].raw == raw
