@@ -576,9 +576,16 @@ def identity_link(services: Services, review_id: str, patient_id: str | None, as
             review = bridge.repository.review(review_id)
             run = Ingest(bridge, review.source if review else "review", refuse_mapping, SYSTEM_CALLER)
             status = resolve_review(run, review_id, patient_id)
+            held = [e for e in bridge.repository.quarantined(source=run.source, limit=None)
+                    if e.run_id == run.report.run_id]
         finally:
             bridge.close()
         click.echo(f"review {review_id}: {status}")
+        for entry in held:  # why, and where the record waits now
+            for issue in orjson.loads(entry.outcome).get("issue", ()):
+                click.echo(f"  {issue.get('severity')}: {issue.get('diagnostics')}")
+            retry = f"; `fhir-bridge quarantine retry {entry.entry_id}` once that is fixed" if entry.context else ""
+            click.echo(f"  quarantined: `fhir-bridge quarantine show {entry.entry_id}`{retry}")
         return EXIT_OK if not status.startswith("quarantined") else EXIT_ISSUES
 
     _run(command)

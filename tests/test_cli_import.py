@@ -29,10 +29,23 @@ def test_app_sessions_wait_for_identity_review_then_store(tmp_path, monkeypatch)
     assert again.exit_code == 1
     reviews = run("identity", "review").output
     assert "2 open review(s)" in reviews  # the same sessions again are not doubled
-    review_id = reviews.split()[0]
-    linked = run("identity", "link", review_id, "--new")
+    [okafor] = [line.split()[0] for line in reviews.splitlines() if "dialog-app:Okafor" in line]
+    linked = run("identity", "link", okafor, "--new")  # a session that agreed nothing: only its ratings
     assert linked.exit_code == 0 and "created" in linked.output
     assert "1 open review(s)" in run("identity", "review").output
+
+
+def test_an_app_session_the_plan_refuses_at_identity_link_says_why(tmp_path, monkeypatch):
+    """Rosa's session agreed actions; as a new person she has no plan, and the app names no key worker."""
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path))
+    run("import", "dialog-app", str(GOLDEN / "complete-session" / "input.csv"), "--organization", "RV3")
+    [rosa] = [line.split()[0] for line in run("identity", "review").output.splitlines() if "Pemberton" in line]
+    linked = run("identity", "link", rosa, "--new")
+    assert linked.exit_code == 1 and f"review {rosa}: quarantined:session" in linked.output
+    assert "the DIALOG+ session was refused" in linked.output and "key worker" in linked.output
+    [entry] = [line.split()[0] for line in run("quarantine", "list").output.splitlines() if "session" in line]
+    assert f"fhir-bridge quarantine retry {entry}" in linked.output
+    assert "1 open review(s)" in run("identity", "review").output  # Okafor's; Rosa's person is decided
 
 
 def test_bad_rows_and_files_are_quarantined_and_counted(tmp_path, monkeypatch):

@@ -106,7 +106,7 @@ class _FileLoader:
         specs = tuple(self._resource(n, v) for n, v in resources.items())
         if unused := sorted(set(self.blocks) - self.used_blocks):
             raise self.fail(f"blocks.{unused[0]}", "block is never used")
-        return SourceMapping(name, str(self.path), tuple(self.parameters), specs)
+        return SourceMapping(name, str(self.path), tuple(self.parameters), specs, dict(self.lists))
 
     def _mapping(self, value: Any, where: str, allowed: set[str] | None) -> dict:
         if not isinstance(value, dict):

@@ -108,3 +108,6 @@ class SourceMapping:
     file: str
     parameters: tuple[str, ...]
     resources: tuple[ResourceSpec, ...]
+    # The file's `lists`, as loaded: an adapter that needs the same table (which column holds which
+    # DIALOG domain) reads it here rather than from the file again.
+    lists: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)

@@ -32,7 +32,7 @@ from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.bulk_gc import fewer_collections
 from fhir_bridge.pipelines.identity import NO_PENDING, SOURCE_BASE, Disagreement, PendingPatients
-from fhir_bridge.pipelines.ingest_sessions import record_session
+from fhir_bridge.pipelines.ingest_sessions import SESSION_REFUSED, held_session, record_held_session, record_session
 from fhir_bridge.pipelines.patient_merge import merge_patients
 from fhir_bridge.pipelines.prepare import Prepared, PreparePool, prepare
 from fhir_bridge.pipelines.progress import Progress
@@ -290,10 +290,12 @@ class Ingest:
         return ("new" if review.state == "new" else "link"), review.patient_id
 
     def _hold_for_review(self, record: SourceRecord, resources: list[dict], reason: str, candidates) -> None:
+        """The record waits for a person to say whose it is; a DIALOG+ session it carries
+        (SessionRecord) waits with it, for `resolve_review` to record (pipelines/ingest_sessions.py)."""
         key = record.source_key or record.location
+        waiting = {"location": record.location, "resources": resources, **held_session(record, self.caller)}
         self.bridge.repository.add_review(Review(_review_id(record, resources), record.source, key, reason, tuple(candidates),
-                                                 dumps_json({"location": record.location, "resources": resources}),
-                                                 self.clock()))
+                                                 dumps_json(waiting), self.clock()))
 
     def _quarantine(self, record: SourceRecord, reason: str, issues: list[Issue]) -> str:
         digest = hashlib.sha256(record.raw).hexdigest()
@@ -323,23 +325,36 @@ class Ingest:
         return merge.status
 
 
+@dataclass(frozen=True)
+class SessionRecord(SourceRecord):
+    """A record carrying a DIALOG+ session (its `$dialog-plus-session` Parameters, recorded by
+    pipelines/ingest_sessions.py): held for an identity review, the session waits with it."""
+    session: dict | None = None
+
+
 def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> str:
     """A person's decision on a review: these records are `patient_id`'s (or, with None, a new
-    person's). The waiting records are stored; the review is closed."""
+    person's). The waiting records are stored; the review is closed. A DIALOG+ session waiting with
+    them is recorded into that person's plan (pipelines/ingest_sessions.py); if the plan refuses it,
+    the record is quarantined with reason `session` and the decision stands all the same."""
     repo = ingest.bridge.repository
     review = repo.review(review_id)
     if review is None or review.state != "open":
         raise BridgeError(f"no open identity review {review_id}")
     held = loads_json(review.waiting)
-    record = SourceRecord(review.source, held["location"], review.waiting, None, review.source_key)
     if patient_id is None:
         incoming = next(r for r in held["resources"] if r.get("resourceType") == "Patient")
         state, linked = "new", incoming["id"]
     else:
         repo.read("Patient", patient_id)  # NotFound / Gone before anything is written
         state, linked = "linked", patient_id
-    status = ingest.store(record, held["resources"], decision=("new" if state == "new" else "link", linked))
-    if not status.startswith("quarantined"):
+    decision = ("new" if state == "new" else "link", linked)
+    if held.get("session") is not None:
+        status = record_held_session(ingest, review, held, decision)
+    else:
+        record = SourceRecord(review.source, held["location"], review.waiting, None, review.source_key)
+        status = ingest.store(record, held["resources"], decision=decision)
+    if not status.startswith("quarantined") or status == SESSION_REFUSED:
         repo.resolve_review(review_id, state, linked)
     return status
 

@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
 
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
@@ -120,10 +119,9 @@ class VcseSource:
 
     def _domain_names(self) -> dict[str, str]:
         """VCSE domain name (lower case) -> dialog-domain code, from the mapping file's `dialog-domains`
-        list (the names its rating columns use), read once."""
+        list (the names its rating columns use), built once."""
         if self._names is None:
-            top = yaml.safe_load(Path(self.engine.mappings[self.name].file).read_text(encoding="utf-8"))
-            items = (top.get("lists") or {}).get("dialog-domains") or ()
+            items = self.engine.mappings[self.name].lists.get("dialog-domains", ())
             self._names = {" ".join(str(i["column"]).lower().split()): str(i["domain"]) for i in items}
         return self._names
 

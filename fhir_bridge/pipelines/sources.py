@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine, load_mappings
+from fhir_bridge.pipelines.dialog_app_sessions import session_parameters
 from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
 from fhir_bridge.pipelines.prepare import PreparePool, Recipe
 from fhir_bridge.pipelines.progress import Progress
@@ -21,13 +22,15 @@ from fhir_bridge.pipelines.source_records import (Mapped, csv_records, csv_row_f
 
 
 class DialogAppSource:
-    """The QMUL DIALOG+ app CSV export (mappings/dialog-app/): one row, one session."""
+    """The QMUL DIALOG+ app CSV export (mappings/dialog-app/): one row, one session. A session that
+    discussed domains or agreed actions goes into the person's plan (pipelines/dialog_app_sessions.py)."""
 
     name = "dialog-app"
 
     def __init__(self, engine: MappingEngine, organization: str):
         self.engine = engine
         self.parameters = {"organization": organization}
+        self._domains: list[tuple[str, str]] | None = None
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in paths:
@@ -51,8 +54,23 @@ class DialogAppSource:
 
     def map(self, record: SourceRecord) -> Mapped:
         raise_if_unreadable(record)
-        result = self.engine.map(self.name, record.data, record.location, self.parameters)
-        return Mapped(result.resources, [p.to_issue() for p in result.problems])
+        row: dict[str, str] = record.data  # type: ignore[assignment] - records() makes a CSV row's dict
+        result = self.engine.map(self.name, row, record.location, self.parameters)
+        problems = [p.to_issue() for p in result.problems]
+        patient = next((r for r in result.resources if r.get("resourceType") == "Patient"), None)
+        session, session_problems = session_parameters(row, self.domains(), patient["id"] if patient else "",
+                                                       record.location)
+        problems += session_problems
+        usable = patient is not None and not any(p.is_error for p in problems)
+        return Mapped(result.resources, problems, session=session if usable else None)
+
+    def domains(self) -> list[tuple[str, str]]:
+        """(dialog-domain code, column prefix) from the mapping file's `dialog-domains` list, the one
+        place the format pairs each domain with its columns; built once."""
+        if self._domains is None:
+            items = self.engine.mappings[self.name].lists.get("dialog-domains", ())
+            self._domains = [(str(i["domain"]), str(i["column"])) for i in items]
+        return self._domains
 
 
 def _sources() -> dict[str, Callable]:

@@ -120,6 +120,8 @@ def test_dialog_app_bad_values_are_reported_for_quarantine(engine, changes, fiel
 
 
 def test_dialog_app_misspelt_header_and_unmapped_columns_are_reported(engine):
+    # The mapping file carries the ratings; Discussed and Action Items are the adapter's (they become
+    # the person's DIALOG+ session: pipelines/dialog_app_sessions.py), so the engine leaves them unread.
     result = engine.map("dialog-app", _app_row("complete-session"), "export.csv:2", {"organization": "RAT"})
     assert result.ok
     assert "Leisure Activitie Discussed" in result.unmapped and "Mental Health Action Items" in result.unmapped

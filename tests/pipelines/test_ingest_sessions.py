@@ -129,3 +129,25 @@ def test_a_partner_with_no_relationship_with_the_person_is_refused(bridge, sourc
     report = run(bridge, source, export(tmp_path, {**HOUSING, "NHSNumber": nhs}))
     assert report.quarantined == {"session": 1}
     assert b"no care relationship" in bridge.repository.quarantined()[0].outcome
+
+
+def test_a_session_waiting_for_identity_review_is_recorded_once_the_person_is_decided(bridge, source, tmp_path):
+    """Before, a session whose person went to review lost its actions: the review held only the resources."""
+    from fhir_bridge.pipelines.ingest import resolve_review
+    from fhir_bridge.pipelines.resources import SYSTEM_CALLER
+
+    nhs = nhs_number(2)
+    run(bridge, source, export(tmp_path, {**HOUSING, "NHSNumber": nhs}))
+    [patient] = bridge.find("Patient", [])
+    # The next session spells his name another way and gives no NHS number: a person must say who it is
+    later = {"SessionID": "S9", "ClientRef": "C2", "SessionDate": "2024-04-09", "Forename": "Yousef",
+             "ChosenDomains": "Friendships", "AgreedActions": "Friendships: Go to the Thursday art group (client, )"}
+    report = run(bridge, source, export(tmp_path, later))
+    assert report.quarantined == {"identity-review": 1}
+    [review] = bridge.repository.reviews()
+    assert review.candidates == (patient.resource_id,)
+    assert resolve_review(Ingest(bridge, "vcse", None, SYSTEM_CALLER), review.review_id, patient.resource_id) == "created"
+    plan = plan_of(bridge, patient.resource_id)
+    assert [a["detail"]["description"] for a in plan["activity"]][-1] == "Go to the Thursday art group (client)"
+    assert len(plan["supportingInfo"]) == 2 and plan["author"]["display"] == "Farah Walsh"
+    assert run(bridge, source, export(tmp_path, later)).counts == {"unchanged": 1}

@@ -176,7 +176,22 @@ def test_dialog_app_row_goes_to_identity_review_once_mapped_and_is_stored_from_t
     handed = bridge.repository.quarantine_entry(entry.entry_id)
     assert (handed.state, handed.reason, handed.resolved_run) == ("resolved", "identity-review", run.run_id)
     [review] = bridge.repository.reviews()
-    assert resolve_review(Ingest(bridge, "dialog-app", None, SYSTEM_CALLER), review.review_id, None) == "created"
+    # Rosa's session agreed actions: a new person has no plan, and the app names no key worker to start one
+    assert resolve_review(Ingest(bridge, "dialog-app", None, SYSTEM_CALLER), review.review_id, None) == \
+        "quarantined:session"
+    [refused] = bridge.repository.quarantined()
+    assert refused.reason == "session" and b"key worker" in refused.outcome and stored(bridge, "QuestionnaireResponse") == []
+
+    # The data: the trust starts her plan (with a key worker); the session is stored from quarantine
+    [patient] = stored(bridge, "Patient")
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({"resourceType": "Practitioner", "id": "sam", "name": [{"given": ["Sam"], "family": "Adeyemi"}]})
+    bridge.careplans.record(patient["id"], {"resourceType": "Parameters", "parameter": [
+        {"name": "date", "valueDateTime": "2024-01-10T10:00:00Z"},
+        {"name": "keyWorker", "part": [{"name": "member", "valueReference": {"reference": "Practitioner/sam"}}]}]},
+        Caller("RV3", "RV3"))
+    [result], [run] = retry(bridge)
+    assert result.outcome == RESOLVED and run.to_json()["created"] == 1
     assert len(stored(bridge, "QuestionnaireResponse")) == 1
 
 
