@@ -8,11 +8,11 @@ partner has a relationship with that has not ended (care_relationships). Resourc
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_bridge.store import schema
@@ -75,8 +75,10 @@ class AccessRowWriter:
     _DELETE_RELS = delete(_rels).where(and_(_rels.c.resource_type == bindparam("owner_type"),
                                             _rels.c.resource_id == bindparam("owner_id")))
 
-    def __init__(self, base_url: str | None):
+    def __init__(self, base_url: str | None, bulk_insert: Callable[[Connection, Table, list[dict]], None] | None = None):
         self.base_url = base_url
+        # the repository's driver-level executemany (store/bulk_insert.py); SQLAlchemy's insert() without one
+        self._insert = bulk_insert or (lambda connection, table, rows: connection.execute(insert(table), rows))
 
     def remove(self, connection: Connection, owners: list[dict], *, keep_people: bool) -> None:
         """Rows of replaced or deleted versions. A deletion keeps its people: its history stays theirs."""
@@ -106,9 +108,9 @@ class AccessRowWriter:
             people_rows += [{**owner, "patient_id": p} for p in sorted(people)]
             rel_rows += [{**owner, **row} for row in relationships_of(resource, self.base_url, organization_ods)]
         if people_rows:
-            connection.execute(insert(_people), people_rows)
+            self._insert(connection, _people, people_rows)
         if rel_rows:
-            connection.execute(insert(_rels), rel_rows)
+            self._insert(connection, _rels, rel_rows)
 
 
 def _organization_ods(connection: Connection, org_id: str) -> str | None:

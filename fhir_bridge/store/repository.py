@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import orjson
-from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from fhir_bridge.errors import Conflict, Gone, InputError, NotFound, PreconditionFailed
 from fhir_bridge.fhir.codec import dumps_json, json_default, loads_json
 from fhir_bridge.store import schema
+from fhir_bridge.store.bulk_insert import BulkInsert
 from fhir_bridge.store.care_access import AccessRowWriter, AccessScope, people_of_keys, related_people, visible
 from fhir_bridge.store.database import Database
 from fhir_bridge.store.dialog_history import dialogs_of, dialogs_of_people
@@ -74,8 +75,6 @@ _VERSION = select(_history).where(_owner_is(_history), _history.c.version_id == 
 _SET_CURRENT = update(_resources).where(_owner_is(_resources)).values(
     version_id=bindparam("new_version"), last_updated=bindparam("new_updated"),
     deleted=bindparam("new_deleted"), body=bindparam("new_body"))
-_INSERT = {table.name: insert(table) for table in (_resources, _history, _scores, _people,
-                                                    *schema.INDEX_TABLES.values())}
 _DELETE_INDEX_ROWS = [delete(table).where(_owner_is(table)) for table in schema.INDEX_TABLES.values()]
 _DELETE_SCORES = delete(_scores).where(_scores.c.response_id == bindparam("owner_id"))
 _DELETE_PERSON = delete(_people).where(_people.c.patient_id == bindparam("owner_id"))
@@ -114,7 +113,9 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
         self._database = database
         self._indexer = indexer
         # Whom each version is about and the care relationships it records: always kept, like the index.
-        self._access_rows = AccessRowWriter(getattr(indexer, "base_url", None))
+        self._bulk_insert = BulkInsert(database.dialect, (_resources, _history, _scores, _people,
+                                                           *schema.INDEX_TABLES.values(), *schema.ACCESS_TABLES))
+        self._access_rows = AccessRowWriter(getattr(indexer, "base_url", None), self._bulk_insert)
         self._clock = clock or IncreasingClock()
         self._score_rows = score_rows
         # PostgreSQL takes row locks itself; SQLite's single writer is queued for in-process.
@@ -298,7 +299,7 @@ class UnitOfWork:
         stored = Stored(resource_type, resource_id, current.version_id + 1,
                         self._next_time(current.last_updated), True, None, "DELETE")
         self._set_current(stored, None)
-        self._connection.execute(_INSERT[_history.name], [_history_row(stored, None)])
+        self._insert(_history, [_history_row(stored, None)])
         self._remove_derived_rows([(resource_type, resource_id)], keep_people=True)
         return stored
 
@@ -352,7 +353,7 @@ class UnitOfWork:
             fresh = [finals[key] for key in finals if key not in current]
             if fresh:
                 try:
-                    self._connection.execute(_INSERT[_resources.name], [_current_row(s, b) for s, b in fresh])
+                    self._insert(_resources, [_current_row(s, b) for s, b in fresh])
                 except IntegrityError as exc:  # PostgreSQL: created concurrently between our read and insert
                     raise Conflict("a resource in this batch was created concurrently by another writer") from exc
             replaced = [finals[key] for key in finals if key in current]
@@ -361,7 +362,7 @@ class UnitOfWork:
                     **_owner(s.resource_type, s.resource_id), "new_version": s.version_id,
                     "new_updated": s.last_updated, "new_deleted": False, "new_body": b} for s, b in replaced])
                 self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in replaced])
-            self._connection.execute(_INSERT[_history.name], [_history_row(s, b) for s, b in versions])
+            self._insert(_history, [_history_row(s, b) for s, b in versions])
             self._derive(list(finals.values()))
         return results
 
@@ -417,7 +418,7 @@ class UnitOfWork:
 
     def _insert_new(self, versions: list[tuple[Stored, bytes]]) -> None:
         try:
-            self._connection.execute(_INSERT[_resources.name], [_current_row(stored, body) for stored, body in versions])
+            self._insert(_resources, [_current_row(stored, body) for stored, body in versions])
         except IntegrityError as exc:   # PostgreSQL: a concurrent transaction created one of these ids
             raise Conflict("a resource in this bulk create was created concurrently by another writer") from exc
         self._record(versions, replace=False)
@@ -426,7 +427,7 @@ class UnitOfWork:
         """History rows, index rows and score rows of new versions (replacing the old ones)."""
         if replace:
             self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in versions])
-        self._connection.execute(_INSERT[_history.name], [_history_row(stored, body) for stored, body in versions])
+        self._insert(_history, [_history_row(stored, body) for stored, body in versions])
         self._derive(versions)
 
     def _derive(self, versions: list[tuple[Stored, bytes]]) -> None:
@@ -435,22 +436,23 @@ class UnitOfWork:
         score_rows: list[dict] = []
         person_rows: list[dict] = []
         for stored, _ in versions:
+            owner = {"resource_type": stored.resource_type, "resource_id": stored.resource_id}
             for name, rows in self._repo._indexer.rows(stored.resource).items():
-                index_rows[name] += [_complete(schema.INDEX_TABLES[name], row, stored) for row in rows]
+                index_rows[name] += [{**row, **owner} for row in rows]
             if stored.resource_type == _SCORED_TYPE and self._repo._score_rows is not None:
                 row = self._repo._score_rows(stored.resource)
                 if row is not None:
-                    score_rows.append(_complete(_scores, {**row, "response_id": stored.resource_id}))
+                    score_rows.append({**row, "response_id": stored.resource_id})
             elif stored.resource_type == _PERSON_TYPE:
                 person_rows.append({**person_row(stored.resource), "patient_id": stored.resource_id})
         for name, rows in index_rows.items():
-            if rows:
-                self._connection.execute(_INSERT[schema.INDEX_TABLES[name].name], rows)
-        if score_rows:
-            self._connection.execute(_INSERT[_scores.name], score_rows)
+            self._insert(schema.INDEX_TABLES[name], rows)
+        self._insert(_scores, score_rows)
         self._repo._access_rows.write(self._connection, [stored.resource for stored, _ in versions])
-        if person_rows:
-            self._connection.execute(_INSERT[_people.name], person_rows)
+        self._insert(_people, person_rows)
+
+    def _insert(self, table: Table, rows: list[dict]) -> None:
+        self._repo._bulk_insert(self._connection, table, rows)
 
     def _remove_derived_rows(self, keys: list[tuple[str, str]], *, keep_people: bool = False) -> None:
         owners = [_owner(*key) for key in keys]
@@ -544,21 +546,6 @@ def _history_row(stored: Stored, body: bytes | None) -> dict:
     return {"resource_type": stored.resource_type, "resource_id": stored.resource_id,
             "version_id": stored.version_id, "last_updated": stored.last_updated,
             "deleted": stored.deleted, "method": stored.method, "body": body}
-
-
-def _column_defaults(table: Table) -> dict[str, object]:
-    return {c.name: (c.default.arg if c.default is not None and c.default.is_scalar else None) for c in table.c}
-
-
-_DEFAULTS = {table.name: _column_defaults(table) for table in (*schema.INDEX_TABLES.values(), _scores)}
-
-
-def _complete(table: Table, row: dict, owner: Stored | None = None) -> dict:
-    """Every column present (executemany needs one shape for all rows); owner fills the key."""
-    full = {**_DEFAULTS[table.name], **row}
-    if owner is not None:
-        full["resource_type"], full["resource_id"] = owner.resource_type, owner.resource_id
-    return full
 
 
 def _read_current(connection: Connection, resource_type: str, resource_id: str) -> Stored:
