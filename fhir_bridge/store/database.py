@@ -2,7 +2,8 @@
 
 SQLite and PostgreSQL share one code path; what differs is settled here, once per connection:
 SQLite gets WAL (readers never wait for the writer), a 10 s busy timeout (a second writer waits
-instead of failing), synchronous=NORMAL (safe under WAL, far fewer fsyncs) and foreign keys.
+instead of failing), synchronous=NORMAL (safe under WAL, far fewer fsyncs), foreign keys, and WAL
+checkpoints in a background thread rather than inside commits (store/wal_checkpoint.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.store.wal_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 
 __all__ = ["Database", "open_database", "DEFAULT_FILE_NAME"]
 
@@ -30,6 +32,7 @@ _WRITE_OPTION = "fhir_bridge_write"
 class Database:
     engine: Engine
     dialect: str  # "sqlite" | "postgresql"
+    checkpointer: WalCheckpointer | None = None  # an SQLite file's background WAL checkpoints
 
     def connect(self, *, write: bool = False) -> Connection:
         """A connection whose transactions, with write=True, take SQLite's write lock at BEGIN
@@ -38,7 +41,15 @@ class Database:
         connection = self.engine.connect()
         return connection.execution_options(**{_WRITE_OPTION: True}) if write else connection
 
+    def written(self) -> None:
+        """Called after a write transaction commits: the WAL's new pages get checkpointed soon,
+        off the writer's path (store/wal_checkpoint.py)."""
+        if self.checkpointer is not None:
+            self.checkpointer.poke()
+
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.dispose()
 
 
@@ -51,7 +62,8 @@ def open_database(url: str | None, data_dir: Path) -> Database:
         raise ConfigurationError(f"FHIR_BRIDGE_DATABASE_URL: unsupported database {dialect!r}; "
                                  "use sqlite:///<file> or postgresql://...")
     if dialect == "sqlite":
-        return Database(_sqlite_engine(parsed), dialect)
+        in_memory = not parsed.database or parsed.database == ":memory:"
+        return Database(_sqlite_engine(parsed), dialect, None if in_memory else WalCheckpointer(parsed.database))
     # psycopg prepares a statement after five runs, and PostgreSQL then keeps the generic plan it
     # made while the tables were small: the bulk path's id lookup became a sequential scan, and
     # create_many fell from ~10,000 to ~1,700 resources/s as the table grew past 12,000 rows.
@@ -80,7 +92,8 @@ def _sqlite_engine(url: URL) -> Engine:
         # and cannot be IMMEDIATE, so transactions are begun explicitly in `_begin` below.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=NORMAL", "foreign_keys=ON"):
+        for pragma in (f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=NORMAL", "foreign_keys=ON",
+                       f"wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}"):
             cursor.execute(f"PRAGMA {pragma}")
         _use_wal(cursor)
         cursor.close()

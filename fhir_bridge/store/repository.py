@@ -139,8 +139,10 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
         """A write transaction (SQLite: queued on the in-process writer lock, then BEGIN IMMEDIATE)."""
-        with self._writer_lock, self._database.connect(write=True) as connection, connection.begin():
-            yield connection
+        with self._writer_lock, self._database.connect(write=True) as connection:
+            with connection.begin():
+                yield connection
+        self._database.written()
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         """The current version; NotFound if it never existed, Gone if it is deleted."""

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from sqlalchemy import text
 from fhir_bridge.config import REPO_ROOT, Settings
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.store.database import Database, open_database
+from fhir_bridge.store.wal_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from tests.postgres import POSTGRES_ENV, throwaway_database_url
 
 
@@ -37,6 +38,7 @@ def test_every_sqlite_connection_gets_wal_busy_timeout_normal_sync_and_foreign_k
                 assert pragma("busy_timeout") == 10_000
                 assert pragma("synchronous") == 1  # NORMAL
                 assert pragma("foreign_keys") == 1
+                assert pragma("wal_autocheckpoint") == WRITER_CHECKPOINT_PAGES  # the background thread checkpoints
     finally:
         database.dispose()
 
@@ -113,3 +115,66 @@ if os.environ.get(POSTGRES_ENV):  # a psycopg setting: collected only where Post
                     assert connection.connection.driver_connection.prepare_threshold is None
             finally:
                 database.dispose()
+
+
+# -- WAL checkpoints in the background (store/wal_checkpoint.py) -----------------------------------------
+def _wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_commits_are_checkpointed_into_the_database_file_by_the_background_thread(tmp_path: Path):
+    """The writer never checkpoints these small transactions itself (its threshold is raised), so
+    the database file grows only because the background thread copies the WAL's pages into it."""
+    path = tmp_path / "x.db"
+    database = open_database(f"sqlite:///{path}", tmp_path)
+    try:
+        with database.connect(write=True) as connection, connection.begin():
+            connection.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        database.written()
+        assert _wait_for(lambda: path.stat().st_size > 0)
+        before = path.stat().st_size
+        for _ in range(20):
+            with database.connect(write=True) as connection, connection.begin():
+                connection.exec_driver_sql("INSERT INTO t VALUES (randomblob(20000))")
+            database.written()
+        assert _wait_for(lambda: path.stat().st_size > before + 20 * 15000)
+        with database.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 20
+    finally:
+        database.dispose()
+    assert database.checkpointer._thread is None  # closed with the store
+
+
+def test_the_checkpoint_thread_ends_when_idle_and_starts_again_when_needed(tmp_path: Path):
+    path = tmp_path / "x.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execute("CREATE TABLE t (x)")
+    checkpointer = WalCheckpointer(str(path), idle_seconds=0.05)
+    try:
+        checkpointer.poke()
+        assert _wait_for(lambda: checkpointer._thread is None)  # idle: gone
+        before = path.stat().st_size
+        connection.execute("INSERT INTO t VALUES (randomblob(50000))")
+        assert path.stat().st_size == before  # in the WAL only: this connection never checkpoints
+        checkpointer.poke()  # a thread again
+        assert _wait_for(lambda: path.stat().st_size > before + 40000)
+        assert _wait_for(lambda: checkpointer._thread is None)
+    finally:
+        checkpointer.close()
+        connection.close()
+
+
+def test_in_memory_stores_have_no_checkpoint_thread(tmp_path: Path):
+    database = open_database("sqlite://", tmp_path)
+    try:
+        assert database.checkpointer is None
+        database.written()
+    finally:
+        database.dispose()

@@ -1,0 +1,76 @@
+"""SQLite WAL checkpoints off the writer's path.
+
+Under WAL every commit appends the pages it changed to the -wal file, and a checkpoint copies them
+back into the database file (and syncs it). SQLite runs that checkpoint inside whichever commit
+takes the WAL past 1,000 pages; an import batch, whose index rows land on pages all over their
+B-trees, passes it every time, and the checkpoint was about 60% of the commit. Here a thread with
+its own connection checkpoints after writes (PASSIVE: it neither waits for nor blocks readers and
+writers) while the writer goes on with its next batch or request. The writers' own threshold is
+raised to a safety valve (`WRITER_CHECKPOINT_PAGES`) in case the thread falls behind.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+
+__all__ = ["WalCheckpointer", "WRITER_CHECKPOINT_PAGES"]
+
+WRITER_CHECKPOINT_PAGES = 10_000  # ~40 MB of WAL: a writer checkpoints itself only past this
+_log = logging.getLogger(__name__)
+
+
+class WalCheckpointer:
+    """`poke()` after a commit; a daemon thread checkpoints soon after. The thread starts on the
+    first poke and ends after `idle_seconds` without one (or at `close()`), so an idle store
+    holds no thread."""
+
+    def __init__(self, path: str, *, idle_seconds: float = 5.0, busy_timeout_ms: int = 10_000):
+        self.path = path
+        self.idle_seconds = idle_seconds
+        self.busy_timeout_ms = busy_timeout_ms
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def poke(self) -> None:
+        if self._closed:
+            return
+        self._wake.set()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        connection = None
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                                         check_same_thread=False)
+            while True:
+                if not self._wake.wait(self.idle_seconds):
+                    with self._lock:  # a poke now would find no thread and start one
+                        if not self._wake.is_set():
+                            self._thread = None
+                            return
+                if self._closed:
+                    return
+                self._wake.clear()
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # the store is gone or broken: writers checkpoint themselves again
+            _log.warning("background WAL checkpoints stopped: %s", exc)
+        finally:
+            if connection is not None:
+                connection.close()
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
