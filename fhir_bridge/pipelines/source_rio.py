@@ -139,8 +139,7 @@ class RioSource:
             mapped.problems.append(Issue("error", "not-found", f"{location}: referral {referral_id} is not stored "
                                          "(quarantined, or not in this export or an earlier one)", "Encounter.subject"))
             return
-        for resource in mapped.resources:
-            resource["subject"] = subject
+        _point(mapped, subject)
 
     def _point_at_stored_client(self, mapped: Mapped, client_id: str, location: str) -> None:
         found = sorted(self.patients_with_identifier(self.client_system, client_id))
@@ -153,8 +152,13 @@ class RioSource:
             mapped.problems.append(Issue("error", "not-found", f"{location}: client {client_id} {why}",
                                          f"{mapped.resources[0].get('resourceType')}.subject"))
             return
-        for resource in mapped.resources:
-            resource["subject"] = {"reference": f"Patient/{patient_id}"}
+        _point(mapped, {"reference": f"Patient/{patient_id}"})
+
+
+def _point(mapped: Mapped, subject: dict) -> None:
+    """The mapped resources about `subject`: new dicts where it changes, never changed in place
+    (what a worker process mapped is the record's, as a mapping gave it)."""
+    mapped.resources = [r if r.get("subject") == subject else {**r, "subject": subject} for r in mapped.resources]
 
 
 def _with_contact_time(values: dict[str, str]) -> dict[str, str]:

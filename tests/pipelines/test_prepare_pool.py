@@ -39,6 +39,18 @@ def contents(bridge: Bridge) -> dict[tuple[str, str], dict]:
     return found
 
 
+def derived_rows(bridge: Bridge) -> dict[str, list[tuple]]:
+    """Every index, score, person and care-access row, Provenances' aside (random ids)."""
+    tables = ("search_token", "search_reference", "search_date", "search_string", "search_number",
+              "resource_people", "care_relationships")
+    with bridge.database.connect() as connection:
+        found = {table: sorted(map(tuple, connection.exec_driver_sql(
+            f"SELECT * FROM {table} WHERE resource_type != 'Provenance'").fetchall()), key=repr) for table in tables}
+        found["dialog_scores"] = sorted(map(tuple, connection.exec_driver_sql("SELECT * FROM dialog_scores")), key=repr)
+        found["person_attributes"] = sorted(map(tuple, connection.exec_driver_sql("SELECT * FROM person_attributes")))
+    return found
+
+
 def quarantine_of(bridge: Bridge) -> list[tuple[str, str, list]]:
     return sorted((e.location.split("/")[-1], e.reason, [i.get("diagnostics", "").split("/")[-1]
                                                          for i in loads_json(e.outcome)["issue"]])
@@ -56,6 +68,8 @@ def test_an_import_in_worker_processes_stores_what_one_process_stores(tmp_path, 
         assert pooled_report.counts == alone_report.counts and pooled_report.quarantined == alone_report.quarantined
         assert pooled_report.quarantined and pooled_report.balanced
         assert contents(pooled) == contents(alone)
+        assert derived_rows(pooled) == derived_rows(alone)  # index, score and care-access rows too
+        assert derived_rows(pooled)["dialog_scores"] and derived_rows(pooled)["search_reference"]
         assert quarantine_of(pooled) == quarantine_of(alone)
     finally:
         alone.close()
