@@ -5,9 +5,10 @@ them in `problems`; reporting them to the sender is the validator's job.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from fhir_bridge.errors import ConfigurationError, InputError
 from fhir_bridge.measures.dialog_items import (
@@ -24,6 +25,7 @@ DEFAULT_MIN_ANSWERED: Mapping[Part, int] = {"sqol": 1, "treatment": 1}
 DISSATISFIED = range(1, 4)  # 1-3: explicit dissatisfaction
 SATISFIED = range(5, 8)     # 5-7: explicit satisfaction (low need: seed 000's "rating score 5-7")
 _HELP_ANSWERS = {"Y": True, "N": False}
+_Found = tuple[tuple[str, int, int], dict]  # an answer and where it is: (parent path, item index, answer index)
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,7 @@ class ScoreProblem:
     message: str
 
 
-@dataclass(frozen=True)
-class ItemScore:
+class ItemScore(NamedTuple):  # a tuple: eleven are made for every stored response
     domain: DialogDomain
     rating: int | None      # 1-7; None when unanswered, not applicable or unusable
     not_applicable: bool    # answered with the not-answered value (8)
@@ -77,26 +78,23 @@ def score_dialog(qr: Mapping[str, Any], definition: DialogDefinition, *,
     `min_answered` ({"sqol": n, "treatment": m}) sets how many rated items each mean needs; a mean
     with fewer is None. The counts are always reported.
     """
-    minimum = _min_answered(min_answered)
+    minimum = _min_answered(tuple(sorted((min_answered or {}).items())))
     problems = _check_questionnaire(qr, definition)
-    answers: dict[str, list[tuple[str, dict]]] = {}
-    for path, item in _walk(qr.get("item", []), "QuestionnaireResponse"):
-        link_id = item.get("linkId")
-        if link_id not in definition.link_ids:
-            problems.append(ScoreProblem(path, f"linkId {link_id!r} is not in the DIALOG Questionnaire"))
-        answers.setdefault(link_id, []).extend(
-            (f"{path}.answer[{index}]", answer) for index, answer in enumerate(item.get("answer", [])))
+    answers: dict[str, list[_Found]] = {}
+    _collect(qr.get("item", []), "QuestionnaireResponse", definition.link_ids, answers, problems)
     items = tuple(_item_score(definition, domain, answers, problems) for domain in definition.domains)
     sqol, sqol_n = _mean(items, "sqol", minimum)
     treatment, treatment_n = _mean(items, "treatment", minimum)
     return DialogScore(items, sqol, sqol_n, treatment, treatment_n, tuple(problems))
 
 
-def _min_answered(setting: Mapping[str, int] | None) -> dict[str, int]:
-    minimum = {**DEFAULT_MIN_ANSWERED, **(setting or {})}
+@lru_cache(maxsize=16)
+def _min_answered(setting: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    """The setting checked and completed once per distinct value: scoring runs on every stored response."""
+    minimum = {**DEFAULT_MIN_ANSWERED, **dict(setting)}
     unknown = set(minimum) - set(PARTS)
     if unknown or not all(isinstance(n, int) and n >= 1 for n in minimum.values()):
-        raise ConfigurationError(f"min_answered needs whole numbers >= 1 for {list(PARTS)}, got {dict(setting or {})}")
+        raise ConfigurationError(f"min_answered needs whole numbers >= 1 for {list(PARTS)}, got {dict(setting)}")
     return minimum
 
 
@@ -117,15 +115,28 @@ def _check_questionnaire(qr: Mapping[str, Any], definition: DialogDefinition) ->
     return []
 
 
-def _walk(items: list[dict], parent: str) -> Iterator[tuple[str, dict]]:
-    # The DIALOG Questionnaire is flat, but a sender may wrap items in groups: linkIds still decide.
+def _collect(items: list[dict], parent: str, link_ids: frozenset[str],
+             answers: dict[str, list[_Found]], problems: list[ScoreProblem]) -> None:
+    """Every answer by its item's linkId, with where it is as (parent path, item index, answer
+    index): a FHIRPath is only written out for a problem. The DIALOG Questionnaire is flat, but a
+    sender may wrap items in groups: linkIds still decide."""
     for index, item in enumerate(items):
-        path = f"{parent}.item[{index}]"
-        yield path, item
-        yield from _walk(item.get("item", []), path)
+        link_id = item.get("linkId")
+        if link_id not in link_ids:
+            problems.append(ScoreProblem(f"{parent}.item[{index}]", f"linkId {link_id!r} is not in the DIALOG Questionnaire"))
+        found = answers.setdefault(link_id, [])
+        for answer_index, answer in enumerate(item.get("answer", ())):
+            found.append(((parent, index, answer_index), answer))
+        if children := item.get("item"):
+            _collect(children, f"{parent}.item[{index}]", link_ids, answers, problems)
 
 
-def _item_score(definition: DialogDefinition, domain: DialogDomain, answers: dict[str, list[tuple[str, dict]]],
+def _path(where: tuple[str, int, int]) -> str:
+    parent, index, answer_index = where
+    return f"{parent}.item[{index}].answer[{answer_index}]"
+
+
+def _item_score(definition: DialogDefinition, domain: DialogDomain, answers: dict[str, list[_Found]],
                 problems: list[ScoreProblem]) -> ItemScore:
     rating_item = definition.rating_item_for(domain)
     rating, not_applicable = _read_rating(rating_item, _single(rating_item.link_id, answers, problems), problems)
@@ -134,20 +145,20 @@ def _item_score(definition: DialogDefinition, domain: DialogDomain, answers: dic
     return ItemScore(domain, rating, not_applicable, more_help)
 
 
-def _single(link_id: str, answers: dict[str, list[tuple[str, dict]]], problems: list[ScoreProblem]) -> tuple[str, dict] | None:
+def _single(link_id: str, answers: dict[str, list[_Found]], problems: list[ScoreProblem]) -> _Found | None:
     found = answers.get(link_id, [])
     if len(found) > 1:
         # Two answers to one question: picking either could be the wrong one.
-        problems.extend(ScoreProblem(path, f"{link_id!r} answered more than once; none of its answers used")
-                        for path, _ in found)
+        problems.extend(ScoreProblem(_path(where), f"{link_id!r} answered more than once; none of its answers used")
+                        for where, _ in found)
         return None
     return found[0] if found else None
 
 
-def _read_rating(item: RatingItem, found: tuple[str, dict] | None, problems: list[ScoreProblem]) -> tuple[int | None, bool]:
+def _read_rating(item: RatingItem, found: _Found | None, problems: list[ScoreProblem]) -> tuple[int | None, bool]:
     if found is None:
         return None, False
-    path, answer = found
+    where, answer = found
     coding = answer.get("valueCoding")
     if coding is not None:
         key = (coding.get("system", ""), coding.get("code", ""))
@@ -155,18 +166,18 @@ def _read_rating(item: RatingItem, found: tuple[str, dict] | None, problems: lis
             return item.ratings[key], False
         if key in item.not_answered:
             return None, True
-    problems.append(ScoreProblem(path, f"{_shown(answer)} is not a DIALOG rating (1-7) for {item.link_id!r}; not scored"))
+    problems.append(ScoreProblem(_path(where), f"{_shown(answer)} is not a DIALOG rating (1-7) for {item.link_id!r}; not scored"))
     return None, False
 
 
-def _read_help(found: tuple[str, dict] | None, problems: list[ScoreProblem]) -> bool | None:
+def _read_help(found: _Found | None, problems: list[ScoreProblem]) -> bool | None:
     if found is None:
         return None
-    path, answer = found
+    where, answer = found
     coding = answer.get("valueCoding") or {}
     if coding.get("system") == YES_NO_SYSTEM and coding.get("code") in _HELP_ANSWERS:
         return _HELP_ANSWERS[coding["code"]]
-    problems.append(ScoreProblem(path, f"{_shown(answer)} is not a yes/no ({YES_NO_SYSTEM}) answer; ignored"))
+    problems.append(ScoreProblem(_path(where), f"{_shown(answer)} is not a yes/no ({YES_NO_SYSTEM}) answer; ignored"))
     return None
 
 
