@@ -44,8 +44,8 @@ STATUSES = ("created", "updated", "unchanged")
 # Records per unit of work in a file import: large enough that the commit and the statements'
 # fixed costs vanish, small enough that a batch's resources stay a few MB.
 BATCH_SIZE = 500
-# Records an import maps in its own process before it hands the rest to worker processes (when it
-# has a pool): below this, starting them costs more than they save.
+# Records an import with a pool maps in its own process while its worker processes start (they
+# take about a second to build their engine and validator); the rest go to the workers.
 PARALLEL_AFTER = 2000
 
 
