@@ -13,6 +13,9 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -77,6 +80,7 @@ def _start_worker(recipe: Recipe) -> None:
     from fhir_bridge.validation import Validator
 
     global _worker
+    _exit_with_parent()
     validator = Validator.load(recipe.settings)
     engine = MappingEngine(load_mappings(recipe.settings.mappings_dir, validator.terminology), validator.terminology)
     adapter = adapter_factory(recipe.source)(engine, recipe.organization, None)
@@ -86,6 +90,20 @@ def _start_worker(recipe: Recipe) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(BULK_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _exit_with_parent() -> None:
+    """A worker whose importing process is killed ends too (left alone it would wait for work
+    forever: it holds its task queue's write end itself, so it never sees the queue close)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _prepare_chunk(records: list) -> list[Prepared]:

@@ -3,6 +3,11 @@ to spawned workers stores exactly what an import in one process stores, dirty in
 input order; workers that fail cost nothing (the importing process maps the rest itself)."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +150,40 @@ def test_the_mllp_path_prepares_in_its_own_process(tmp_path, validator):
         assert ingest.one(SourceRecord("x", "mllp:1", b"", None)) == "created"
     finally:
         bridge.close()
+
+
+def test_workers_end_when_the_importing_process_is_killed(tmp_path):
+    """`kill -9` of an import leaves no worker process behind waiting for work."""
+    script = tmp_path / "importer.py"
+    script.write_text(
+        "import time\n"
+        "from fhir_bridge.config import Settings\n"
+        "from fhir_bridge.pipelines.prepare import PreparePool, Recipe\n"
+        "if __name__ == '__main__':\n"
+        "    pool = PreparePool(Recipe(Settings(), 'rio', 'RV3'), 1)\n"
+        "    pool.start()\n"
+        "    pool._executor.submit(int).result()  # the worker is up\n"
+        "    print(*pool._executor._processes, flush=True)\n"
+        "    time.sleep(120)\n")
+    importer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        [worker] = [int(pid) for pid in importer.stdout.readline().split()]
+        assert Path(f"/proc/{worker}").exists()
+        importer.send_signal(signal.SIGKILL)
+        importer.wait(10)
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{worker}").exists() and _state(worker) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{worker}").exists() or _state(worker) == "Z"  # gone (or only awaiting init's reaping)
+    finally:
+        importer.kill()
+        if worker is not None and Path(f"/proc/{worker}").exists():
+            os.kill(worker, signal.SIGKILL)  # this test's own leftover, if it failed
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
