@@ -159,6 +159,8 @@ class IngestMixin:
             held: dict[str, dict[str, set[str]]] = {}
             for start in range(0, len(born), 500):
                 for row in connection.execute(_MATCHING_STRINGS, {"ids": born[start:start + 500]}):
+                    if row.param not in _MATCHED_PARAMS:
+                        continue
                     value = row.normalized.replace(" ", "").upper() if row.param == "address-postalcode" else row.normalized
                     held.setdefault(row.resource_id, {}).setdefault(row.param, set()).add(value)
         exact, weaker = [], []
@@ -180,9 +182,12 @@ _BORN_ON = (select(_dates.c.resource_id)
             .join(_res, and_(_res.c.resource_type == _dates.c.resource_type, _res.c.resource_id == _dates.c.resource_id))
             .where(_dates.c.resource_type == "Patient", _dates.c.param == "birthdate",
                    _dates.c.low == bindparam("low"), _dates.c.high == bindparam("high"), _res.c.deleted.is_(False)))
+# The parameters are picked in Python, not SQL: with `param IN (...)` beside two or more ids SQLite
+# (no statistics) reads every Patient's names through the lookup index instead of these Patients'
+# rows through the owner index; at 37,000 Patients a lookup took 110 ms instead of 0.03 ms.
 _MATCHING_STRINGS = select(_strings.c.resource_id, _strings.c.param, _strings.c.normalized).where(
-    _strings.c.resource_type == "Patient", _strings.c.resource_id.in_(bindparam("ids", expanding=True)),
-    _strings.c.param.in_(("family", "given", "address-postalcode")))
+    _strings.c.resource_type == "Patient", _strings.c.resource_id.in_(bindparam("ids", expanding=True)))
+_MATCHED_PARAMS = frozenset({"family", "given", "address-postalcode"})
 _tokens = schema.token_index
 _WITH_IDENTIFIER = (select(_tokens.c.resource_id)
                     .join(_res, and_(_res.c.resource_type == _tokens.c.resource_type,
