@@ -24,7 +24,7 @@ from fhir_bridge.careplan.narrative import goal_div, team_div, with_text
 from fhir_bridge.careplan.session import Problems, Session, reference_type
 from fhir_bridge.errors import Conflict, Gone, NotFound, PreconditionFailed, PreconditionRequired, Unprocessable
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
-from fhir_bridge.pipelines.careplan_views import local_id, main_plans, open_plans_query, plan_type, with_narrative
+from fhir_bridge.pipelines.careplan_views import local_id, main_plans, plan_type, with_narrative
 from fhir_bridge.pipelines.patient_links import surviving_patient
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
@@ -146,7 +146,8 @@ class CarePlanSessions:
 
     def _open_plan(self, uow, patient_id: str) -> list[Stored]:
         uow.lock("Patient", patient_id)
-        plans = main_plans(uow.search(self.search("CarePlan", open_plans_query(patient_id))))
+        plans = main_plans([s for s in uow.referring("CarePlan", "subject", "Patient", patient_id)
+                            if s.resource.get("status") in OPEN_STATUSES])
         if len(plans) > 1:
             listed = ", ".join(f"CarePlan/{p.resource_id}" for p in plans)
             raise Conflict(f"Patient/{patient_id} has {len(plans)} open DIALOG+ care plans ({listed}): a person has "

@@ -163,8 +163,8 @@ class ResourceService:
         (`(resource, version)`; None: create or overwrite), then one Provenance per activity (created,
         updated) naming everything written: one record of a piece of work such as a DIALOG+ session.
         A stale version raises the repository's PreconditionFailed; the caller may retry."""
-        return self._recorded([uow.update(self._guarded(uow, caller, resource, []), if_match=version)
-                               for resource, version in writes], caller, uow)
+        guarded = [self._guarded(uow, caller, resource, []) for resource, _ in writes]
+        return self._recorded(uow.put_many(guarded, if_match=[version for _, version in writes]), caller, uow)
 
     def delete(self, resource_type: str, resource_id: str, caller: Caller, *, if_match: int | None = None,
                uow=None) -> Stored | None:
@@ -184,11 +184,14 @@ class ResourceService:
     # -- helpers -------------------------------------------------------------------------------
     def _recorded(self, results: list[WriteResult], caller: Caller, uow) -> list[WriteResult]:
         """One Provenance per activity (created, updated) naming every resource a piece of work wrote."""
+        provenances = []
         for created in (True, False):
             targets = [r.stored for r in results if not r.unchanged and r.created is created
                        and r.stored.resource_type not in UNTRACKED]
             if targets:
-                uow.create(self._provenance(targets, caller, "POST" if created else "PUT"))
+                provenances.append(self._provenance(targets, caller, "POST" if created else "PUT"))
+        if provenances:
+            uow.create_many(provenances)
         return results
 
     def _ruled(self, uow, resource: dict, method: str, if_match: int | None, caller: Caller,

@@ -41,6 +41,17 @@ def visible(type_column, id_column, scope: AccessScope) -> ColumnElement[bool]:
     return ~hidden
 
 
+# Built once: building a select and computing its cache key per call cost more than running it.
+_PEOPLE_OF_TYPE = select(_people.c.resource_id, _people.c.patient_id).where(
+    _people.c.resource_type == bindparam("rtype"), _people.c.resource_id.in_(bindparam("ids", expanding=True)))
+_RELATED = select(_rels.c.patient_id).distinct().where(
+    _rels.c.partner == bindparam("partner"), _rels.c.patient_id.in_(bindparam("ids", expanding=True)),
+    or_(_rels.c.ends.is_(None), _rels.c.ends >= bindparam("now")))
+_ORGANIZATION_BODY = select(_resources.c.body).where(
+    _resources.c.resource_type == "Organization", _resources.c.resource_id == bindparam("org_id"),
+    _resources.c.deleted.is_(False))
+
+
 def people_of_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
     """The people each stored resource is about (absent: about nobody)."""
     found: dict[tuple[str, str], set[str]] = {}
@@ -49,9 +60,7 @@ def people_of_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> d
         by_type.setdefault(rtype, []).append(rid)
     for rtype, ids in by_type.items():
         for start in range(0, len(ids), _IN_CHUNK):
-            rows = connection.execute(select(_people.c.resource_id, _people.c.patient_id).where(
-                _people.c.resource_type == rtype, _people.c.resource_id.in_(ids[start:start + _IN_CHUNK])))
-            for rid, patient in rows:
+            for rid, patient in connection.execute(_PEOPLE_OF_TYPE, {"rtype": rtype, "ids": ids[start:start + _IN_CHUNK]}):
                 found.setdefault((rtype, rid), set()).add(patient)
     return found
 
@@ -61,9 +70,7 @@ def related_people(connection: Connection, scope: AccessScope, patient_ids: Iter
     wanted = sorted(set(patient_ids))
     if not wanted:
         return set()
-    rows = connection.execute(select(_rels.c.patient_id).distinct().where(
-        _rels.c.partner == scope.partner, _rels.c.patient_id.in_(wanted),
-        or_(_rels.c.ends.is_(None), _rels.c.ends >= scope.now)))
+    rows = connection.execute(_RELATED, {"partner": scope.partner, "ids": wanted, "now": scope.now})
     return {row[0] for row in rows}
 
 
@@ -86,10 +93,13 @@ class AccessRowWriter:
             connection.execute(self._DELETE_PEOPLE, owners)
         connection.execute(self._DELETE_RELS, owners)
 
-    def write(self, connection: Connection, resources: list[dict]) -> None:
+    def write(self, connection: Connection, resources: list[dict],
+              known: dict[tuple[str, str], set[str]] | None = None) -> None:
+        """`known`: the people of what this transaction wrote already (filled in here too), so that a
+        Provenance naming the resources of its piece of work is resolved without reading them back."""
         # Provenance last: it is about whoever its targets (maybe written in this batch) are about.
         ordered = sorted(resources, key=lambda r: r.get("resourceType") == "Provenance")
-        batch: dict[tuple[str, str], set[str]] = {}
+        batch: dict[tuple[str, str], set[str]] = {} if known is None else known
         people_rows, rel_rows = [], []
 
         def target_people(keys: list[tuple[str, str]]) -> set[str]:
@@ -114,9 +124,7 @@ class AccessRowWriter:
 
 
 def _organization_ods(connection: Connection, org_id: str) -> str | None:
-    body = connection.scalar(select(_resources.c.body).where(
-        _resources.c.resource_type == "Organization", _resources.c.resource_id == org_id,
-        _resources.c.deleted.is_(False)))
+    body = connection.scalar(_ORGANIZATION_BODY, {"org_id": org_id})
     if body is None:
         return None
     for identifier in orjson.loads(body).get("identifier") or ():

@@ -16,6 +16,7 @@ import contextlib
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -75,7 +76,7 @@ _VERSION = select(_history).where(_owner_is(_history), _history.c.version_id == 
 _SET_CURRENT = update(_resources).where(_owner_is(_resources)).values(
     version_id=bindparam("new_version"), last_updated=bindparam("new_updated"),
     deleted=bindparam("new_deleted"), body=bindparam("new_body"))
-_DELETE_INDEX_ROWS = [delete(table).where(_owner_is(table)) for table in schema.INDEX_TABLES.values()]
+_DELETE_INDEX_ROWS = {name: delete(table).where(_owner_is(table)) for name, table in schema.INDEX_TABLES.items()}
 _DELETE_SCORES = delete(_scores).where(_scores.c.response_id == bindparam("owner_id"))
 _DELETE_PERSON = delete(_people).where(_people.c.patient_id == bindparam("owner_id"))
 _KEYS_OF_TYPE = select(_resources.c.resource_type, _resources.c.resource_id).where(
@@ -92,6 +93,15 @@ _ref = schema.reference_index
 _REFERRERS = (select(_ref.c.resource_type, _ref.c.resource_id).distinct()
               .where(_ref.c.target_type == bindparam("target_type"), _ref.c.target_id == bindparam("target_id"))
               .order_by(_ref.c.resource_type, _ref.c.resource_id))
+
+
+# Live resources of one type referring to one target by one reference parameter, by the index's
+# lookup rows: what a rule inside a write reads (a person's care plans) without a whole search.
+_LIVE_REFERRING = select(_resources).where(
+    _resources.c.resource_type == bindparam("owner_type"), _resources.c.deleted.is_(False),
+    _resources.c.resource_id.in_(select(_ref.c.resource_id).where(
+        _ref.c.resource_type == bindparam("owner_type"), _ref.c.param == bindparam("param"),
+        _ref.c.target_type == bindparam("target_type"), _ref.c.target_id == bindparam("target_id"))))
 
 
 class IncreasingClock:
@@ -232,6 +242,7 @@ class UnitOfWork:
     def __init__(self, repository: Repository, connection: Connection) -> None:
         self._repo = repository
         self._connection = connection
+        self._people_written: dict[tuple[str, str], set[str]] = {}  # whom this transaction's writes are about
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         """As Repository.read, inside this transaction: sees its own writes."""
@@ -254,6 +265,14 @@ class UnitOfWork:
         ids_statement, _ = build_search(request)
         keys = [(row.resource_type, row.resource_id) for row in self._connection.execute(ids_statement)]
         return self._repo._fetch_stored(keys, self._connection)
+
+    def referring(self, resource_type: str, param: str, target_type: str, target_id: str) -> list[Stored]:
+        """Live `resource_type` resources whose reference search parameter `param` points at
+        target_type/target_id, in this transaction, by id: the search `param=target_type/target_id`
+        without building one."""
+        rows = self._connection.execute(_LIVE_REFERRING, {"owner_type": resource_type, "param": param,
+                                                          "target_type": target_type, "target_id": target_id})
+        return sorted((_stored_from_current(row) for row in rows), key=lambda stored: stored.resource_id)
 
     def people_of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
         """As Repository.people_of, in this transaction."""
@@ -324,24 +343,31 @@ class UnitOfWork:
                 results[position] = WriteResult(stored, created=True)
         return results
 
-    def put_many(self, resources: list[dict]) -> list[WriteResult]:
+    def put_many(self, resources: list[dict], if_match: list[int | None] | None = None) -> list[WriteResult]:
         """Bulk create-or-update by id, as update() one after another would do it (the same id may
         come twice: the second is compared with the first), but with one locked read of the current
         rows and one executemany per table. For imports, which write hundreds of resources a unit of
-        work: per resource, the statements cost several times the work."""
+        work, and for a piece of work such as a DIALOG+ session: per resource, the statements cost
+        several times the work. `if_match`: per resource, the version it must still be at (None: any);
+        PreconditionFailed otherwise, before anything is written."""
         keys = [_key_of(resource) for resource in resources]
         current = self._locked_many(keys)
+        stored_bodies: dict[tuple[str, str], dict] = {}  # the current bodies read: what index rows to replace
         latest: dict[tuple[str, str], tuple[int, int, bool, dict | None]] = {}  # version, updated, deleted, body
         finals: dict[tuple[str, str], tuple[Stored, bytes]] = {}
         versions: list[tuple[Stored, bytes]] = []
         results: list[WriteResult] = []
-        for resource, key in zip(resources, keys):
+        for position, (resource, key) in enumerate(zip(resources, keys)):
             state = latest.get(key)
             if state is None:
                 row = current.get(key)
                 state = (row.version_id, row.last_updated, bool(row.deleted), None if row.deleted else loads_json(row.body)) \
                     if row is not None else (0, 0, True, None)
+                if state[3] is not None:
+                    stored_bodies[key] = state[3]
             version_id, updated, deleted, previous = state
+            if if_match is not None:
+                _check_if_match(*key, version_id or None, if_match[position])
             if not deleted and _content(previous) == _content(resource):
                 results.append(WriteResult(_stored_version(*key, version_id, updated, previous), created=False,
                                            unchanged=True))
@@ -359,13 +385,15 @@ class UnitOfWork:
                 except IntegrityError as exc:  # PostgreSQL: created concurrently between our read and insert
                     raise Conflict("a resource in this batch was created concurrently by another writer") from exc
             replaced = [finals[key] for key in finals if key in current]
+            index_rows = {key: self._repo._indexer.rows(stored.resource) for key, (stored, _) in finals.items()}
+            kept = self._kept_index_tables(stored_bodies, index_rows)
             if replaced:
                 self._connection.execute(_SET_CURRENT, [{
                     **_owner(s.resource_type, s.resource_id), "new_version": s.version_id,
                     "new_updated": s.last_updated, "new_deleted": False, "new_body": b} for s, b in replaced])
-                self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in replaced])
+                self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in replaced], kept=kept)
             self._insert(_history, [_history_row(s, b) for s, b in versions])
-            self._derive(list(finals.values()))
+            self._derive(list(finals.values()), index_rows=index_rows, kept=kept)
         return results
 
     # -- internals -------------------------------------------------------------------------------
@@ -386,7 +414,7 @@ class UnitOfWork:
             _check_if_match(*key, None, if_match)
             stored, body = self._new_version(resource, key, 1, method, 0)
             if self._claim(stored, body):
-                self._record([(stored, body)], replace=False)
+                self._record([(stored, body)])
                 return WriteResult(stored, created=True)
             # A concurrent transaction created this id between our read and our insert, and has
             # committed (PostgreSQL made the insert wait for it): carry on from its version.
@@ -401,7 +429,11 @@ class UnitOfWork:
                 return WriteResult(_stored(*key, current, previous), created=False, unchanged=True)
         stored, body = self._new_version(resource, key, current.version_id + 1, method, current.last_updated)
         self._set_current(stored, body)
-        self._record([(stored, body)], replace=True)
+        index_rows = {key: self._repo._indexer.rows(stored.resource)}
+        kept = self._kept_index_tables({} if current.deleted else {key: previous}, index_rows)
+        self._remove_derived_rows([key], kept=kept)
+        self._insert(_history, [_history_row(stored, body)])
+        self._derive([(stored, body)], index_rows=index_rows, kept=kept)
         return WriteResult(stored, created=current.deleted)
 
     def _locked_current(self, resource_type: str, resource_id: str) -> Row | None:
@@ -423,43 +455,69 @@ class UnitOfWork:
             self._insert(_resources, [_current_row(stored, body) for stored, body in versions])
         except IntegrityError as exc:   # PostgreSQL: a concurrent transaction created one of these ids
             raise Conflict("a resource in this bulk create was created concurrently by another writer") from exc
-        self._record(versions, replace=False)
+        self._record(versions)
 
-    def _record(self, versions: list[tuple[Stored, bytes]], *, replace: bool) -> None:
-        """History rows, index rows and score rows of new versions (replacing the old ones)."""
-        if replace:
-            self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in versions])
+    def _record(self, versions: list[tuple[Stored, bytes]]) -> None:
+        """History rows, index rows and score rows of new resources."""
         self._insert(_history, [_history_row(stored, body) for stored, body in versions])
         self._derive(versions)
 
-    def _derive(self, versions: list[tuple[Stored, bytes]]) -> None:
-        """Index rows and score rows of current versions (their old rows removed already)."""
-        index_rows: dict[str, list[dict]] = {name: [] for name in schema.INDEX_TABLES}
+    def _kept_index_tables(self, previous: dict[tuple[str, str], dict],
+                           index_rows: dict[tuple[str, str], dict[str, list[dict]]]) -> dict[tuple[str, str], set[str]]:
+        """Per replaced resource, the index tables where its new version has the same rows as the old
+        one: they are neither deleted nor inserted again. A DIALOG+ session changes a plan's
+        activities and narrative, rarely what is searched on."""
+        kept: dict[tuple[str, str], set[str]] = {}
+        for key, old_body in previous.items():
+            new_rows = index_rows.get(key)
+            if new_rows is None:
+                continue
+            old_rows = self._repo._indexer.rows(old_body)
+            same = {name for name in schema.INDEX_TABLES if _same_rows(old_rows.get(name, []), new_rows.get(name, []))}
+            if same:
+                kept[key] = same
+        return kept
+
+    def _derive(self, versions: list[tuple[Stored, bytes]], *,
+                index_rows: dict[tuple[str, str], dict[str, list[dict]]] | None = None,
+                kept: dict[tuple[str, str], set[str]] | None = None) -> None:
+        """Index rows and score rows of current versions (their old rows removed already, except the
+        index tables `kept` as they were). `index_rows`: the versions' index rows if computed already."""
+        index_rows_by_table: dict[str, list[dict]] = {name: [] for name in schema.INDEX_TABLES}
         score_rows: list[dict] = []
         person_rows: list[dict] = []
         for stored, _ in versions:
+            key = (stored.resource_type, stored.resource_id)
             owner = {"resource_type": stored.resource_type, "resource_id": stored.resource_id}
-            for name, rows in self._repo._indexer.rows(stored.resource).items():
-                index_rows[name] += [{**row, **owner} for row in rows]
+            rows_of = index_rows[key] if index_rows is not None and key in index_rows \
+                else self._repo._indexer.rows(stored.resource)
+            unchanged = kept.get(key, ()) if kept else ()
+            for name, rows in rows_of.items():
+                if name not in unchanged:
+                    index_rows_by_table[name] += [{**row, **owner} for row in rows]
             if stored.resource_type == _SCORED_TYPE and self._repo._score_rows is not None:
                 row = self._repo._score_rows(stored.resource)
                 if row is not None:
                     score_rows.append({**row, "response_id": stored.resource_id})
             elif stored.resource_type == _PERSON_TYPE:
                 person_rows.append({**person_row(stored.resource), "patient_id": stored.resource_id})
-        for name, rows in index_rows.items():
+        for name, rows in index_rows_by_table.items():
             self._insert(schema.INDEX_TABLES[name], rows)
         self._insert(_scores, score_rows)
-        self._repo._access_rows.write(self._connection, [stored.resource for stored, _ in versions])
+        self._repo._access_rows.write(self._connection, [stored.resource for stored, _ in versions],
+                                      self._people_written)
         self._insert(_people, person_rows)
 
     def _insert(self, table: Table, rows: list[dict]) -> None:
         self._repo._bulk_insert(self._connection, table, rows)
 
-    def _remove_derived_rows(self, keys: list[tuple[str, str]], *, keep_people: bool = False) -> None:
+    def _remove_derived_rows(self, keys: list[tuple[str, str]], *, keep_people: bool = False,
+                             kept: dict[tuple[str, str], set[str]] | None = None) -> None:
         owners = [_owner(*key) for key in keys]
-        for statement in _DELETE_INDEX_ROWS:
-            self._connection.execute(statement, owners)
+        for name, statement in _DELETE_INDEX_ROWS.items():
+            changed = [owner for key, owner in zip(keys, owners) if not kept or name not in kept.get(key, ())]
+            if changed:
+                self._connection.execute(statement, changed)
         self._repo._access_rows.remove(self._connection, owners, keep_people=keep_people)
         scored = [owner for owner in owners if owner["owner_type"] == _SCORED_TYPE]
         if scored:
@@ -579,6 +637,14 @@ def _stored_from_history(row: Row) -> Stored:
 
 def _body(data: bytes | None) -> dict | None:
     return None if data is None else loads_json(data)
+
+
+def _same_rows(old: list[dict], new: list[dict]) -> bool:
+    """Two versions' index rows are the same, whatever their order (equal content indexes in the
+    same order: the multiset comparison is only for the rare rest)."""
+    if old == new:
+        return True
+    return len(old) == len(new) and Counter(tuple(r.items()) for r in old) == Counter(tuple(r.items()) for r in new)
 
 
 def _owner(resource_type: str, resource_id: str) -> dict[str, str]:

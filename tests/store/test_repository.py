@@ -466,6 +466,95 @@ def test_put_many_rolls_back_whole(repo: Repository):
     assert repo.read("Patient", "p1").version_id == 1 and repo.count() == 1
 
 
+def _statements(database: Database):
+    """A context collecting the SQL each statement run meanwhile starts with."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        seen.append(" ".join(statement.split()[:3]))
+
+    class Watch:
+        def __enter__(self):
+            event.listen(database.engine, "before_cursor_execute", note)
+            return seen
+
+        def __exit__(self, *exc):
+            event.remove(database.engine, "before_cursor_execute", note)
+
+    return Watch()
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["update", "put_many"])
+def test_an_update_rewrites_only_the_index_tables_whose_rows_changed(repo: Repository, database: Database, bulk: bool):
+    repo_create(repo, response("r1", subject="Patient/p1"))
+    tokens_before = rows(database, schema.token_index, resource_id="r1")
+
+    def update(resource: dict) -> None:
+        with repo.unit_of_work() as uow:
+            uow.put_many([resource]) if bulk else uow.update(resource)
+
+    with _statements(database) as seen:  # a new subject: the reference rows change, the tokens do not
+        update(response("r1", subject="Patient/p2"))
+    assert "DELETE FROM search_reference" in seen and "INSERT INTO search_reference" in seen
+    assert "DELETE FROM search_token" not in seen and "INSERT INTO search_token" not in seen
+    assert rows(database, schema.token_index, resource_id="r1") == tokens_before
+    assert [(r[3], r[4]) for r in rows(database, schema.reference_index, resource_id="r1")] == [("Patient", "p2")]
+
+    changed = {**response("r1", subject="Patient/p2"), "identifier": [{"value": "other"}]}
+    with _statements(database) as seen:  # now only the tokens change
+        update(changed)
+    assert "DELETE FROM search_token" in seen and "DELETE FROM search_reference" not in seen
+    assert [r[-1] for r in rows(database, schema.token_index, resource_id="r1")] == ["other"]
+    assert [(r[3], r[4]) for r in rows(database, schema.reference_index, resource_id="r1")] == [("Patient", "p2")]
+
+    repo_delete(repo, "QuestionnaireResponse", "r1")   # a deletion drops every row; coming back writes them all
+    update(changed)
+    assert [r[-1] for r in rows(database, schema.token_index, resource_id="r1")] == ["other"]
+    assert len(rows(database, schema.reference_index, resource_id="r1")) == 1
+
+
+def test_put_many_checks_each_if_match_before_writing_anything(repo: Repository):
+    repo_create(repo, patient("p1"))
+    repo_update(repo, patient("p1", family="Second"))
+    with pytest.raises(PreconditionFailed, match="p1 is at version 2"):
+        with repo.unit_of_work() as uow:
+            uow.put_many([patient("p2"), patient("p1", family="Third")], if_match=[None, 1])
+    assert repo.count() == 1 and repo.read("Patient", "p1").version_id == 2
+    with pytest.raises(PreconditionFailed, match="p3 does not exist"):
+        with repo.unit_of_work() as uow:
+            uow.put_many([patient("p3")], if_match=[1])
+    with repo.unit_of_work() as uow:
+        results = uow.put_many([patient("p2"), patient("p1", family="Third")], if_match=[None, 2])
+    assert [(r.stored.resource_id, r.stored.version_id) for r in results] == [("p2", 1), ("p1", 3)]
+
+
+def test_a_provenance_is_about_the_people_of_targets_written_in_its_transaction_without_reading_them_back(
+        repo: Repository, database: Database):
+    provenance = {"resourceType": "Provenance", "id": "prov1", "recorded": "2025-01-01T00:00:00Z",
+                  "target": [{"reference": "QuestionnaireResponse/r1"}, {"reference": "QuestionnaireResponse/r2"}],
+                  "agent": [{"who": {"display": "x"}}]}
+    with _statements(database) as seen:
+        with repo.unit_of_work() as uow:
+            uow.put_many([patient("p1"), patient("p2", nhs="9434765870"), response("r1", subject="Patient/p1"),
+                          response("r2", subject="Patient/p2")])
+            uow.create_many([provenance])
+    assert not [s for s in seen if s.startswith("SELECT") and "resource_people" in s]
+    people = rows(database, schema.resource_people, resource_type="Provenance")
+    assert sorted(row[-1] for row in people) == ["p1", "p2"]
+    repo_create(repo, {**provenance, "id": "prov2"})   # in a later transaction: read from the store
+    assert sorted(r[-1] for r in rows(database, schema.resource_people, resource_id="prov2")) == ["p1", "p2"]
+
+
+def test_referring_finds_live_resources_of_a_type_by_one_reference_parameter(repo: Repository):
+    with repo.unit_of_work() as uow:
+        uow.create_many([response("r2", subject="Patient/p1"), response("r1", subject="Patient/p1"),
+                         response("r3", subject="Patient/p2"), response("gone", subject="Patient/p1")])
+        uow.delete("QuestionnaireResponse", "gone")
+        assert [s.resource_id for s in uow.referring("QuestionnaireResponse", "subject", "Patient", "p1")] == ["r1", "r2"]
+        assert uow.referring("QuestionnaireResponse", "patient", "Patient", "p1") == []
+        assert uow.referring("Observation", "subject", "Patient", "p1") == []
+
+
 # -- lookups for search ------------------------------------------------------------------------------
 def test_fetch_stored_keeps_the_order_asked_and_skips_deleted_and_unknown(repo: Repository):
     with repo.unit_of_work() as uow:
