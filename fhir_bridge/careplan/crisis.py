@@ -10,13 +10,13 @@ contact named, for who-to-contact), and the domain `mental-health` the profile a
 """
 from __future__ import annotations
 
-import copy
 import uuid
 
 from fhir_bridge.careplan.codes import (CRISIS_PLAN, CRISIS_SECTION_EXT, CRISIS_SECTION_SYSTEM, DOMAIN_EXT,
                                         DOMAIN_SYSTEM, PLAN_PROFILE, PLAN_TYPE_DISPLAY, PLAN_TYPE_SYSTEM)
 from fhir_bridge.careplan.merge import NAMESPACE, SessionContext
 from fhir_bridge.careplan.session import Session
+from fhir_bridge.fhir.codec import json_copy
 
 __all__ = ["apply_crisis", "crisis_plan_id"]
 
@@ -31,7 +31,7 @@ def crisis_plan_id(plan_id: str) -> str:
 
 def apply_crisis(session: Session, current: dict | None, plan: dict, ctx: SessionContext) -> dict:
     """The crisis plan after the session's items: `current` (None: a new one, part of `plan`)."""
-    crisis = copy.deepcopy(current) if current else _new(plan, ctx, session)
+    crisis = json_copy(current) if current else _new(plan, ctx, session)
     person = plan["subject"]
     for item in session.crisis:
         words = " ".join(item.text.lower().split())

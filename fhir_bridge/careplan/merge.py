@@ -9,7 +9,6 @@ the partner read: an action changed since then is a conflict (412), never overwr
 """
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from fhir_bridge.careplan.codes import (AGREED_BY, AGREED_BY_SYSTEM, AGREEMENT_E
                                         ROLE_SYSTEM, ROLES, STEP_EXT, STEP_SYSTEM, STEPS, TEAM_PROFILE)
 from fhir_bridge.careplan.session import Member, Problems, Session
 from fhir_bridge.errors import PreconditionFailed
+from fhir_bridge.fhir.codec import json_copy
 
 __all__ = ["ActionConflict", "Current", "Merged", "SessionContext", "apply_session", "action_id", "session_ids",
            "find_activity", "current_key_worker"]
@@ -102,8 +102,8 @@ def apply_session(session: Session, current: Current, ctx: SessionContext) -> Me
     actions, a key worker change dated before the current one, a first plan without a key worker;
     ActionConflict (412) for a review of an action changed since the version the partner read."""
     problems = Problems()
-    plan = copy.deepcopy(current.plan) if current.plan else _new_plan(ctx, session)
-    team = copy.deepcopy(current.team) if current.team else _new_team(ctx, session)
+    plan = json_copy(current.plan) if current.plan else _new_plan(ctx, session)
+    team = json_copy(current.team) if current.team else _new_team(ctx, session)
     conflicts = _review(plan, current, session, ctx, problems)
     _key_worker(team, session.key_worker, problems)
     for member in session.members:
@@ -112,7 +112,7 @@ def apply_session(session: Session, current: Current, ctx: SessionContext) -> Me
         _join(team, Member(ctx.partner, "partner-organisation", session.day, None, ""))
     goals = []
     for discussion in session.discussions:
-        goal = copy.deepcopy(current.goals.get(discussion.domain)) or _new_goal(ctx, plan["id"], discussion.domain,
+        goal = json_copy(current.goals.get(discussion.domain)) or _new_goal(ctx, plan["id"], discussion.domain,
                                                                                 session)
         _discuss(goal, discussion, session, ctx)
         goals.append(goal)

@@ -5,9 +5,9 @@ A malformed patch document is an InputError (400); a patch that does not apply t
 """
 from __future__ import annotations
 
-import copy
 
 from fhir_bridge.errors import InputError, Unprocessable
+from fhir_bridge.fhir.codec import json_copy
 
 OPS = {"add", "remove", "replace", "move", "copy", "test"}
 
@@ -15,7 +15,7 @@ OPS = {"add", "remove", "replace", "move", "copy", "test"}
 def apply_patch(document: dict, patch: object) -> dict:
     if type(patch) is not list:
         raise InputError("A JSON Patch must be a JSON array of operations")
-    result = copy.deepcopy(document)
+    result = json_copy(document)
     for index, op in enumerate(patch):
         result = _apply(result, op, index)
     if type(result) is not dict:
@@ -44,11 +44,11 @@ def _apply(doc, op: object, index: int):
         return _remove(doc, path, index)
     if kind == "replace":
         _get(doc, path, index)  # must exist
-        return _add(_remove(doc, path, index), path, copy.deepcopy(op["value"]), index)
+        return _add(_remove(doc, path, index), path, json_copy(op["value"]), index)
     if kind == "add":
-        return _add(doc, path, copy.deepcopy(op["value"]), index)
+        return _add(doc, path, json_copy(op["value"]), index)
     source = _pointer(op.get("from"), index)
-    value = copy.deepcopy(_get(doc, source, index))
+    value = json_copy(_get(doc, source, index))
     if kind == "move":
         if path[: len(source)] == source and path != source:
             raise Unprocessable(f"operation {index}: cannot move a value into itself")

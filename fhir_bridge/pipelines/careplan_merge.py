@@ -16,12 +16,12 @@ If only one record had a plan, the merge's move of references is all it takes.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from fhir_bridge.careplan.codes import CRISIS_PLAN, OPEN_STATUSES, ROLE_SYSTEM
 from fhir_bridge.careplan.narrative import team_div, with_text
+from fhir_bridge.fhir.codec import json_copy
 from fhir_bridge.pipelines.careplan_views import local_id, main_plans, open_plans_query, plan_type, with_narrative
 from fhir_bridge.pipelines.dialog_summary import OPEN_ACTION
 from fhir_bridge.store.repository import read_if_live
@@ -39,9 +39,9 @@ def consolidate_plans(uow, search: Callable, survivor_id: str, merged_id: str, m
     keep = next((p for p in plans if f"CarePlan/{p.resource_id}" not in moved), plans[0])
     day = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     why = f"Patient/{merged_id} was merged into Patient/{survivor_id}"
-    plan, writes = copy.deepcopy(keep.resource), []
+    plan, writes = json_copy(keep.resource), []
     team = read_if_live(uow, "CareTeam", local_id((plan.get("careTeam") or [None])[0], "CareTeam"))
-    team_body = copy.deepcopy(team.resource) if team else None
+    team_body = json_copy(team.resource) if team else None
     crisis_keep = _crisis_of(uow, search, keep.resource_id)
     for other in (p for p in plans if p is not keep):
         _absorb(uow, plan, other.resource, f"Carried over from CarePlan/{other.resource_id} when {why}.", day)
@@ -77,7 +77,7 @@ def _absorb(uow, plan: dict, other: dict, note: str, day: str) -> None:
         detail = activity.get("detail") or {}
         if detail.get("status") not in OPEN_ACTION or activity.get("id") in have:
             continue
-        moved = copy.deepcopy(activity)
+        moved = json_copy(activity)
         moved.setdefault("progress", []).append({"authorString": "fhir-bridge (record merge)", "time": day,
                                                  "text": note})
         for i, ref in enumerate(detail.get("goal", ())):
@@ -110,13 +110,13 @@ def _join_team(team: dict, other: dict) -> None:
     for participant in other.get("participant", ()):
         if not (participant.get("period") or {}).get("end") and key(participant) not in have \
                 and _role(participant) != "key-worker":  # the surviving plan's key worker stays the one
-            team.setdefault("participant", []).append(copy.deepcopy(participant))
+            team.setdefault("participant", []).append(json_copy(participant))
             have.add(key(participant))
 
 
 def _crisis_of(uow, search, plan_id: str) -> list[dict]:
     found = uow.search(search("CarePlan", [("part-of", f"CarePlan/{plan_id}"), ("status", ",".join(OPEN_STATUSES))]))
-    return [copy.deepcopy(s.resource) for s in found if plan_type(s.resource) == CRISIS_PLAN]
+    return [json_copy(s.resource) for s in found if plan_type(s.resource) == CRISIS_PLAN]
 
 
 def _role(participant: dict) -> str | None:

@@ -10,7 +10,6 @@ repository's PreconditionFailed rolls everything back and the session is merged 
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -23,9 +22,10 @@ from fhir_bridge.careplan.merge import session_ids, team_id_for
 from fhir_bridge.careplan.narrative import goal_div, team_div, with_text
 from fhir_bridge.careplan.session import Problems, Session, reference_type
 from fhir_bridge.errors import Conflict, Gone, NotFound, PreconditionFailed, PreconditionRequired, Unprocessable
+from fhir_bridge.fhir.codec import json_copy
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.careplan_views import local_id, main_plans, plan_type, with_narrative
-from fhir_bridge.pipelines.patient_links import surviving_patient
+from fhir_bridge.pipelines.patient_links import survivor
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
 from fhir_bridge.store.repository import read_if_live
@@ -66,8 +66,8 @@ class CarePlanSessions:
                based_on_version: int | None = None, response_id: str | None = None) -> SessionResult:
         """`based_on_version`: the plan version the partner read (If-Match); reviews need it.
         `response_id`: an importer's own (deterministic) id for the ratings, instead of the session's."""
-        patient_id = surviving_patient(self.repository, patient_id)  # a person merged away: the survivor's plan
-        patient = self.repository.read("Patient", patient_id).resource  # 404, 410
+        patient = survivor(self.repository, patient_id)  # 404, 410; a person merged away: the survivor's plan
+        patient_id = patient["id"]
         session = self._named(parse_session(parameters, patient_id=patient_id, domains=self.domains,
                                             max_domains=self.max_domains, now=_instant(self.now())))
         key, first_plan_id, session_response_id = session_ids(patient_id, caller.partner, session.date)
@@ -187,7 +187,7 @@ class CarePlanSessions:
         if session.response is None:
             return None
         where = f"{session.response_where}.resource"
-        response = copy.deepcopy(session.response)
+        response = json_copy(session.response)
         problems = Problems()
         if str(response.get("questionnaire", "")).split("|")[0] != self.dialog_url:
             problems.add("invalid", f"The ratings must answer the DIALOG Questionnaire {self.dialog_url}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fhir_bridge.errors import Conflict
 
-__all__ = ["MAX_MERGE_CHAIN", "replaced_by", "surviving_patient"]
+__all__ = ["MAX_MERGE_CHAIN", "replaced_by", "surviving_patient", "survivor"]
 
 # A person merged more often than this is a loop of links (A replaced-by B replaced-by A), not history.
 MAX_MERGE_CHAIN = 16
@@ -30,6 +30,11 @@ def surviving_patient(repository, patient_id: str) -> str:
     """The id of the Patient that `patient_id` is now: itself, or the end of its `replaced-by`
     links. NotFound / Gone as `repository.read` for an unknown or deleted Patient; Conflict for a
     loop of links."""
+    return survivor(repository, patient_id)["id"]
+
+
+def survivor(repository, patient_id: str) -> dict:
+    """As surviving_patient, but the surviving Patient itself (read once)."""
     seen = [patient_id]
     current = repository.read("Patient", patient_id).resource
     while (target := replaced_by(current)) is not None:
@@ -37,4 +42,4 @@ def surviving_patient(repository, patient_id: str) -> str:
             raise Conflict(f"Patient/{patient_id}: its replaced-by links loop ({' -> '.join([*seen, target])})")
         seen.append(target)
         current = repository.read("Patient", target).resource
-    return seen[-1]
+    return current

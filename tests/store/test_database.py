@@ -171,6 +171,37 @@ def test_the_checkpoint_thread_ends_when_idle_and_starts_again_when_needed(tmp_p
         connection.close()
 
 
+def test_commits_within_the_interval_share_one_checkpoint(tmp_path: Path):
+    path = tmp_path / "x.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execute("CREATE TABLE t (x)")
+
+    class Counting(WalCheckpointer):
+        runs = 0
+
+        def _checkpoint(self, conn) -> None:
+            Counting.runs += 1
+            super()._checkpoint(conn)
+
+    checkpointer = Counting(str(path), idle_seconds=5, interval_seconds=2)
+    try:
+        checkpointer.poke()
+        assert _wait_for(lambda: Counting.runs == 1)
+        before = path.stat().st_size
+        for _ in range(20):  # all within the interval after the first checkpoint
+            connection.execute("INSERT INTO t VALUES (randomblob(5000))")
+            checkpointer.poke()
+        assert Counting.runs == 1 and path.stat().st_size == before
+        assert _wait_for(lambda: path.stat().st_size > before + 20 * 4000)  # then one checkpoint takes them all
+        time.sleep(0.1)
+        assert Counting.runs == 2
+    finally:
+        checkpointer.close()
+        connection.close()
+
+
 def test_in_memory_stores_have_no_checkpoint_thread(tmp_path: Path):
     database = open_database("sqlite://", tmp_path)
     try:
