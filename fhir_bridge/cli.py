@@ -17,7 +17,7 @@ import click
 import orjson
 
 from fhir_bridge.config import Settings
-from fhir_bridge.errors import BridgeError
+from fhir_bridge.errors import BridgeError, ConfigurationError
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.fhir.reading import read_records
 
@@ -291,15 +291,19 @@ INSECURE_WARNING = """
 @click.option("--mllp-host", help="Interface the MLLP listener binds [env FHIR_BRIDGE_MLLP_HOST; default: 127.0.0.1].")
 @click.option("--mllp-organization",
               help="ODS code of the trust whose feed the MLLP listener takes [env FHIR_BRIDGE_MLLP_ORGANIZATION].")
+@click.option("--workers", type=click.IntRange(1, 64), envvar="FHIR_BRIDGE_SERVE_WORKERS", default=1, show_default=True,
+              help="Server processes sharing the port, e.g. one per core [env FHIR_BRIDGE_SERVE_WORKERS].")
 @click.pass_obj
 def serve(services: Services, host: str, port: int, seed_examples: bool, insecure_dev: bool,
           tokens_file: Path | None, max_body_bytes: int | None, mllp_port: int | None, mllp_host: str | None,
-          mllp_organization: str | None) -> None:
+          mllp_organization: str | None, workers: int) -> None:
     """Run the FHIR R4 server (REST API under /fhir) on the configured database.
 
     The database is FHIR_BRIDGE_DATABASE_URL, or an SQLite file in FHIR_BRIDGE_DATA_DIR,
     created and migrated on start. With an MLLP port (--mllp-port or FHIR_BRIDGE_MLLP_PORT) the
-    MLLP listener runs in the same process on the same store: see `fhir-bridge mllp`.
+    MLLP listener runs in the same process on the same store: see `fhir-bridge mllp`. With
+    --workers N, N processes serve the port (fhir_bridge/api/workers.py); the first also runs the
+    MLLP listener.
     """
     if insecure_dev and tokens_file:
         raise click.UsageError("--insecure-dev switches authentication off; it cannot be used with a tokens file")
@@ -325,14 +329,32 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
             tokens, dev_token = TokenStore.load(tokens_file), None
         else:
             tokens, dev_token = TokenStore.with_dev_token()
-        bridge = Bridge(services.settings, validator=services.validator)
+        limit = {"max_body_bytes": max_body_bytes} if max_body_bytes else {}  # else the app's default
+
+        def serve_here(bridge, sockets=None, with_mllp: bool = True) -> None:
+            app = create_app(bridge, tokens=tokens, **limit)
+            config = uvicorn.Config(app, host=host, port=port, log_level="info")
+            # uvicorn stops gracefully on SIGTERM, then raises it again for the handler it found: the
+            # default one would kill the process before the database is closed. This one ends the
+            # command through the caller's `finally`, with exit code 0.
+            previous = signal.signal(signal.SIGTERM, _stop)
+            try:
+                if (mllp_port is None or not with_mllp) and sockets is None:
+                    uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+                elif mllp_port is None or not with_mllp:
+                    uvicorn.Server(config).run(sockets=sockets)
+                else:
+                    _serve_with_mllp(config, bridge, mllp_host, mllp_port, mllp_organization, sockets)
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+
+        bridge = Bridge(services.settings, validator=services.validator)  # creates and migrates the store
         try:
             if seed_examples:
                 examples_dir = services.settings.examples_dir
                 _print_seed_report(seed.seed_examples(bridge, examples_dir, RESOURCE_TYPES), examples_dir)
-            limit = {"max_body_bytes": max_body_bytes} if max_body_bytes else {}  # else the app's default
-            app = create_app(bridge, tokens=tokens, **limit)
-            click.echo(f"fhir-bridge FHIR R4 server: http://{host}:{port}/fhir")
+            click.echo(f"fhir-bridge FHIR R4 server: http://{host}:{port}/fhir"
+                       + (f" ({workers} worker processes)" if workers > 1 else ""))
             click.echo(f"database: {bridge.database.engine.url.render_as_string(hide_password=True)}")
             if insecure_dev:
                 click.echo(INSECURE_WARNING, err=True)
@@ -342,22 +364,31 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
             else:
                 click.echo(f"tokens: {tokens_file}")
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            # uvicorn stops gracefully on SIGTERM, then raises it again for the handler it found: the
-            # default one would kill the process before the database is closed. This one ends the
-            # command through the `finally` below, with exit code 0.
-            previous = signal.signal(signal.SIGTERM, _stop)
-            try:
-                # One worker: the embedded SQLite store has a single writer; the Bridge is built once here.
-                if mllp_port is None:
-                    uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
-                else:
-                    _serve_with_mllp(uvicorn.Config(app, host=host, port=port, workers=1, log_level="info"),
-                                     bridge, mllp_host, mllp_port, mllp_organization)
-            finally:
-                signal.signal(signal.SIGTERM, previous)
+            if workers == 1:
+                serve_here(bridge)
+                return EXIT_OK
         finally:
-            bridge.close()
-        return EXIT_OK
+            bridge.close()  # with workers: before the fork, which no connection or thread may cross
+        from fhir_bridge.api.workers import bind, run_workers
+
+        try:
+            sock = bind(host, port)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        sys.stdout.flush()
+
+        def worker(index: int) -> int:
+            own = Bridge(services.settings, validator=services.validator)
+            try:
+                serve_here(own, sockets=[sock], with_mllp=index == 0)
+            finally:
+                own.close()
+            return EXIT_OK
+
+        try:
+            return EXIT_OK if run_workers(workers, worker) == 0 else EXIT_INTERNAL
+        finally:
+            sock.close()
 
     _run(command)
 
@@ -366,7 +397,7 @@ def _stop(_signal: int, _frame) -> None:
     raise SystemExit(EXIT_OK)
 
 
-def _serve_with_mllp(config, bridge, host: str, port: int, organization: str) -> None:
+def _serve_with_mllp(config, bridge, host: str, port: int, organization: str, sockets=None) -> None:
     import asyncio
 
     from fhir_bridge.api.serving import serve_with_mllp
@@ -374,7 +405,7 @@ def _serve_with_mllp(config, bridge, host: str, port: int, organization: str) ->
     def ready(address) -> None:
         click.echo(f"fhir-bridge MLLP listener: {address[0]}:{address[1]} (feed of {organization})")
 
-    asyncio.run(serve_with_mllp(config, bridge, host, port, organization, ready=ready))
+    asyncio.run(serve_with_mllp(config, bridge, host, port, organization, ready=ready, sockets=sockets))
 
 
 def _print_seed_report(report: SeedReport, examples_dir: Path) -> None:

@@ -20,10 +20,10 @@ log = logging.getLogger("fhir_bridge.serve")
 
 
 async def serve_with_mllp(config: uvicorn.Config, bridge, host: str, port: int, organization: str, *,
-                          ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+                          ready: Callable[[tuple[str, int]], None] | None = None, sockets=None) -> None:
     """Run uvicorn's server for `config` and the MLLP listener on host:port (messages imported as
     `organization`) until the server stops (SIGTERM, SIGINT); then the listener is cancelled and
-    its run closed. `ready` gets the listener's bound address."""
+    its run closed. `ready` gets the listener's bound address; `sockets`: already bound for the server."""
     bound: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     mllp = asyncio.create_task(serve_mllp(bridge, host, port, organization,
                                           ready=lambda address: bound.done() or bound.set_result(address)))
@@ -41,7 +41,7 @@ async def serve_with_mllp(config: uvicorn.Config, bridge, host: str, port: int, 
 
     mllp.add_done_callback(listener_ended)
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         mllp.remove_done_callback(listener_ended)
         mllp.cancel()

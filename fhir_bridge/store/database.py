@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.store.wal_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
+from fhir_bridge.store.writer_lock import WriterLock
 
 __all__ = ["Database", "open_database", "DEFAULT_FILE_NAME"]
 
@@ -33,6 +34,7 @@ class Database:
     engine: Engine
     dialect: str  # "sqlite" | "postgresql"
     checkpointer: WalCheckpointer | None = None  # an SQLite file's background WAL checkpoints
+    writers: WriterLock | None = None            # SQLite: held around every write transaction
 
     def connect(self, *, write: bool = False) -> Connection:
         """A connection whose transactions, with write=True, take SQLite's write lock at BEGIN
@@ -50,6 +52,8 @@ class Database:
     def dispose(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.close()
+        if self.writers is not None:
+            self.writers.close()
         self.engine.dispose()
 
 
@@ -63,7 +67,8 @@ def open_database(url: str | None, data_dir: Path) -> Database:
                                  "use sqlite:///<file> or postgresql://...")
     if dialect == "sqlite":
         in_memory = not parsed.database or parsed.database == ":memory:"
-        return Database(_sqlite_engine(parsed), dialect, None if in_memory else WalCheckpointer(parsed.database))
+        return Database(_sqlite_engine(parsed), dialect, None if in_memory else WalCheckpointer(parsed.database),
+                        WriterLock(None if in_memory else parsed.database))
     # psycopg prepares a statement after five runs, and PostgreSQL then keeps the generic plan it
     # made while the tables were small: the bulk path's id lookup became a sequential scan, and
     # create_many fell from ~10,000 to ~1,700 resources/s as the table grew past 12,000 rows.

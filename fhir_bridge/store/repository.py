@@ -128,8 +128,8 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
         self._access_rows = AccessRowWriter(getattr(indexer, "base_url", None), self._bulk_insert)
         self._clock = clock or IncreasingClock()
         self._score_rows = score_rows
-        # PostgreSQL takes row locks itself; SQLite's single writer is queued for in-process.
-        self._writer_lock = threading.Lock() if database.dialect == "sqlite" else contextlib.nullcontext()
+        # PostgreSQL takes row locks itself; SQLite's single writer is queued (store/writer_lock.py).
+        self._writer_lock = database.writers or contextlib.nullcontext()
         dialect_insert = postgresql_insert if database.dialect == "postgresql" else sqlite_insert
         # Insert-if-absent: a concurrent creator of the same id makes it return no row.
         self._claim_statement = (dialect_insert(_resources)
@@ -140,15 +140,14 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """One transaction: committed when the block ends, rolled back if it raises.
 
-        SQLite has one writer at a time; threads of this process queue on a lock instead of
-        polling the database's busy timeout, which gave create a p99 of ~0.8 s under 16 writers.
-        Other processes (the MLLP listener) still meet the busy timeout."""
+        SQLite has one writer at a time: threads and processes queue on the store's writer lock
+        (store/writer_lock.py) instead of polling the database's busy timeout."""
         with self._writing() as connection:
             yield UnitOfWork(self, connection)
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        """A write transaction (SQLite: queued on the in-process writer lock, then BEGIN IMMEDIATE)."""
+        """A write transaction (SQLite: queued on the writer lock, then BEGIN IMMEDIATE)."""
         with self._writer_lock, self._database.connect(write=True) as connection:
             with connection.begin():
                 yield connection

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
+import pytest
 
 from fhir_bridge.api.auth import token_hash
 from fhir_bridge.pipelines.resources import Caller
@@ -37,12 +38,15 @@ def check_plan(plan: dict, history_total: int, successes: int) -> None:
     assert history_total == successes == int(plan["meta"]["versionId"])
 
 
-def test_fifty_partners_at_once_over_the_real_server(start_server, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-worker-processes"])
+def test_fifty_partners_at_once_over_the_real_server(start_server, tmp_path, workers):  # noqa: F811
+    """With two worker processes the sessions also race across processes: SQLite's writer lock
+    file and the plan's version checks must still let every action land exactly once."""
     tokens = [{"sha256": token_hash(f"token-{n}"), "partner": partner(n), "name": f"Partner {n}",
                "scopes": ["system/*.*"]} for n in range(SESSIONS)]
     tokens_file = tmp_path / "tokens.json"
     tokens_file.write_bytes(orjson.dumps({"tokens": tokens}))
-    server = start_server("--tokens", str(tokens_file))
+    server = start_server("--tokens", str(tokens_file), "--workers", str(workers))
     headers = {"Authorization": "Bearer token-0", "Content-Type": "application/fhir+json"}
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as http:
         patient = http.post("/Patient", content=orjson.dumps({"resourceType": "Patient", "name": [

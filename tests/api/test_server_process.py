@@ -146,3 +146,23 @@ def test_a_real_fhir_client_library_works_against_the_server(start_server, token
     fetched.delete()
     assert client.resources("Patient").search(given="Lib").count() == 2
     assert server.stop() == 0
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_worker_processes_share_the_port_and_one_that_dies_stops_the_server(start_server, tokens_file):
+    server = start_server("--tokens", str(tokens_file), "--workers", "2")
+    workers = _children(server.process.pid)
+    assert len(workers) == 2
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=server.base, headers=auth, timeout=10) as http:
+        ids = [http.post("/Patient", content=orjson.dumps({"resourceType": "Patient", "name": [{"family": f"W{n}"}]}))
+               .json()["id"] for n in range(10)]
+    for n in range(10):  # fresh connections: whichever worker the kernel picks reads every write
+        assert httpx.get(f"{server.base}/Patient/{ids[n]}", headers=auth).json()["name"] == [{"family": f"W{n}"}]
+    os.kill(workers[0], signal.SIGKILL)
+    assert server.process.wait(timeout=15) != 0   # not left running at half strength
+    assert not Path(f"/proc/{workers[1]}").exists() or "zombie" in Path(f"/proc/{workers[1]}/status").read_text()
+    assert "stopping the others" in server.output()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from sqlalchemy import text
 from fhir_bridge.config import REPO_ROOT, Settings
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.store.database import Database, open_database
+from fhir_bridge.store.repository import Repository
 from fhir_bridge.store.wal_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
+from fhir_bridge.store.writer_lock import WriterLock
 from tests.postgres import POSTGRES_ENV, throwaway_database_url
 
 
@@ -209,3 +213,50 @@ def test_in_memory_stores_have_no_checkpoint_thread(tmp_path: Path):
         database.written()
     finally:
         database.dispose()
+
+
+# -- the writer lock (store/writer_lock.py) ------------------------------------------------------------
+class _NoIndex:
+    def rows(self, resource: dict) -> dict:
+        return {}
+
+
+def _other_process_can_lock(lock_path: str) -> bool:
+    """Whether a separate process gets the lock file's exclusive flock at once."""
+    probe = ("import fcntl, os, sys\n"
+             "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+             "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(1)\n")
+    return subprocess.run([sys.executable, "-c", probe, lock_path]).returncode == 0
+
+
+def test_a_write_transaction_holds_the_writer_lock_file_against_other_processes(tmp_path: Path):
+    database = open_database(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+    repository = Repository(database, _NoIndex())
+    try:
+        with repository.unit_of_work():
+            assert _other_process_can_lock(database.writers.path) is False
+        assert _other_process_can_lock(database.writers.path) is True
+    finally:
+        database.dispose()
+
+
+def test_a_forked_process_takes_the_writer_lock_on_its_own_descriptor(tmp_path: Path):
+    """A descriptor inherited across fork shares its lock with the parent: the child must open its own."""
+    lock = WriterLock(str(tmp_path / "x.db"))
+    with lock:
+        pass  # the parent has opened its descriptor
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child holds the lock until the parent has probed it
+        try:
+            with lock:
+                os.write(write, b"1")
+                time.sleep(1.0)
+        finally:
+            os._exit(0)
+    os.read(read, 1)
+    try:
+        assert _other_process_can_lock(lock.path) is False
+    finally:
+        os.waitpid(child, 0)
+        lock.close()

@@ -1,0 +1,87 @@
+"""`fhir-bridge serve --workers N`: N server processes sharing one listening socket.
+
+One Python process serves requests on one core at a time (the GIL), whatever its threads; a
+DIALOG+ session is CPU work (parse, validate, merge, narrate), so on a 2-core machine one
+process caps the throughput and queues everyone else's requests behind it. Here the parent binds
+the socket, then forks the workers; each builds its own Bridge (its own database connections and
+background threads: none may cross a fork) and runs uvicorn on the inherited socket, the kernel
+handing each new connection to one of them. Writers of the embedded SQLite store queue on its
+writer lock (store/writer_lock.py) across the processes; PostgreSQL needs nothing more.
+
+The parent only supervises: SIGTERM or SIGINT is passed on to every worker, and if a worker dies
+the others are stopped too and the command fails, so a service manager restarts a whole server
+rather than leaving it at part strength.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+
+__all__ = ["bind", "run_workers"]
+
+log = logging.getLogger("fhir_bridge.serve")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before any worker starts (a taken port fails the command once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_workers(count: int, work: Callable[[int], int]) -> int:
+    """Fork `count` processes running `work(index)` (its return value is the process's exit code);
+    wait for them all. 0 when every worker ended with 0 after a stop signal; otherwise the first
+    failure's code (a worker that dies makes the others stop)."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def stop(_signal: int = signal.SIGTERM, _frame=None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for index in range(count):
+            pid = os.fork()
+            if pid == 0:  # the worker: default signal handling (uvicorn installs its own), then serve
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                code = 1
+                try:
+                    code = work(index)
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except BaseException:  # noqa: BLE001 - logged; the parent sees the exit code
+                    log.exception("server worker %d failed", index)
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+            children[pid] = index
+        result = 0
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            index = children.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0 and result == 0:
+                result = code if code > 0 else 1
+            if not stopping:  # a worker ended on its own: stop the rest, the server is not whole
+                log.error("server worker %s ended (exit code %s): stopping the others", index, code)
+                result = result or 1
+                stop()
+        return result
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
