@@ -4,7 +4,8 @@ The session validates the DIALOG QuestionnaireResponse it is sent (two SDC calcu
 included) and the CarePlan, CareTeam and Goal it builds. This validates the bench's ratings
 (examples/dialog-questionnaire-response/valid-care-planning-partial.json) and the DIALOG+
 examples of the three, each N times, in one process on one core, and prints microseconds per
-resource (best of R rounds, so a busy neighbour on the machine costs less noise). Each copy gets
+resource: process CPU time, best of R rounds, so that a busy neighbour on the machine adds
+less noise. Each copy gets
 its own ids and subject, as sessions for different people would.
 
     python bench/validate_session.py [N] [R]        (default 2000 resources, 5 rounds)
@@ -47,10 +48,10 @@ def best_us(fn, resources: list[dict], rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
         gc.collect()
-        start = time.perf_counter()
+        start = time.process_time()
         for r in resources:
             fn(r)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best * 1e6 / len(resources)
 
 
@@ -69,7 +70,7 @@ def main() -> None:
     def questionnaire_checks(r: dict) -> None:  # the QuestionnaireChecker alone (calculatedExpressions)
         validator.checker.check(r, questionnaire, Context(r))
 
-    print(f"{n} resources x {rounds} rounds, one core; best round, microseconds per resource")
+    print(f"{n} resources x {rounds} rounds, one core; best round, CPU microseconds per resource")
     session = 0.0
     for rtype, resource in loaded.items():
         copies = variants(resource, n)

@@ -3,15 +3,19 @@
 Each node becomes a function `run(focus: list, env: Env) -> list`. All decisions that do not
 depend on the data (which operator, which function, arity, type specifiers, constants) are
 taken here, once, so that evaluation is just a chain of small calls on plain lists and dicts.
+Subtrees of literals are evaluated here too, and subtrees that do not read the focus are
+remembered per evaluation where they would run more than once (see analysis.py).
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 from fhir_bridge.errors import FhirPathError
 from fhir_bridge.fhirpath import nodes as n
 from fhir_bridge.fhirpath import operators as ops
-from fhir_bridge.fhirpath.functions import FUNCTIONS, TYPE, VALUE, Env, Function, typed_choice
+from fhir_bridge.fhirpath.analysis import Analysis, iterates
+from fhir_bridge.fhirpath.functions import EXPR, FUNCTIONS, TYPE, VALUE, Env, Function, typed_choice
 from fhir_bridge.fhirpath.lexer import syntax_error
 from fhir_bridge.fhirpath.model import CHOICE_NAMES, choice_type, type_predicate
 from fhir_bridge.fhirpath.operators import EMPTY, FALSE, TRUE, singleton, to_bool
@@ -30,19 +34,56 @@ _CONSTANT_PREFIXES = {
 }
 
 
+_TERMS = (n.Literal, n.EmptyLiteral, n.Constant, n.Variable)  # already as cheap as a constant
+_SLOTS = itertools.count()  # keys of remembered subtrees in Env.memo, unique in the process
+
+
 def compile_tree(node: n.Node, source: str) -> Run:
-    return _Compiler(source).compile(node)
+    return _Compiler(source, Analysis(node)).compile(node)
 
 
 class _Compiler:
-    def __init__(self, source: str):
+    def __init__(self, source: str, analysis: Analysis):
         self.source = source
+        self.analysis = analysis
+        self.folded: dict[int, list] = {}  # id(closure) -> the constant it returns
+        self.in_loop = False     # compiling an argument evaluated once per item
+        self.remembering = False  # compiling inside a remembered subtree: it runs once anyway
 
     def error(self, node: n.Node, message: str) -> FhirPathError:
         return syntax_error(self.source, node.pos, message)
 
     def compile(self, node: n.Node) -> Run:
-        return getattr(self, "_" + type(node).__name__)(node)
+        build = getattr(self, "_" + type(node).__name__)
+        if type(node) in _TERMS:
+            return build(node)
+        a = self.analysis
+        if a.foldable(node):
+            return self._fold(build(node))
+        if not self.remembering and not a.deps(node) and (self.in_loop or a.counts[a.shape(node)] > 1):
+            self.remembering = True
+            try:
+                return _remembered(build(node), next(_SLOTS))
+            finally:
+                self.remembering = False
+        return build(node)
+
+    def _fold(self, run: Run) -> Run:
+        try:
+            result = run(EMPTY, Env(EMPTY, None, None, {}))
+        except Exception:  # noqa: BLE001 - left to fail at evaluation, as it would unfolded
+            return run
+        folded = lambda focus, env: result  # noqa: E731
+        self.folded[id(folded)] = result
+        return folded
+
+    def _loop_body(self, node: n.Node) -> Run:
+        saved = self.in_loop, self.remembering
+        self.in_loop, self.remembering = True, False
+        try:
+            return self.compile(node)
+        finally:
+            self.in_loop, self.remembering = saved
 
     # -- terms --------------------------------------------------------------------------------
 
@@ -105,7 +146,9 @@ class _Compiler:
 
     def _Call(self, node: n.Call) -> Run:
         spec = self.function(node)
-        args = [self.argument(kind, arg) for kind, arg in zip(spec.params, node.args)]
+        loops = iterates(node.name)
+        args = [self._loop_body(arg) if loops and kind == EXPR else self.argument(kind, arg)
+                for kind, arg in zip(spec.params, node.args)]
         args += [None] * (len(spec.params) - len(args))
         plain = [kind == VALUE and arg is not None for kind, arg in zip(spec.params, args)]
         impl = spec.impl
@@ -172,11 +215,32 @@ class _Compiler:
         left, right = self.compile(node.left), self.compile(node.right)
         if node.op in _LOGIC:
             return _LOGIC[node.op](left, right)
+        if node.op in _MEMBERSHIP:
+            element, collection = (left, right) if node.op == "in" else (right, left)
+            constant = self.folded.get(id(collection))
+            if constant is not None:
+                return _membership_in_constant(element, constant)
+            return _membership(element, collection)
         if node.op in _EQUALITY_AND_MEMBERSHIP:
             return _EQUALITY_AND_MEMBERSHIP[node.op](left, right)
         if node.op in _COMPARISONS:
             return _comparison(_COMPARISONS[node.op], left, right)
         return _arithmetic(node.op, left, right)
+
+
+def _remembered(run: Run, slot: int) -> Run:
+    """`run` does not read the focus: its result holds for the whole evaluation."""
+    def remembered(focus, env):
+        memo = env.memo
+        if memo is None:
+            env.memo = memo = {}
+        else:
+            result = memo.get(slot)
+            if result is not None:
+                return result
+        result = memo[slot] = run(focus, env)
+        return result
+    return remembered
 
 
 def _variable(env: Env, name: str) -> list:
@@ -359,14 +423,30 @@ def _membership(element: Run, collection: Run) -> Run:
     return run
 
 
+def _membership_in_constant(element: Run, values: list) -> Run:
+    """`linkId in ('a' | 'b' | ...)`: with only strings in the collection, a string item is
+    found by a set lookup (string = string is plain equality); other items compare one by one."""
+    strings = frozenset(values) if values and all(type(x) is str for x in values) else None
+    if strings is None:
+        return _membership(element, lambda focus, env: values)
+
+    def run(focus, env):
+        item = singleton(element(focus, env), "in/contains")
+        if item is None:
+            return EMPTY
+        if type(item) is str:
+            return TRUE if item in strings else FALSE
+        return TRUE if ops.contains_item(values, item) else FALSE
+    return run
+
+
+_MEMBERSHIP = ("in", "contains")
 _EQUALITY_AND_MEMBERSHIP = {
     "=": _equals,
     "!=": _not_equals,
     "~": _equivalent,
     "!~": _not_equivalent,
     "|": _union,
-    "in": _membership,
-    "contains": lambda left, right: _membership(right, left),
 }
 
 

@@ -119,6 +119,19 @@ CASES = [
     ("QuestionnaireResponse", "{} = {}"),
     ("QuestionnaireResponse", "item.first().answer.value = item.first().answer.value"),
     ("QuestionnaireResponse", "item[0].answer.value ~ item[2].answer.value"),
+    # literal collections (evaluated at compile time) and subexpressions remembered per evaluation
+    ("QuestionnaireResponse", "item.where(linkId in ('mental-health' | 'notes' | 'nothing')).linkId"),
+    ("QuestionnaireResponse", "item.where(('grp' | 'physical-health') contains linkId).linkId"),
+    ("QuestionnaireResponse", "item.select(linkId in ('notes' | 3 | 'grp'))"),
+    ("QuestionnaireResponse", "3 in (1 | 2 | 3.0)"),
+    ("QuestionnaireResponse", "(2 + 3) * 4 - 10 / 4"),
+    ("QuestionnaireResponse", "item.where(linkId in %resource.item.linkId.where(startsWith('mental'))).count()"),
+    ("QuestionnaireResponse", "item.where(%resource.item.count() > 4 and linkId = 'notes').linkId"),
+    ("QuestionnaireResponse",
+     "%resource.item.where(linkId in ('mental-health' | 'physical-health')).answer.value.ofType(Coding)"
+     ".where(system = 'r' and code != '8').select(code.toInteger()).aggregate($total + $this, 0)"
+     " / %resource.item.where(linkId in ('mental-health' | 'physical-health')).answer.value.ofType(Coding)"
+     ".where(system = 'r' and code != '8').count()"),
 ]
 
 
