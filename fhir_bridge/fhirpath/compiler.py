@@ -150,14 +150,14 @@ class _Compiler:
         args = [self._loop_body(arg) if loops and kind == EXPR else self.argument(kind, arg)
                 for kind, arg in zip(spec.params, node.args)]
         args += [None] * (len(spec.params) - len(args))
-        plain = [kind == VALUE and arg is not None for kind, arg in zip(spec.params, args)]
+        # a literal argument (`startsWith('#')`) is passed as its value, not evaluated per call
+        args = [self.folded.get(id(arg), arg) if kind == VALUE else arg for kind, arg in zip(spec.params, args)]
+        plain = [kind == VALUE and arg is not None and type(arg) is not list for kind, arg in zip(spec.params, args)]
         impl = spec.impl
         target = self.compile(node.target) if node.target is not None else None
         if not any(plain):
             # Nothing to evaluate up front: the common case (exists(), where(...), ofType(T)).
-            if target is None:
-                return lambda focus, env: impl(focus, env, *args)
-            return lambda focus, env: impl(target(focus, env), env, *args)
+            return _call(impl, target, args)
         pairs = list(zip(plain, args))
 
         def run(focus, env):
@@ -221,11 +221,29 @@ class _Compiler:
             if constant is not None:
                 return _membership_in_constant(element, constant)
             return _membership(element, collection)
+        if node.op in ("=", "!=") and len(self.folded.get(id(right), ())) == 1:
+            equals = _equals_literal(left, self.folded[id(right)])
+            return equals if node.op == "=" else _negated(equals)
         if node.op in _EQUALITY_AND_MEMBERSHIP:
             return _EQUALITY_AND_MEMBERSHIP[node.op](left, right)
         if node.op in _COMPARISONS:
             return _comparison(_COMPARISONS[node.op], left, right)
         return _arithmetic(node.op, left, right)
+
+
+def _call(impl: Callable, target: Run | None, args: list) -> Run:
+    """A call whose arguments need no evaluation up front, without *args for the usual arities."""
+    if target is None:
+        return lambda focus, env: impl(focus, env, *args)
+    if not args:
+        return lambda focus, env: impl(target(focus, env), env)
+    if len(args) == 1:
+        a = args[0]
+        return lambda focus, env: impl(target(focus, env), env, a)
+    if len(args) == 2:
+        a, b = args
+        return lambda focus, env: impl(target(focus, env), env, a, b)
+    return lambda focus, env: impl(target(focus, env), env, *args)
 
 
 def _remembered(run: Run, slot: int) -> Run:
@@ -266,6 +284,8 @@ def _navigator(name: str) -> Run:
             if type(item) is dict:
                 value = item.get(name)
                 if value is not None:
+                    if type(value) is not list:
+                        return [value]
                     return _listed(value)
                 if not is_choice:
                     return EMPTY
@@ -310,10 +330,13 @@ def _choice_values(item: dict, name: str, out: list) -> None:
 
 def _and(left: Run, right: Run) -> Run:
     def run(focus, env):
-        a = to_bool(left(focus, env))
+        a = left(focus, env)
+        # to_bool inlined for the usual single boolean (TRUE/FALSE are shared lists)
+        a = a[0] if a is TRUE or a is FALSE else to_bool(a)
         if a is False:
             return FALSE
-        b = to_bool(right(focus, env))
+        b = right(focus, env)
+        b = b[0] if b is TRUE or b is FALSE else to_bool(b)
         if b is False:
             return FALSE
         return TRUE if a and b else EMPTY
@@ -322,10 +345,12 @@ def _and(left: Run, right: Run) -> Run:
 
 def _or(left: Run, right: Run) -> Run:
     def run(focus, env):
-        a = to_bool(left(focus, env))
+        a = left(focus, env)
+        a = a[0] if a is TRUE or a is FALSE else to_bool(a)
         if a is True:
             return TRUE
-        b = to_bool(right(focus, env))
+        b = right(focus, env)
+        b = b[0] if b is TRUE or b is FALSE else to_bool(b)
         if b is True:
             return TRUE
         return FALSE if a is False and b is False else EMPTY
@@ -344,10 +369,12 @@ def _xor(left: Run, right: Run) -> Run:
 
 def _implies(left: Run, right: Run) -> Run:
     def run(focus, env):
-        a = to_bool(left(focus, env))
+        a = left(focus, env)
+        a = a[0] if a is TRUE or a is FALSE else to_bool(a)
         if a is False:
             return TRUE
-        b = to_bool(right(focus, env))
+        b = right(focus, env)
+        b = b[0] if b is TRUE or b is FALSE else to_bool(b)
         if b is True:
             return TRUE
         return FALSE if a is True and b is False else EMPTY
@@ -371,9 +398,28 @@ def _equals(left: Run, right: Run) -> Run:
     return run
 
 
-def _not_equals(left: Run, right: Run) -> Run:
-    equals = _equals(left, right)
+def _equals_literal(left: Run, literal: list) -> Run:
+    """`system = 'http://...'`: a string, integer or boolean item is compared with == directly."""
+    value = literal[0]
+    kind = type(value)
+    plain = kind is str or kind is int or kind is bool
 
+    def run(focus, env):
+        a = left(focus, env)
+        if len(a) == 1:
+            item = a[0]
+            result = item == value if plain and type(item) is kind else ops.equal(item, value)
+        else:
+            result = ops.equal_collections(a, literal)
+        return EMPTY if result is None else (TRUE if result else FALSE)
+    return run
+
+
+def _not_equals(left: Run, right: Run) -> Run:
+    return _negated(_equals(left, right))
+
+
+def _negated(equals: Run) -> Run:
     def run(focus, env):
         result = equals(focus, env)
         return result if not result else (FALSE if result[0] else TRUE)

@@ -176,7 +176,8 @@ def _where(coll, env, criteria, first_only: bool = False):
         for i, item in enumerate(coll):
             env.this = one = [item]
             env.index = i
-            if to_bool(criteria(one, env)):
+            result = criteria(one, env)
+            if result is TRUE or (result is not FALSE and to_bool(result)):
                 out.append(item)
                 if first_only:
                     break

@@ -33,7 +33,7 @@ class Rule:
 
     __slots__ = ("key", "name", "expr_name", "min", "max", "repeats", "type_code", "kind", "check",
                  "node", "binding", "fixed", "pattern", "invariants", "slices", "slice_name",
-                 "matcher", "selector", "target_types", "is_extension", "profile_node", "owner", "plain")
+                 "matcher", "selector", "target_types", "is_extension", "profile_node", "owner", "plain", "fast")
 
     def __init__(self, key: str, name: str, expr_name: str, min_: int, max_: int | None, type_code: str, kind: str):
         self.key = key
@@ -59,6 +59,7 @@ class Rule:
         self.profile_node: Node | None = None  # an extension slice validated by its definition
         self.owner: object = None  # the profile compilation that may edit this rule in place
         self.plain = True          # a primitive with nothing to check beyond its type: see settle()
+        self.fast = False          # plain and primitive: the walker runs its check inline
 
     def clone(self) -> "Rule":
         return copy(self)
@@ -67,6 +68,7 @@ class Rule:
         """Recompute the fast-path flag after the rule's constraints changed."""
         self.plain = (self.binding is None or self.type_code != "code") and self.fixed is MISSING \
             and self.pattern is MISSING and not self.invariants
+        self.fast = self.plain and self.check is not None
 
 
 class Node:

@@ -73,7 +73,8 @@ class Walker:
                 self._many(rule, value, expr, ctx)
             elif type(value) is list:
                 ctx.add("error", "structure", f"{rule.expr_name} must not be a JSON array (max 1)", f"{expr}.{rule.expr_name}")
-            else:
+            elif not rule.fast or rule.check(value) is not None:
+                # most keys hold a valid plain primitive: checked above without building its path
                 self.value(rule, value, f"{expr}.{rule.expr_name}", ctx)
         for name, keys, minimum in node.required:
             for k in keys:
@@ -98,6 +99,12 @@ class Walker:
             ctx.add("error", "structure", f"{rule.expr_name} allows at most {rule.max}, found {len(values)}", base)
         slices = rule.slices
         if not slices:
+            if rule.fast:
+                check = rule.check
+                for i, v in enumerate(values):
+                    if check(v) is not None:
+                        self.value(rule, v, f"{base}[{i}]", ctx)
+                return
             for i, v in enumerate(values):
                 self.value(rule, v, f"{base}[{i}]", ctx)
             return
