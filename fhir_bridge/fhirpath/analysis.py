@@ -5,13 +5,18 @@
 * A subtree that reads neither the focus nor `$this`/`$index`/`$total` (`%resource.item.where(...)`)
   gives the same result all through one evaluation: the compiler remembers it per evaluation when
   it occurs twice (a mean's numerator and denominator) or sits inside a loop (a where() criterion).
+* An invariant that reads its focus only through a few member names, and holds on `{}`, holds on
+  any object without those members: the validator need not run it there (absence_guard).
 """
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Callable
 
 from fhir_bridge.fhirpath import nodes as n
-from fhir_bridge.fhirpath.functions import EXPR, FUNCTIONS, TYPE, VALUE
+from fhir_bridge.fhirpath.functions import EXPR, FUNCTIONS, TYPE, VALUE, Env
+from fhir_bridge.fhirpath.model import CHOICE_NAMES
+from fhir_bridge.fhirpath.operators import EMPTY
 
 FOCUS, THIS, INDEX, TOTAL = "focus", "this", "index", "total"
 OPAQUE = "opaque"  # never bound: a subtree that reads it is evaluated as often as written
@@ -145,3 +150,119 @@ def _type_shape(node: n.Node):
     if type(node) is n.Member:
         return (node.name, None if node.target is None else _type_shape(node.target))
     return ("Opaque", id(node))
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariants that cannot fail on an object lacking some keys
+
+_CLOCK_OR_LOG = frozenset({"now", "today", "timeOfDay", "trace"})  # a probe must not stand in for these
+_DECIDING = {"and": False, "or": True, "implies": False}  # a left side that settles the operator
+
+
+class _Touched(Exception):
+    """The probe read something outside the focus."""
+
+
+class _ProbeEnv(Env):
+    """An Env whose resource, root, %context and variables may not be read."""
+
+    __slots__ = ()
+
+    def __init__(self, focus: list):  # noqa: D107 - the base __init__ would set the guarded slots
+        self.this = focus
+        self.index = None
+        self.total = EMPTY
+        self.memo = None
+
+    def _touched(self):
+        raise _Touched()
+
+    resource = property(_touched)
+    root = property(_touched)
+    context = property(_touched)
+    variables = property(_touched)
+
+
+def _probe(run: Callable) -> list | None:
+    """The result on an empty object, or None when it reads more than the focus (or fails)."""
+    focus = [{}]
+    try:
+        return run(focus, _ProbeEnv(focus))
+    except Exception:  # noqa: BLE001 - whatever the reason, no shortcut
+        return None
+
+
+def absence_guard(tree: n.Node, run: Callable, compile_tree: Callable) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(keys, prefixes) such that the expression holds on any object that has none of the keys
+    and no key starting with a prefix (choice elements: `value` reads `valueCoding`; they are
+    among the keys too), or None.
+
+    Sound because the expression reads its focus only through those member names (checked on
+    the tree), so on such an object it runs exactly as on `{}`, which the probe evaluates; a
+    left side of and/or/implies that settles the result on `{}` leaves the right side unread."""
+    try:
+        keys = _focus_keys(tree, True, True, compile_tree)
+    except _Opaque:
+        return None
+    result = _probe(run)
+    if result is None or len(result) > 1 or (result and result[0] is False):
+        return None
+    # a choice name is looked up as a key first: present, no need to scan for `valueCoding`
+    return tuple(sorted(keys)), tuple(sorted(k for k in keys if k in CHOICE_NAMES))
+
+
+class _Opaque(Exception):
+    """The focus is read as a whole (or the expression depends on the clock)."""
+
+
+def _focus_keys(node: n.Node, member_reads_focus: bool, this_is_focus: bool, compile_tree: Callable) -> set[str]:
+    """Member names read from the focus. `member_reads_focus`: a path head reads the focus (not
+    an item of a where()); `this_is_focus`: `$this` is the focus (not rebound)."""
+    t = type(node)
+    keys = lambda child, mf=member_reads_focus, tf=this_is_focus: _focus_keys(child, mf, tf, compile_tree)  # noqa: E731
+    if t is n.Literal or t is n.EmptyLiteral or t is n.Constant:
+        return set()  # %resource, %context...: the probe refuses to read them
+    if t is n.Variable:
+        if node.name == "this" and this_is_focus:
+            raise _Opaque()
+        return set()
+    if t is n.Member:
+        if node.target is not None:
+            return keys(node.target)
+        if not member_reads_focus:
+            return set()
+        if node.name[:1].isupper():  # a type filter on the focus itself
+            raise _Opaque()
+        return {node.name}
+    if t is n.Index:
+        return keys(node.target) | keys(node.index, this_is_focus, this_is_focus)
+    if t is n.Unary or t is n.TypeTest:
+        return keys(node.operand)
+    if t is n.Binary:
+        left = keys(node.left)
+        if node.op in _DECIDING and member_reads_focus:
+            settled = _probe(compile_tree(node.left, ""))
+            if settled is not None and len(settled) == 1 and settled[0] is _DECIDING[node.op]:
+                return left
+        return left | keys(node.right)
+    if t is n.Call:
+        if node.name in _CLOCK_OR_LOG or node.name not in FUNCTIONS:
+            raise _Opaque()
+        if node.target is None:
+            if member_reads_focus:
+                raise _Opaque()  # a function of the focus as a whole: exists(), hasValue()...
+            found: set[str] = set()
+        else:
+            found = keys(node.target)
+        params = FUNCTIONS[node.name].params
+        for kind, arg in zip(params, node.args):
+            if kind == VALUE:
+                found |= keys(arg, this_is_focus, this_is_focus)
+            elif kind == EXPR and node.name in _ITERATING:
+                found |= keys(arg, False, False)
+            elif kind == EXPR and node.name == "iif":
+                found |= keys(arg, False, this_is_focus)
+            elif kind != TYPE:
+                raise _Opaque()
+        return found
+    raise _Opaque()

@@ -26,6 +26,9 @@ class Invariant:
     expression: str
     evaluate: Callable | None
     source: str  # the profile or base type that declared it
+    # (keys, prefixes): it holds on an object with none of the keys and no key starting with a
+    # prefix, so the walker skips it there (CompiledExpression.absence_guard)
+    guard: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 class Rule:

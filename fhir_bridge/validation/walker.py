@@ -270,6 +270,8 @@ class Walker:
             if inv.evaluate is None:
                 ctx.unevaluated.add(inv.key)
                 continue
+            if inv.guard is not None and type(focus) is dict and _lacks(focus, inv.guard):
+                continue  # holds: it reads nothing the object has
             try:
                 holds = inv.evaluate(focus, resource, root)
             except Exception:  # noqa: BLE001
@@ -279,6 +281,18 @@ class Walker:
                 continue
             if not holds:
                 ctx.add(inv.severity, "invariant", f"Constraint failed: {inv.key}: {inv.human}", expr)
+
+
+def _lacks(obj: dict, guard: tuple[tuple[str, ...], tuple[str, ...]]) -> bool:
+    keys, prefixes = guard
+    for key in keys:
+        if key in obj:
+            return False
+    if prefixes:
+        for key in obj:
+            if key.startswith(prefixes):
+                return False
+    return True
 
 
 def _show(value) -> str:

@@ -80,3 +80,44 @@ def test_remembered_results_belong_to_their_resource():
 ])
 def test_membership_in_a_literal_collection(expr, expected):
     assert evaluate(expr, QR) == expected
+
+
+@pytest.mark.parametrize(("expr", "guard"), [
+    ("contained.contained.empty()", (("contained",), ())),
+    ("onBehalfOf.exists() implies member.resolve().exists()", (("onBehalfOf",), ())),  # the right side unread
+    ("(answer.exists() and item.exists()).not()", (("answer",), ("answer",))),  # answer[x] is a choice name
+    ("contained.where(%resource.id.exists()).empty()", (("contained",), ())),  # the criteria never run on {}
+    ("extension.exists() != value.exists()", None),  # fails on {}
+    ("hasValue() or children().exists()", None),  # reads the focus as a whole
+    ("$this.id.empty()", None),
+    ("%resource.id.empty()", None),  # reads the resource
+    ("id.trace('x').empty()", None),  # logs
+    ("birthDate.empty() or birthDate < today()", (("birthDate",), ())),  # settled before the clock
+    ("birthDate.empty() and @2000-01-01 < today()", None),  # the clock
+    ("Patient.id.empty()", None),  # a type test of the focus
+])
+def test_where_an_invariant_cannot_fail(expr, guard):
+    assert compile_expression(expr).absence_guard() == guard
+
+
+def test_every_guarded_r4_invariant_holds_on_objects_without_its_keys(r4_types):
+    """The guard's claim, checked on objects full of other members: each guarded R4 core
+    invariant holds wherever none of its keys is present."""
+    reference = {"reference": "#x", "display": "x"}
+    members = {"resourceType": "Patient", "id": "x", "url": "http://x", "system": "s", "code": "c",
+               "text": {"status": "generated", "div": "<div/>"}, "contained": [{"resourceType": "Patient", "id": "y"}],
+               "extension": [{"url": "http://x", "valueString": "x"}], "subject": reference, "status": "final",
+               "name": [{"family": "x"}], "identifier": [{"system": "s", "value": "v"}], "item": [{"linkId": "1"}]}
+    guarded = 0
+    for definition in r4_types.values():
+        for element in definition["elements"]:
+            for constraint in element.get("constraint", ()):
+                compiled = compile_expression(constraint["expression"])
+                guard = compiled.absence_guard()
+                if guard is None:
+                    continue
+                keys, prefixes = guard
+                focus = {k: v for k, v in members.items() if k not in keys and not k.startswith(prefixes)}
+                guarded += 1
+                assert compiled.holds(focus, focus, focus), (constraint["key"], constraint["expression"])
+    assert guarded > 100
