@@ -75,14 +75,18 @@ class Rule:
 
 
 class Node:
-    __slots__ = ("type_name", "path", "rules", "required", "sliced", "invariants", "disallowed", "is_resource",
-                 "is_coding", "is_codeable_concept", "owner", "clean")
+    __slots__ = ("type_name", "path", "rules", "required", "required_keys", "required_choices", "sliced", "invariants",
+                 "disallowed", "is_resource", "is_coding", "is_codeable_concept", "owner", "clean")
 
     def __init__(self, type_name: str, path: str):
         self.type_name = type_name
         self.path = path
         self.rules: dict[str, Rule] = {}
         self.required: tuple[tuple[str, tuple[str, ...], int], ...] = ()
+        # the happy path of `required`: keys that must all be present, and the entries that
+        # any of several keys satisfies (choices); see recompute_required()
+        self.required_keys: frozenset[str] = frozenset()
+        self.required_choices: tuple[tuple[str, tuple[str, ...], int], ...] = ()
         self.sliced: tuple[Rule, ...] = ()  # rules whose slices have minimums to check
         self.invariants: tuple[Invariant, ...] = ()
         self.disallowed: dict[str, tuple[str, str, str]] = {}  # key -> (message, expr name, element name)
@@ -118,6 +122,8 @@ class Node:
             if name in by_name:  # present in a type the profile forbids: reported as that, not as missing
                 by_name[name][0].append(key)
         self.required = tuple((name.replace("[x]", ""), tuple(keys), m) for name, (keys, m) in by_name.items())
+        self.required_keys = frozenset(keys[0] for _, keys, _ in self.required if len(keys) == 1)
+        self.required_choices = tuple(r for r in self.required if len(r[1]) != 1)
         self.sliced = tuple(r for r in self.rules.values() if any(s.min > 0 or s.max is not None for s in r.slices))
         self_contained = not self.invariants and not self.is_resource and all(
             not r.invariants and not r.slices and (r.check is not None or r.is_extension) for r in self.rules.values())
