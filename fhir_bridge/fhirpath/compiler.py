@@ -47,6 +47,7 @@ class _Compiler:
         self.source = source
         self.analysis = analysis
         self.folded: dict[int, list] = {}  # id(closure) -> the constant it returns
+        self.slots: dict[tuple, int] = {}  # shape of a remembered subtree -> its key in Env.memo
         self.in_loop = False     # compiling an argument evaluated once per item
         self.remembering = False  # compiling inside a remembered subtree: it runs once anyway
 
@@ -63,7 +64,9 @@ class _Compiler:
         if not self.remembering and not a.deps(node) and (self.in_loop or a.counts[a.shape(node)] > 1):
             self.remembering = True
             try:
-                return _remembered(build(node), next(_SLOTS))
+                # one slot per shape: the copies of a subexpression share one result
+                slot = self.slots.setdefault(a.shape(node), next(_SLOTS))
+                return _remembered(build(node), slot)
             finally:
                 self.remembering = False
         return build(node)

@@ -63,6 +63,18 @@ def test_a_subexpression_on_resource_inside_a_loop_runs_once_per_evaluation():
     assert calls == ["p", "p"]  # remembered for one evaluation only
 
 
+def test_a_subexpression_written_twice_runs_once_per_evaluation():
+    calls = []
+
+    def conforms(item, url):
+        calls.append(url)
+        return True
+
+    compiled = compile_expression("%resource.conformsTo('p') and item.exists() and %resource.conformsTo('p')")
+    assert compiled(QR, variables={"__conformsTo__": conforms}) == [True]
+    assert calls == ["p"]
+
+
 def test_remembered_results_belong_to_their_resource():
     compiled = compile_expression("%resource.item.count() + %resource.item.count()")
     assert compiled(QR) == [10]
