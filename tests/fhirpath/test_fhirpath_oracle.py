@@ -119,7 +119,12 @@ CASES = [
     ("QuestionnaireResponse", "{} = {}"),
     ("QuestionnaireResponse", "item.first().answer.value = item.first().answer.value"),
     ("QuestionnaireResponse", "item[0].answer.value ~ item[2].answer.value"),
-    # literal collections (evaluated at compile time) and subexpressions remembered per evaluation
+    # presence tests read from the object; literal collections evaluated at compile time;
+    # subexpressions remembered per evaluation
+    ("Patient", "name.given.exists() and photo.empty() and contact.name.family.exists()"),
+    ("Patient", "deceased.exists() and multipleBirth.empty()"),
+    ("Observation", "value.exists() and value.ofType(Quantity).unit.exists() and component.value.empty()"),
+    ("Observation", "component.where(value.ofType(string).exists()).code.coding.code"),
     ("QuestionnaireResponse", "item.where(linkId in ('mental-health' | 'notes' | 'nothing')).linkId"),
     ("QuestionnaireResponse", "item.where(('grp' | 'physical-health') contains linkId).linkId"),
     ("QuestionnaireResponse", "item.select(linkId in ('notes' | 3 | 'grp'))"),
