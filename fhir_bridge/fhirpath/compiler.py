@@ -46,7 +46,9 @@ class _Compiler:
     def __init__(self, source: str, analysis: Analysis):
         self.source = source
         self.analysis = analysis
-        self.folded: dict[int, list] = {}  # id(closure) -> the constant it returns
+        # id(closure) -> (closure, the constant it returns); holding the closure keeps its id
+        # from being reused while compiling, when the parent that held it is folded away
+        self._folded: dict[int, tuple[Run, list]] = {}
         self.slots: dict[tuple, int] = {}  # shape of a remembered subtree -> its key in Env.memo
         self.in_loop = False     # compiling an argument evaluated once per item
         self.remembering = False  # compiling inside a remembered subtree: it runs once anyway
@@ -77,8 +79,17 @@ class _Compiler:
         except Exception:  # noqa: BLE001 - left to fail at evaluation, as it would unfolded
             return run
         folded = lambda focus, env: result  # noqa: E731
-        self.folded[id(folded)] = result
+        self._folded[id(folded)] = (folded, result)
         return folded
+
+    def _literal(self, arg: Run | None) -> Run | list | None:
+        constant = self.constant(arg) if arg is not None else None
+        return arg if constant is None else constant
+
+    def constant(self, run: Run) -> list | None:
+        """The list a closure always returns, if it is a folded literal subtree."""
+        entry = self._folded.get(id(run))
+        return entry[1] if entry is not None and entry[0] is run else None
 
     def _loop_body(self, node: n.Node) -> Run:
         saved = self.in_loop, self.remembering
@@ -154,7 +165,7 @@ class _Compiler:
                 for kind, arg in zip(spec.params, node.args)]
         args += [None] * (len(spec.params) - len(args))
         # a literal argument (`startsWith('#')`) is passed as its value, not evaluated per call
-        args = [self.folded.get(id(arg), arg) if kind == VALUE else arg for kind, arg in zip(spec.params, args)]
+        args = [self._literal(arg) if kind == VALUE else arg for kind, arg in zip(spec.params, args)]
         plain = [kind == VALUE and arg is not None and type(arg) is not list for kind, arg in zip(spec.params, args)]
         impl = spec.impl
         target = self.compile(node.target) if node.target is not None else None
@@ -220,12 +231,13 @@ class _Compiler:
             return _LOGIC[node.op](left, right)
         if node.op in _MEMBERSHIP:
             element, collection = (left, right) if node.op == "in" else (right, left)
-            constant = self.folded.get(id(collection))
+            constant = self.constant(collection)
             if constant is not None:
                 return _membership_in_constant(element, constant)
             return _membership(element, collection)
-        if node.op in ("=", "!=") and len(self.folded.get(id(right), ())) == 1:
-            equals = _equals_literal(left, self.folded[id(right)])
+        literal = self.constant(right)
+        if node.op in ("=", "!=") and literal is not None and len(literal) == 1:
+            equals = _equals_literal(left, literal)
             return equals if node.op == "=" else _negated(equals)
         if node.op in _EQUALITY_AND_MEMBERSHIP:
             return _EQUALITY_AND_MEMBERSHIP[node.op](left, right)
