@@ -64,7 +64,6 @@ class Analysis:
 
     def _visit(self, node: n.Node) -> None:
         t = type(node)
-        children: tuple[n.Node, ...] = ()
         if t is n.Literal:
             deps, shape = NONE, ("Literal", type(node.value), node.value)
         elif t is n.EmptyLiteral:
@@ -80,9 +79,8 @@ class Analysis:
                 self._visit(node.target)
                 deps, shape = self.deps(node.target), ("Member", self.shape(node.target), node.name)
         elif t is n.Index:
-            children = (node.target, node.index)
-            for child in children:
-                self._visit(child)
+            self._visit(node.target)
+            self._visit(node.index)
             deps = self.deps(node.target) | _on_this(self.deps(node.index))
             shape = ("Index", self.shape(node.target), self.shape(node.index))
         elif t is n.Call:
@@ -202,7 +200,7 @@ def absence_guard(tree: n.Node, run: Callable, compile_tree: Callable) -> tuple[
     left side of and/or/implies that settles the result on `{}` leaves the right side unread."""
     try:
         keys = _focus_keys(tree, True, True, compile_tree)
-    except _Opaque:
+    except (_Opaque, RecursionError):
         return None
     result = _probe(run)
     if result is None or len(result) > 1 or (result and result[0] is False):
