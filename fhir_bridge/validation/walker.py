@@ -79,7 +79,7 @@ class Walker:
             elif type(value) is list:
                 ctx.add("error", "structure", f"{rule.expr_name} must not be a JSON array (max 1)", f"{expr}.{rule.expr_name}")
             elif not rule.fast or rule.check(value) is not None:
-                # most keys hold a valid plain primitive: checked above without building its path
+                # most keys hold a plain primitive, checked in the condition: a path only for a problem
                 self.value(rule, value, f"{expr}.{rule.expr_name}", ctx)
         # one set test when every single-key requirement is met; otherwise all, in order
         for name, keys, minimum in node.required_choices if obj.keys() >= node.required_keys else node.required:
