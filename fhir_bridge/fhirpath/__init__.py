@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from fhir_bridge.errors import FhirPathError
+from fhir_bridge.fhirpath.analysis import absence_guard
 from fhir_bridge.fhirpath.compiler import Run, compile_tree
 from fhir_bridge.fhirpath.functions import Env
 from fhir_bridge.fhirpath.operators import to_bool
@@ -21,14 +22,23 @@ from fhir_bridge.fhirpath.values import Quantity, Temporal, Typed
 __all__ = ["CompiledExpression", "compile_expression", "evaluate"]
 
 _NO_VARIABLES: dict = {}
+_UNKNOWN = object()
 
 
 class CompiledExpression:
-    __slots__ = ("source", "_run")
+    __slots__ = ("source", "_run", "_guard")
 
     def __init__(self, source: str, run: Run):
         self.source = source
         self._run = run
+        self._guard = _UNKNOWN
+
+    def absence_guard(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """(keys, prefixes): as an invariant, this holds on any object with none of the keys and
+        no key starting with a prefix; None when no such shortcut is proven. Found on first use."""
+        if self._guard is _UNKNOWN:
+            self._guard = absence_guard(parse(self.source), self._run, compile_tree)
+        return self._guard
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.source!r})"

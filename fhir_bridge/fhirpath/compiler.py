@@ -3,15 +3,19 @@
 Each node becomes a function `run(focus: list, env: Env) -> list`. All decisions that do not
 depend on the data (which operator, which function, arity, type specifiers, constants) are
 taken here, once, so that evaluation is just a chain of small calls on plain lists and dicts.
+Subtrees of literals are evaluated here too, and subtrees that do not read the focus are
+remembered per evaluation where they would run more than once (see analysis.py).
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 from fhir_bridge.errors import FhirPathError
 from fhir_bridge.fhirpath import nodes as n
 from fhir_bridge.fhirpath import operators as ops
-from fhir_bridge.fhirpath.functions import FUNCTIONS, TYPE, VALUE, Env, Function, typed_choice
+from fhir_bridge.fhirpath.analysis import Analysis, iterates
+from fhir_bridge.fhirpath.functions import EXPR, FUNCTIONS, TYPE, VALUE, Env, Function, typed_choice
 from fhir_bridge.fhirpath.lexer import syntax_error
 from fhir_bridge.fhirpath.model import CHOICE_NAMES, choice_type, type_predicate
 from fhir_bridge.fhirpath.operators import EMPTY, FALSE, TRUE, singleton, to_bool
@@ -30,19 +34,70 @@ _CONSTANT_PREFIXES = {
 }
 
 
+_TERMS = (n.Literal, n.EmptyLiteral, n.Constant, n.Variable)  # already as cheap as a constant
+_SLOTS = itertools.count()  # keys of remembered subtrees in Env.memo, unique in the process
+
+
 def compile_tree(node: n.Node, source: str) -> Run:
-    return _Compiler(source).compile(node)
+    return _Compiler(source, Analysis(node)).compile(node)
 
 
 class _Compiler:
-    def __init__(self, source: str):
+    def __init__(self, source: str, analysis: Analysis):
         self.source = source
+        self.analysis = analysis
+        # id(closure) -> (closure, the constant it returns); holding the closure keeps its id
+        # from being reused while compiling, when the parent that held it is folded away
+        self._folded: dict[int, tuple[Run, list]] = {}
+        self.slots: dict[tuple, int] = {}  # shape of a remembered subtree -> its key in Env.memo
+        self.in_loop = False     # compiling an argument evaluated once per item
+        self.remembering = False  # compiling inside a remembered subtree: it runs once anyway
 
     def error(self, node: n.Node, message: str) -> FhirPathError:
         return syntax_error(self.source, node.pos, message)
 
     def compile(self, node: n.Node) -> Run:
-        return getattr(self, "_" + type(node).__name__)(node)
+        build = getattr(self, "_" + type(node).__name__)
+        if type(node) in _TERMS:
+            return build(node)
+        a = self.analysis
+        if a.foldable(node):
+            return self._fold(build(node))
+        if not self.remembering and not a.deps(node) and (self.in_loop or a.counts[a.shape(node)] > 1):
+            self.remembering = True
+            try:
+                # one slot per shape: the copies of a subexpression share one result
+                slot = self.slots.setdefault(a.shape(node), next(_SLOTS))
+                return _remembered(build(node), slot)
+            finally:
+                self.remembering = False
+        return build(node)
+
+    def _fold(self, run: Run) -> Run:
+        try:
+            result = run(EMPTY, Env(EMPTY, None, None, {}))
+        except Exception:  # noqa: BLE001 - left to fail at evaluation, as it would unfolded
+            return run
+        folded = lambda focus, env: result  # noqa: E731
+        self._folded[id(folded)] = (folded, result)
+        return folded
+
+    def _literal(self, arg: Run | None) -> Run | list | None:
+        constant = self.constant(arg) if arg is not None else None
+        return arg if constant is None else constant
+
+    def constant(self, run: Run) -> list | None:
+        """The list a closure always returns, if it is a folded literal subtree."""
+        entry = self._folded.get(id(run))
+        return entry[1] if entry is not None and entry[0] is run else None
+
+    def _loop_body(self, node: n.Node) -> Run:
+        saved = self.in_loop, self.remembering
+        self.in_loop, self.remembering = True, False
+        try:
+            return self.compile(node)
+        finally:
+            self.in_loop, self.remembering = saved
 
     # -- terms --------------------------------------------------------------------------------
 
@@ -105,16 +160,18 @@ class _Compiler:
 
     def _Call(self, node: n.Call) -> Run:
         spec = self.function(node)
-        args = [self.argument(kind, arg) for kind, arg in zip(spec.params, node.args)]
+        loops = iterates(node.name)
+        args = [self._loop_body(arg) if loops and kind == EXPR else self.argument(kind, arg)
+                for kind, arg in zip(spec.params, node.args)]
         args += [None] * (len(spec.params) - len(args))
-        plain = [kind == VALUE and arg is not None for kind, arg in zip(spec.params, args)]
+        # a literal argument (`startsWith('#')`) is passed as its value, not evaluated per call
+        args = [self._literal(arg) if kind == VALUE else arg for kind, arg in zip(spec.params, args)]
+        plain = [kind == VALUE and arg is not None and type(arg) is not list for kind, arg in zip(spec.params, args)]
         impl = spec.impl
         target = self.compile(node.target) if node.target is not None else None
         if not any(plain):
             # Nothing to evaluate up front: the common case (exists(), where(...), ofType(T)).
-            if target is None:
-                return lambda focus, env: impl(focus, env, *args)
-            return lambda focus, env: impl(target(focus, env), env, *args)
+            return _call(impl, target, args)
         pairs = list(zip(plain, args))
 
         def run(focus, env):
@@ -172,11 +229,51 @@ class _Compiler:
         left, right = self.compile(node.left), self.compile(node.right)
         if node.op in _LOGIC:
             return _LOGIC[node.op](left, right)
+        if node.op in _MEMBERSHIP:
+            element, collection = (left, right) if node.op == "in" else (right, left)
+            constant = self.constant(collection)
+            if constant is not None:
+                return _membership_in_constant(element, constant)
+            return _membership(element, collection)
+        literal = self.constant(right)
+        if node.op in ("=", "!=") and literal is not None and len(literal) == 1:
+            equals = _equals_literal(left, literal)
+            return equals if node.op == "=" else _negated(equals)
         if node.op in _EQUALITY_AND_MEMBERSHIP:
             return _EQUALITY_AND_MEMBERSHIP[node.op](left, right)
         if node.op in _COMPARISONS:
             return _comparison(_COMPARISONS[node.op], left, right)
         return _arithmetic(node.op, left, right)
+
+
+def _call(impl: Callable, target: Run | None, args: list) -> Run:
+    """A call whose arguments need no evaluation up front, without *args for the usual arities."""
+    if target is None:
+        return lambda focus, env: impl(focus, env, *args)
+    if not args:
+        return lambda focus, env: impl(target(focus, env), env)
+    if len(args) == 1:
+        a = args[0]
+        return lambda focus, env: impl(target(focus, env), env, a)
+    if len(args) == 2:
+        a, b = args
+        return lambda focus, env: impl(target(focus, env), env, a, b)
+    return lambda focus, env: impl(target(focus, env), env, *args)
+
+
+def _remembered(run: Run, slot: int) -> Run:
+    """`run` does not read the focus: its result holds for the whole evaluation."""
+    def remembered(focus, env):
+        memo = env.memo
+        if memo is None:
+            env.memo = memo = {}
+        else:
+            result = memo.get(slot)
+            if result is not None:
+                return result
+        result = memo[slot] = run(focus, env)
+        return result
+    return remembered
 
 
 def _variable(env: Env, name: str) -> list:
@@ -202,6 +299,8 @@ def _navigator(name: str) -> Run:
             if type(item) is dict:
                 value = item.get(name)
                 if value is not None:
+                    if type(value) is not list:
+                        return [value]
                     return _listed(value)
                 if not is_choice:
                     return EMPTY
@@ -246,10 +345,13 @@ def _choice_values(item: dict, name: str, out: list) -> None:
 
 def _and(left: Run, right: Run) -> Run:
     def run(focus, env):
-        a = to_bool(left(focus, env))
+        a = left(focus, env)
+        # to_bool inlined for the usual single boolean (TRUE/FALSE are shared lists)
+        a = a[0] if a is TRUE or a is FALSE else to_bool(a)
         if a is False:
             return FALSE
-        b = to_bool(right(focus, env))
+        b = right(focus, env)
+        b = b[0] if b is TRUE or b is FALSE else to_bool(b)
         if b is False:
             return FALSE
         return TRUE if a and b else EMPTY
@@ -258,10 +360,12 @@ def _and(left: Run, right: Run) -> Run:
 
 def _or(left: Run, right: Run) -> Run:
     def run(focus, env):
-        a = to_bool(left(focus, env))
+        a = left(focus, env)
+        a = a[0] if a is TRUE or a is FALSE else to_bool(a)
         if a is True:
             return TRUE
-        b = to_bool(right(focus, env))
+        b = right(focus, env)
+        b = b[0] if b is TRUE or b is FALSE else to_bool(b)
         if b is True:
             return TRUE
         return FALSE if a is False and b is False else EMPTY
@@ -280,10 +384,12 @@ def _xor(left: Run, right: Run) -> Run:
 
 def _implies(left: Run, right: Run) -> Run:
     def run(focus, env):
-        a = to_bool(left(focus, env))
+        a = left(focus, env)
+        a = a[0] if a is TRUE or a is FALSE else to_bool(a)
         if a is False:
             return TRUE
-        b = to_bool(right(focus, env))
+        b = right(focus, env)
+        b = b[0] if b is TRUE or b is FALSE else to_bool(b)
         if b is True:
             return TRUE
         return FALSE if a is True and b is False else EMPTY
@@ -307,9 +413,28 @@ def _equals(left: Run, right: Run) -> Run:
     return run
 
 
-def _not_equals(left: Run, right: Run) -> Run:
-    equals = _equals(left, right)
+def _equals_literal(left: Run, literal: list) -> Run:
+    """`system = 'http://...'`: a string, integer or boolean item is compared with == directly."""
+    value = literal[0]
+    kind = type(value)
+    plain = kind is str or kind is int or kind is bool
 
+    def run(focus, env):
+        a = left(focus, env)
+        if len(a) == 1:
+            item = a[0]
+            result = item == value if plain and type(item) is kind else ops.equal(item, value)
+        else:
+            result = ops.equal_collections(a, literal)
+        return EMPTY if result is None else (TRUE if result else FALSE)
+    return run
+
+
+def _not_equals(left: Run, right: Run) -> Run:
+    return _negated(_equals(left, right))
+
+
+def _negated(equals: Run) -> Run:
     def run(focus, env):
         result = equals(focus, env)
         return result if not result else (FALSE if result[0] else TRUE)
@@ -359,14 +484,30 @@ def _membership(element: Run, collection: Run) -> Run:
     return run
 
 
+def _membership_in_constant(element: Run, values: list) -> Run:
+    """`linkId in ('a' | 'b' | ...)`: with only strings in the collection, a string item is
+    found by a set lookup (string = string is plain equality); other items compare one by one."""
+    strings = frozenset(values) if values and all(type(x) is str for x in values) else None
+    if strings is None:
+        return _membership(element, lambda focus, env: values)
+
+    def run(focus, env):
+        item = singleton(element(focus, env), "in/contains")
+        if item is None:
+            return EMPTY
+        if type(item) is str:
+            return TRUE if item in strings else FALSE
+        return TRUE if ops.contains_item(values, item) else FALSE
+    return run
+
+
+_MEMBERSHIP = ("in", "contains")
 _EQUALITY_AND_MEMBERSHIP = {
     "=": _equals,
     "!=": _not_equals,
     "~": _equivalent,
     "!~": _not_equivalent,
     "|": _union,
-    "in": _membership,
-    "contains": lambda left, right: _membership(right, left),
 }
 
 

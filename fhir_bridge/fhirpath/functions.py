@@ -42,9 +42,10 @@ _log = logging.getLogger("fhir_bridge.fhirpath.trace")
 
 class Env:
     """Evaluation state of one call. The iterating functions set `this`/`index`/`total` for
-    their argument and restore them afterwards, which is cheaper than a new Env per item."""
+    their argument and restore them afterwards, which is cheaper than a new Env per item.
+    `memo` holds the results of subexpressions that do not read the focus (compiler.py)."""
 
-    __slots__ = ("this", "index", "total", "resource", "root", "context", "variables")
+    __slots__ = ("this", "index", "total", "resource", "root", "context", "variables", "memo")
 
     def __init__(self, focus: list, resource, root, variables: dict):
         self.this = focus
@@ -54,6 +55,7 @@ class Env:
         self.root = root
         self.context = focus
         self.variables = variables
+        self.memo: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,8 @@ def _where(coll, env, criteria, first_only: bool = False):
         for i, item in enumerate(coll):
             env.this = one = [item]
             env.index = i
-            if to_bool(criteria(one, env)):
+            result = criteria(one, env)
+            if result is TRUE or (result is not FALSE and to_bool(result)):
                 out.append(item)
                 if first_only:
                     break

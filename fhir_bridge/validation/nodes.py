@@ -26,6 +26,9 @@ class Invariant:
     expression: str
     evaluate: Callable | None
     source: str  # the profile or base type that declared it
+    # (keys, prefixes): it holds on an object with none of the keys and no key starting with a
+    # prefix, so the walker skips it there (CompiledExpression.absence_guard)
+    guard: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 class Rule:
@@ -33,7 +36,7 @@ class Rule:
 
     __slots__ = ("key", "name", "expr_name", "min", "max", "repeats", "type_code", "kind", "check",
                  "node", "binding", "fixed", "pattern", "invariants", "slices", "slice_name",
-                 "matcher", "selector", "target_types", "is_extension", "profile_node", "owner", "plain")
+                 "matcher", "selector", "target_types", "is_extension", "profile_node", "owner", "plain", "fast")
 
     def __init__(self, key: str, name: str, expr_name: str, min_: int, max_: int | None, type_code: str, kind: str):
         self.key = key
@@ -59,6 +62,7 @@ class Rule:
         self.profile_node: Node | None = None  # an extension slice validated by its definition
         self.owner: object = None  # the profile compilation that may edit this rule in place
         self.plain = True          # a primitive with nothing to check beyond its type: see settle()
+        self.fast = False          # plain and primitive: the walker runs its check inline
 
     def clone(self) -> "Rule":
         return copy(self)
@@ -67,17 +71,22 @@ class Rule:
         """Recompute the fast-path flag after the rule's constraints changed."""
         self.plain = (self.binding is None or self.type_code != "code") and self.fixed is MISSING \
             and self.pattern is MISSING and not self.invariants
+        self.fast = self.plain and self.check is not None
 
 
 class Node:
-    __slots__ = ("type_name", "path", "rules", "required", "sliced", "invariants", "disallowed", "is_resource",
-                 "is_coding", "is_codeable_concept", "owner", "clean")
+    __slots__ = ("type_name", "path", "rules", "required", "required_keys", "required_choices", "sliced", "invariants",
+                 "disallowed", "is_resource", "is_coding", "is_codeable_concept", "owner", "clean")
 
     def __init__(self, type_name: str, path: str):
         self.type_name = type_name
         self.path = path
         self.rules: dict[str, Rule] = {}
         self.required: tuple[tuple[str, tuple[str, ...], int], ...] = ()
+        # the happy path of `required`: keys that must all be present, and the entries that
+        # any of several keys satisfies (choices); see recompute_required()
+        self.required_keys: frozenset[str] = frozenset()
+        self.required_choices: tuple[tuple[str, tuple[str, ...], int], ...] = ()
         self.sliced: tuple[Rule, ...] = ()  # rules whose slices have minimums to check
         self.invariants: tuple[Invariant, ...] = ()
         self.disallowed: dict[str, tuple[str, str, str]] = {}  # key -> (message, expr name, element name)
@@ -113,6 +122,8 @@ class Node:
             if name in by_name:  # present in a type the profile forbids: reported as that, not as missing
                 by_name[name][0].append(key)
         self.required = tuple((name.replace("[x]", ""), tuple(keys), m) for name, (keys, m) in by_name.items())
+        self.required_keys = frozenset(keys[0] for _, keys, _ in self.required if len(keys) == 1)
+        self.required_choices = tuple(r for r in self.required if len(r[1]) != 1)
         self.sliced = tuple(r for r in self.rules.values() if any(s.min > 0 or s.max is not None for s in r.slices))
         self_contained = not self.invariants and not self.is_resource and all(
             not r.invariants and not r.slices and (r.check is not None or r.is_extension) for r in self.rules.values())

@@ -87,7 +87,7 @@ class Validator:
         except FhirPathError as exc:
             self.uncompiled[c.key] = exc.message
             return Invariant(c.key, severity, c.human, c.expression, None, source)
-        return Invariant(c.key, severity, c.human, c.expression, compiled.holds, source)
+        return Invariant(c.key, severity, c.human, c.expression, compiled.holds, source, compiled.absence_guard())
 
     def _structure_definitions(self) -> list[dict]:
         return [sd for sd in self.package.of_type("StructureDefinition") if sd.get("derivation") == "constraint"]

@@ -15,6 +15,7 @@ from fhir_bridge.validation.nodes import MISSING, Invariant, Node, Rule, matches
 
 PROJECT_NAMESPACE = "https://fhir-bridge.example.org/"
 CLEAN_MEMO_SIZE = 4096  # per node: the distinct clean Codings of a feed are few
+TERMINOLOGY_MEMO_SIZE = 50_000  # value-set passes and reference types remembered: bounded, as in primitives.py
 REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
@@ -38,6 +39,10 @@ class Walker:
         self.extension_nodes = extension_nodes  # extension definitions by url
         self.resource_nodes = resource_nodes    # nodes a (nested) resource is validated against
         self.element_node = element_node        # id + extension of a primitive (`_birthDate`)
+        # Feeds repeat the same codes and references: what passed once passes again.
+        self._in_valueset: set[tuple[str, str | None, str]] = set()  # (value set, system, code) that pass
+        self._known_valuesets: dict[str, bool] = {}
+        self._reference_types: dict[str, str | None] = {}  # reference -> the resource type it names
 
     # -- complex elements ----------------------------------------------------------------------
     def walk(self, obj: dict, node: Node, expr: str, ctx: Context) -> None:
@@ -73,9 +78,11 @@ class Walker:
                 self._many(rule, value, expr, ctx)
             elif type(value) is list:
                 ctx.add("error", "structure", f"{rule.expr_name} must not be a JSON array (max 1)", f"{expr}.{rule.expr_name}")
-            else:
+            elif not rule.fast or rule.check(value) is not None:
+                # most keys hold a plain primitive, checked in the condition: a path only for a problem
                 self.value(rule, value, f"{expr}.{rule.expr_name}", ctx)
-        for name, keys, minimum in node.required:
+        # one set test when every single-key requirement is met; otherwise all, in order
+        for name, keys, minimum in node.required_choices if obj.keys() >= node.required_keys else node.required:
             for k in keys:
                 if k in obj:
                     break
@@ -98,19 +105,29 @@ class Walker:
             ctx.add("error", "structure", f"{rule.expr_name} allows at most {rule.max}, found {len(values)}", base)
         slices = rule.slices
         if not slices:
+            if rule.fast:
+                check = rule.check
+                for i, v in enumerate(values):
+                    if check(v) is not None:
+                        self.value(rule, v, f"{base}[{i}]", ctx)
+                return
             for i, v in enumerate(values):
                 self.value(rule, v, f"{base}[{i}]", ctx)
             return
         matched: list[Rule | None] = []
         for i, v in enumerate(values):
-            chosen = next((s for s in slices if s.matcher(v)), None)
+            for chosen in slices:
+                if chosen.matcher(v):
+                    break
+            else:
+                chosen = None
             matched.append(chosen)
             self.value(chosen or rule, v, f"{base}[{i}]", ctx)
         self._slice_counts(rule, matched, expr, ctx)
 
     def _slice_counts(self, rule: Rule, matched: list, expr: str, ctx: Context) -> None:
         for s in rule.slices:
-            count = sum(1 for m in matched if m is s)
+            count = matched.count(s)  # Rules compare by identity
             if count < s.min:
                 ctx.add("error", "required", f"{rule.expr_name}:{s.slice_name} is required (minimum {s.min}, found {count})",
                         f"{expr}.{s.selector}")
@@ -223,16 +240,26 @@ class Walker:
         else:
             return  # Quantity, string ... bindings are not checked
         term = self.terminology
-        if not term.knows_valueset(binding.value_set):
+        known = self._known_valuesets.get(binding.value_set)
+        if known is None:
+            known = self._known_valuesets[binding.value_set] = term.knows_valueset(binding.value_set)
+        if not known:
             return
+        passed = self._in_valueset
         messages = []
         for c in codings:
             if type(c) is not dict or type(c.get("code")) is not str:
                 continue
-            if term.code_problem(c.get("system"), c["code"]) is not None:
+            system = c.get("system")
+            memo = (binding.value_set, system, c["code"]) if system is None or type(system) is str else None
+            if memo is not None and memo in passed:
+                return
+            if term.code_problem(system, c["code"]) is not None:
                 return  # already reported on the Coding itself
-            check = term.validate_code(binding.value_set, c.get("system"), c["code"])
+            check = term.validate_code(binding.value_set, system, c["code"])
             if check.valid is None or check.valid:
+                if memo is not None and len(passed) < TERMINOLOGY_MEMO_SIZE:
+                    passed.add(memo)
                 return
             messages.append(check.message)
         if not codings and binding.strength != "required":
@@ -242,8 +269,14 @@ class Walker:
         ctx.add(severity, "code-invalid", message, expr)
 
     def _code_binding(self, rule: Rule, value: str, expr: str, ctx: Context) -> None:
+        memo = (rule.binding.value_set, None, value)
+        if memo in self._in_valueset:
+            return
         check = self.terminology.validate_code(rule.binding.value_set, None, value)
-        if check.valid is False:
+        if check.valid is not False:
+            if len(self._in_valueset) < TERMINOLOGY_MEMO_SIZE:
+                self._in_valueset.add(memo)
+        else:
             severity = "error" if rule.binding.strength == "required" else "warning"
             ctx.add(severity, "code-invalid", check.message, expr)
 
@@ -251,10 +284,17 @@ class Walker:
         target = ref.get("reference")
         if type(target) is not str or target.startswith("#") or target.startswith("urn:"):
             return
-        m = REFERENCE_TYPE.search(target)
-        if m and m.group(1) not in rule.target_types:
+        kinds = self._reference_types
+        if target in kinds:
+            kind = kinds[target]
+        else:
+            m = REFERENCE_TYPE.search(target)
+            kind = m.group(1) if m else None
+            if len(kinds) < TERMINOLOGY_MEMO_SIZE:
+                kinds[target] = kind
+        if kind is not None and kind not in rule.target_types:
             ctx.add("error", "structure",
-                    f"{rule.expr_name} must refer to {' or '.join(sorted(rule.target_types))}, not {m.group(1)}", expr)
+                    f"{rule.expr_name} must refer to {' or '.join(sorted(rule.target_types))}, not {kind}", expr)
 
     # -- invariants ------------------------------------------------------------------------------
     def _invariants(self, invariants: tuple[Invariant, ...], focus, expr: str, ctx: Context) -> None:
@@ -263,6 +303,8 @@ class Walker:
             if inv.evaluate is None:
                 ctx.unevaluated.add(inv.key)
                 continue
+            if inv.guard is not None and type(focus) is dict and _lacks(focus, inv.guard):
+                continue  # holds: it reads nothing the object has
             try:
                 holds = inv.evaluate(focus, resource, root)
             except Exception:  # noqa: BLE001
@@ -272,6 +314,18 @@ class Walker:
                 continue
             if not holds:
                 ctx.add(inv.severity, "invariant", f"Constraint failed: {inv.key}: {inv.human}", expr)
+
+
+def _lacks(obj: dict, guard: tuple[tuple[str, ...], tuple[str, ...]]) -> bool:
+    keys, prefixes = guard
+    for key in keys:
+        if key in obj:
+            return False
+    if prefixes:
+        for key in obj:
+            if key.startswith(prefixes):
+                return False
+    return True
 
 
 def _show(value) -> str:

@@ -119,6 +119,24 @@ CASES = [
     ("QuestionnaireResponse", "{} = {}"),
     ("QuestionnaireResponse", "item.first().answer.value = item.first().answer.value"),
     ("QuestionnaireResponse", "item[0].answer.value ~ item[2].answer.value"),
+    # presence tests read from the object; literal collections evaluated at compile time;
+    # subexpressions remembered per evaluation
+    ("Patient", "name.given.exists() and photo.empty() and contact.name.family.exists()"),
+    ("Patient", "deceased.exists() and multipleBirth.empty()"),
+    ("Observation", "value.exists() and value.ofType(Quantity).unit.exists() and component.value.empty()"),
+    ("Observation", "component.where(value.ofType(string).exists()).code.coding.code"),
+    ("QuestionnaireResponse", "item.where(linkId in ('mental-health' | 'notes' | 'nothing')).linkId"),
+    ("QuestionnaireResponse", "item.where(('grp' | 'physical-health') contains linkId).linkId"),
+    ("QuestionnaireResponse", "item.select(linkId in ('notes' | 3 | 'grp'))"),
+    ("QuestionnaireResponse", "3 in (1 | 2 | 3.0)"),
+    ("QuestionnaireResponse", "(2 + 3) * 4 - 10 / 4"),
+    ("QuestionnaireResponse", "item.where(linkId in %resource.item.linkId.where(startsWith('mental'))).count()"),
+    ("QuestionnaireResponse", "item.where(%resource.item.count() > 4 and linkId = 'notes').linkId"),
+    ("QuestionnaireResponse",
+     "%resource.item.where(linkId in ('mental-health' | 'physical-health')).answer.value.ofType(Coding)"
+     ".where(system = 'r' and code != '8').select(code.toInteger()).aggregate($total + $this, 0)"
+     " / %resource.item.where(linkId in ('mental-health' | 'physical-health')).answer.value.ofType(Coding)"
+     ".where(system = 'r' and code != '8').count()"),
 ]
 
 

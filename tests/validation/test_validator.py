@@ -300,6 +300,20 @@ def test_remembered_clean_content_never_hides_an_error(validator, qr):
     assert validator.validate(qr).valid
 
 
+def test_remembered_codes_and_references_never_hide_an_error(validator, patient, qr):
+    """Codes that passed a binding and reference types already read are remembered: a wrong
+    one met after the same right one is still reported, every time."""
+    for _ in range(2):
+        patient["gender"] = "female"
+        assert ("error", "code-invalid", "Patient.gender") not in keys(validator.validate(patient))
+        patient["gender"] = "woman"
+        assert ("error", "code-invalid", "Patient.gender") in keys(validator.validate(patient))
+        qr["subject"] = {"reference": "Patient/123"}
+        assert ("error", "structure", "QuestionnaireResponse.subject") not in keys(validator.validate(qr))
+        qr["subject"] = {"reference": "Practitioner/123"}
+        assert ("error", "structure", "QuestionnaireResponse.subject") in keys(validator.validate(qr))
+
+
 def test_extensible_binding_miss_is_a_warning_not_an_error(validator, patient):
     patient["extension"] = [e for e in patient.get("extension", []) if not e["url"].endswith("EthnicCategory")]
     patient["extension"].append({
