@@ -1,12 +1,16 @@
 """`Patient/[id]/$dialog-plus-session`: one DIALOG+ session into the person's one shared plan.
 
-Read and check everything first (422 naming each bad element, 404 for an unknown person); then one
-unit of work: lock the person (sessions for one person queue, whichever partner sends them), read
-their open plan, team and goals, merge the session (fhir_bridge.careplan.merge), regenerate the
-narratives, validate what would be stored, and write the DIALOG response, goals, team and plan
-with one Provenance naming the partner and user. The plan, team and goals are written only while
-still at the versions read: if another writer got in between (a plain If-Match PUT can), the
-repository's PreconditionFailed rolls everything back and the session is merged again.
+Read and check everything first (422 naming each bad element, 404 for an unknown person). Then,
+from a snapshot (a read transaction, no writer lock): read the person's open plan, team and goals,
+merge the session (fhir_bridge.careplan.merge), regenerate the narratives and validate what would
+be stored. Then one unit of work: lock the person, check that their open plans are still the ones
+read, and write the DIALOG response, goals, team and plan with one Provenance naming the partner
+and user, each only while still at the version read (or still absent). If another writer got in
+between (another partner's session, in this process or another, or an If-Match PUT), nothing is
+written and the session is merged again, this time inside the unit of work with the person locked,
+so that many partners at once for one person queue rather than keep retrying. The merge, most of
+a session's work, so normally runs outside the lock: server processes (`serve --workers`) prepare
+sessions side by side and queue only to write.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from fhir_bridge.pipelines.careplan_views import local_id, main_plans, plan_type
 from fhir_bridge.pipelines.patient_links import survivor
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
-from fhir_bridge.store.repository import read_if_live
+from fhir_bridge.store.repository import ABSENT, read_if_live
 
 __all__ = ["CarePlanSessions", "SessionResult"]
 
@@ -46,6 +50,12 @@ class SessionResult:
 
 class _Stale(Exception):
     """A resource changed between this session's read and its write: merge again."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    writes: list[tuple[dict, int | None]]    # (resource, version it was read at; ABSENT: new; None: any)
+    plans: tuple[tuple[str, int], ...]       # the person's open DIALOG+ plans as read: (id, version)
 
 
 class CarePlanSessions:
@@ -78,21 +88,31 @@ class CarePlanSessions:
                                  author=_note_author(session, partner, caller), domains=self.domains,
                                  response_id=response_id if response else None,
                                  plan_id=first_plan_id, team_id=team_id_for(first_plan_id))  # if this is the first plan
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             try:
+                if attempt == 0:  # optimistic: prepared from a snapshot, without the writer lock
+                    with self.repository.snapshot() as view:
+                        prepared = self._prepare(view, session, response, caller, based_on_version, context)
+                    with self.repository.unit_of_work() as uow:
+                        return self._write(uow, prepared, caller, context.patient_id)
+                # Someone wrote this person's plan meanwhile (many partners at once?): merge under the
+                # lock, where only an If-Match PUT of a plan resource can still get in between.
                 with self.repository.unit_of_work() as uow:
-                    return self._merge(uow, session, response, caller, based_on_version, context)
+                    uow.lock("Patient", context.patient_id)
+                    prepared = self._prepare(uow, session, response, caller, based_on_version, context)
+                    return self._write(uow, prepared, caller, context.patient_id)
             except _Stale:
                 continue
         raise Conflict(f"The plan of Patient/{patient_id} kept changing while this session was merged "
                        f"({ATTEMPTS} attempts): send it again")
 
-    # -- inside the unit of work -----------------------------------------------------------------------
-    def _merge(self, uow, session: Session, response: dict | None, caller: Caller, based_on: int | None,
-               context: SessionContext) -> SessionResult:
-        if self.access is not None:  # in the session's transaction: a relationship just ended counts
-            self.access.require_person(caller, context.patient_id, uow)
-        plans = self._open_plan(uow, context.patient_id)
+    # -- prepared from a snapshot, written in a unit of work -------------------------------------------
+    def _prepare(self, view, session: Session, response: dict | None, caller: Caller, based_on: int | None,
+                 context: SessionContext) -> "_Prepared":
+        """Everything the session writes, with the version each was read at (ABSENT: not there yet)."""
+        if self.access is not None:
+            self.access.require_person(caller, context.patient_id, view)
+        plans = self._open_plans(view, context.patient_id)
         stored = plans[0] if plans else None
         current = Current(plan=stored.resource if stored else None, plan_version=stored.version_id if stored else None)
         if session.reviews and based_on is None:
@@ -106,9 +126,9 @@ class CarePlanSessions:
             plan_id = stored.resource_id
             context = replace(context, plan_id=plan_id,
                               team_id=local_id(team_ref, "CareTeam") or team_id_for(plan_id))
-        team_stored = read_if_live(uow, "CareTeam", context.team_id)
+        team_stored = read_if_live(view, "CareTeam", context.team_id)
         current.team = team_stored.resource if team_stored else None
-        goals_stored = self._goals(uow, current.plan)
+        goals_stored = self._goals(view, current.plan)
         current.goals = {_domain_of(g.resource): g.resource for g in goals_stored}
 
         merged = apply_session(session, current, context)
@@ -117,18 +137,30 @@ class CarePlanSessions:
         goals = [with_text(g, goal_div(g, self.domains.get(_domain_of(g), "DIALOG+ goal"))) for g in merged.goals]
         team = with_text(merged.team, team_div(merged.team))
         every_goal = {**{g.resource_id: g.resource for g in goals_stored}, **{g["id"]: g for g in goals}}
-        plan = with_narrative(uow, merged.plan, tuple(self.domains), team, list(every_goal.values()))
-        crisis = self._crisis(uow, session, plan, team, context)
+        plan = with_narrative(view, merged.plan, tuple(self.domains), team, list(every_goal.values()))
+        crisis = self._crisis(view, session, plan, team, context)
         self._validate([*goals, team, plan, *([crisis[0]] if crisis else [])])
         goal_versions = {g.resource_id: g.version_id for g in goals_stored}
-        writes = ([(response, None)] if response else []) + [(g, goal_versions.get(g["id"])) for g in goals] + \
-            [(team, team_stored.version_id if team_stored else None)] + ([crisis] if crisis else []) + \
-            [(plan, stored.version_id if stored else None)]
+        writes = ([(response, None)] if response else []) + \
+            [(g, goal_versions.get(g["id"], ABSENT)) for g in goals] + \
+            [(team, team_stored.version_id if team_stored else ABSENT)] + ([crisis] if crisis else []) + \
+            [(plan, stored.version_id if stored else ABSENT)]
+        return _Prepared(writes, tuple((p.resource_id, p.version_id) for p in plans))
+
+    def _write(self, uow, prepared: "_Prepared", caller: Caller, patient_id: str) -> SessionResult:
+        """The prepared writes, if the person's open plans and every resource read are as they were."""
+        if self.access is not None:  # in the session's transaction: a relationship just ended counts
+            self.access.require_person(caller, patient_id, uow)
+        uow.lock("Patient", patient_id)
+        now = tuple((p.resource_id, p.version_id) for p in self._open_plans(uow, patient_id))
+        if now != prepared.plans:  # another session (maybe another process) got in between: merge again
+            raise _Stale()
         try:
-            results = self.resources.put_checked(writes, caller, uow=uow)
+            results = self.resources.put_checked(prepared.writes, caller, uow=uow)
         except PreconditionFailed as exc:  # the repository's If-Match check: someone wrote in between
             raise _Stale() from exc
-        return SessionResult(results[-1].stored, created=stored is None,
+        plan_created = prepared.writes[-1][1] == ABSENT
+        return SessionResult(results[-1].stored, created=plan_created,
                              changed=not all(r.unchanged for r in results),
                              added=any(r.created and not r.unchanged for r in results))
 
@@ -144,9 +176,8 @@ class CarePlanSessions:
         crisis = with_narrative(uow, crisis, tuple(self.domains), team, [])
         return crisis, current.version_id if current else None
 
-    def _open_plan(self, uow, patient_id: str) -> list[Stored]:
-        uow.lock("Patient", patient_id)
-        plans = main_plans([s for s in uow.referring("CarePlan", "subject", "Patient", patient_id)
+    def _open_plans(self, reader, patient_id: str) -> list[Stored]:
+        plans = main_plans([s for s in reader.referring("CarePlan", "subject", "Patient", patient_id)
                             if s.resource.get("status") in OPEN_STATUSES])
         if len(plans) > 1:
             listed = ", ".join(f"CarePlan/{p.resource_id}" for p in plans)

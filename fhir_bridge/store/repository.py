@@ -43,7 +43,7 @@ from fhir_bridge.store.search_execution import SearchMixin
 from fhir_bridge.store.submission_records import SubmissionMixin
 from fhir_bridge.store.types import Stored, WriteResult, instant
 
-__all__ = ["Repository", "UnitOfWork", "read_if_live", "Indexer", "ScoreRows", "Clock", "IncreasingClock"]
+__all__ = ["Repository", "UnitOfWork", "read_if_live", "Indexer", "ScoreRows", "Clock", "IncreasingClock", "ABSENT"]
 
 Clock = Callable[[], int]                      # microseconds since the epoch
 ScoreRows = Callable[[dict], dict | None]       # a DIALOG response -> its dialog_scores row
@@ -60,6 +60,7 @@ _SERVER_META = ("versionId", "lastUpdated")
 _SCORED_TYPE = "QuestionnaireResponse"
 _PERSON_TYPE = "Patient"   # gets a person_attributes row (outcome report subgroups)
 _IN_CHUNK = 500   # ids per IN (...) list: well under every SQLite build's bound-parameter limit
+ABSENT = 0        # put_many's if_match for a resource that must not exist yet
 _resources, _history, _scores = schema.resources, schema.history, schema.dialog_scores
 _people = schema.person_attributes
 
@@ -144,6 +145,14 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
         (store/writer_lock.py) instead of polling the database's busy timeout."""
         with self._writing() as connection:
             yield UnitOfWork(self, connection)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[UnitOfWork]:
+        """A read transaction with a unit of work's read methods (read, referring, search ...): one
+        consistent state to prepare a write from without holding the writer lock. Writing through it
+        is refused; the write goes in a unit of work that checks the versions read (put_many's if_match)."""
+        with self._reading() as connection:
+            yield UnitOfWork(self, connection, read_only=True)
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -238,9 +247,10 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
 class UnitOfWork:
     """The writes of one transaction; get one from Repository.unit_of_work()."""
 
-    def __init__(self, repository: Repository, connection: Connection) -> None:
+    def __init__(self, repository: Repository, connection: Connection, *, read_only: bool = False) -> None:
         self._repo = repository
         self._connection = connection
+        self._read_only = read_only
         self._people_written: dict[tuple[str, str], set[str]] = {}  # whom this transaction's writes are about
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
@@ -310,6 +320,7 @@ class UnitOfWork:
     def delete(self, resource_type: str, resource_id: str, *, if_match: int | None = None) -> Stored | None:
         """Records a deletion version. None when the resource never existed; an already deleted one
         is left as is and its deletion version returned."""
+        self._writable()
         current = self._locked_current(resource_type, resource_id)
         if current is None:
             return None
@@ -326,6 +337,7 @@ class UnitOfWork:
     def create_many(self, resources: list[dict]) -> list[WriteResult]:
         """Bulk create: one executemany per table for ids not seen before (the fast path); an id
         that exists already is handled by create() (Conflict if live, next version if deleted)."""
+        self._writable()
         keys = [_key_of(resource) for resource in resources]
         _check_unique(keys)
         existing = self._existing(keys)
@@ -347,8 +359,9 @@ class UnitOfWork:
         come twice: the second is compared with the first), but with one locked read of the current
         rows and one executemany per table. For imports, which write hundreds of resources a unit of
         work, and for a piece of work such as a DIALOG+ session: per resource, the statements cost
-        several times the work. `if_match`: per resource, the version it must still be at (None: any);
-        PreconditionFailed otherwise, before anything is written."""
+        several times the work. `if_match`: per resource, the version it must still be at (None: any;
+        ABSENT: it must not exist, or be deleted); PreconditionFailed otherwise, before anything is written."""
+        self._writable()
         keys = [_key_of(resource) for resource in resources]
         current = self._locked_many(keys)
         stored_bodies: dict[tuple[str, str], dict] = {}  # the current bodies read: what index rows to replace
@@ -366,7 +379,11 @@ class UnitOfWork:
                     stored_bodies[key] = state[3]
             version_id, updated, deleted, previous = state
             if if_match is not None:
-                _check_if_match(*key, version_id or None, if_match[position])
+                if if_match[position] == ABSENT:
+                    if not deleted:
+                        raise PreconditionFailed(f"{'/'.join(key)} was created meanwhile (version {version_id})")
+                else:
+                    _check_if_match(*key, version_id or None, if_match[position])
             if not deleted and _content(previous) == _content(resource):
                 results.append(WriteResult(_stored_version(*key, version_id, updated, previous), created=False,
                                            unchanged=True))
@@ -396,6 +413,10 @@ class UnitOfWork:
         return results
 
     # -- internals -------------------------------------------------------------------------------
+    def _writable(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a write through a snapshot: write in a unit of work")
+
     def _locked_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         found: dict[tuple[str, str], Row] = {}
         for parameters in _ids_by_type(dict.fromkeys(keys)):
@@ -405,6 +426,7 @@ class UnitOfWork:
 
     def _write(self, resource: dict, method: str, *, if_match: int | None, allow_create: bool,
                must_be_new: bool) -> WriteResult:
+        self._writable()
         key = _key_of(resource)
         current = self._locked_current(*key)
         if current is None:

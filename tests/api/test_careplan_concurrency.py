@@ -93,3 +93,45 @@ def test_fifty_partners_at_once_through_the_pipeline(bridge, make_patient):
     total, _ = bridge.repository.history("CarePlan", plan["id"])
     check_plan(plan, total, len(results))
     assert sum(r.created for r in results) == 1
+
+
+def _interrupted_once(bridge, monkeypatch, meanwhile):
+    """Makes the next session's first preparation be followed by `meanwhile()` (another partner's
+    session committing between the snapshot and the write); counts the preparations."""
+    real = bridge.careplans._prepare
+    calls: list[bool] = []
+
+    def prepare(*args, **kwargs):
+        prepared = real(*args, **kwargs)
+        calls.append(True)
+        if len(calls) == 1:
+            meanwhile()
+        return prepared
+
+    monkeypatch.setattr(bridge.careplans, "_prepare", prepare)
+    return calls
+
+
+@pytest.mark.parametrize("plan_first", [True, False], ids=["plan-changed", "plan-created"])
+def test_a_session_prepared_before_another_partner_wrote_is_merged_again(bridge, make_patient, monkeypatch,
+                                                                        plan_first):
+    """Between the snapshot a session is prepared from and its write, another partner's session
+    changes the plan (or creates the person's first one): nothing of the stale merge is written, the
+    session is merged again under the lock, and the person still has one plan holding both actions."""
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({**make_patient(), "id": "rosa", "managingOrganization": organisation(partner(0), "Partner 0")})
+        uow.create({**consent("rosa", (partner(1), "Partner 1"), (partner(2), "Partner 2")), "id": "consent"})
+        uow.create({"resourceType": "Practitioner", "id": "sam", "name": [{"family": "Adeyemi", "given": ["Sam"]}]})
+    first, second, third = sessions_for("rosa", "sam")[:3]
+    if plan_first:
+        bridge.careplans.record("rosa", first, Caller(partner(0), "Partner 0"))
+    calls = _interrupted_once(bridge, monkeypatch,
+                              lambda: bridge.careplans.record("rosa", second, Caller(partner(1), "Partner 1")))
+    result = bridge.careplans.record("rosa", third, Caller(partner(2), "Partner 2"))
+    assert len(calls) == 3  # this session's snapshot, the other session's, this one's again under the lock
+    plan = bridge.repository.read("CarePlan", result.plan.resource_id).resource
+    descriptions = sorted(a["detail"]["description"] for a in plan["activity"])
+    expected = [1, 2] if not plan_first else [0, 1, 2]
+    assert descriptions == [f"Activity offered by partner {n}" for n in expected]
+    assert int(plan["meta"]["versionId"]) == len(expected)
+    assert bridge.repository.count("CarePlan") == 1

@@ -638,3 +638,14 @@ def test_two_writers_creating_one_new_id_by_update_make_versions_1_and_2(databas
     assert run_together(workers) == []
     assert sorted((r.stored.version_id, r.created) for r in results) == [(1, True), (2, False)]
     assert assert_consistent_history(repo, "Patient", "new") == 2
+
+
+def test_a_snapshot_reads_one_state_and_refuses_writes(repo: Repository):
+    repo_create(repo, patient("p1"))
+    with repo.snapshot() as view:
+        assert view.read("Patient", "p1").version_id == 1
+        with pytest.raises(RuntimeError, match="snapshot"):
+            view.create(patient("p2"))
+        with pytest.raises(RuntimeError, match="snapshot"):
+            view.put_many([patient("p1", family="Changed")])
+    assert repo.count() == 1 and repo.read("Patient", "p1").version_id == 1
