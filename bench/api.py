@@ -78,7 +78,10 @@ def seed(data_dir: Path, n: int) -> list[str]:
 
 
 def start(cmd: list[str], env: dict, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    # The server's log goes to a file: an unread pipe fills after ~700 access-log lines and then
+    # blocks the server mid-benchmark.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -86,7 +89,8 @@ def start(cmd: list[str], env: dict, port: int) -> subprocess.Popen:
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"{cmd[2:]} exited: {proc.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise SystemExit(f"{cmd[2:]} exited: {log.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.1)
     raise SystemExit(f"{cmd} did not start")
 
