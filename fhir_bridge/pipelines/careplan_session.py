@@ -76,33 +76,31 @@ class CarePlanSessions:
                based_on_version: int | None = None, response_id: str | None = None) -> SessionResult:
         """`based_on_version`: the plan version the partner read (If-Match); reviews need it.
         `response_id`: an importer's own (deterministic) id for the ratings, instead of the session's."""
-        patient = survivor(self.repository, patient_id)  # 404, 410; a person merged away: the survivor's plan
-        patient_id = patient["id"]
-        session = self._named(parse_session(parameters, patient_id=patient_id, domains=self.domains,
-                                            max_domains=self.max_domains, now=_instant(self.now())))
-        key, first_plan_id, session_response_id = session_ids(patient_id, caller.partner, session.date)
-        response_id = response_id or session_response_id
-        response = self._response(session, patient_id, response_id, caller)
-        partner = _partner(caller)
-        context = SessionContext(patient_id=patient_id, person_name=_name(patient), session_key=key, partner=partner,
-                                 author=_note_author(session, partner, caller), domains=self.domains,
-                                 response_id=response_id if response else None,
-                                 plan_id=first_plan_id, team_id=team_id_for(first_plan_id))  # if this is the first plan
-        for attempt in range(ATTEMPTS):
+        with self.repository.snapshot() as view:  # one read transaction for all the session reads first
+            patient = survivor(view, patient_id)  # 404, 410; a person merged away: the survivor's plan
+            patient_id = patient["id"]
+            session = self._named(view, parse_session(parameters, patient_id=patient_id, domains=self.domains,
+                                                      max_domains=self.max_domains, now=_instant(self.now())))
+            key, first_plan_id, session_response_id = session_ids(patient_id, caller.partner, session.date)
+            response_id = response_id or session_response_id
+            response = self._response(session, patient_id, response_id, caller)
+            partner = _partner(caller)
+            context = SessionContext(patient_id=patient_id, person_name=_name(patient), session_key=key,
+                                     partner=partner, author=_note_author(session, partner, caller),
+                                     domains=self.domains, response_id=response_id if response else None,
+                                     plan_id=first_plan_id, team_id=team_id_for(first_plan_id))  # if the first plan
+            # Optimistic: merged from this snapshot, without the writer lock.
+            prepared = self._prepare(view, session, response, caller, based_on_version, context)
+        for _ in range(ATTEMPTS):
             try:
-                if attempt == 0:  # optimistic: prepared from a snapshot, without the writer lock
-                    with self.repository.snapshot() as view:
-                        prepared = self._prepare(view, session, response, caller, based_on_version, context)
-                    with self.repository.unit_of_work() as uow:
-                        return self._write(uow, prepared, caller, context.patient_id)
-                # Someone wrote this person's plan meanwhile (many partners at once?): merge under the
-                # lock, where only an If-Match PUT of a plan resource can still get in between.
                 with self.repository.unit_of_work() as uow:
-                    uow.lock("Patient", context.patient_id)
-                    prepared = self._prepare(uow, session, response, caller, based_on_version, context)
-                    return self._write(uow, prepared, caller, context.patient_id)
+                    if prepared is None:  # someone wrote this person's plan meanwhile (many partners at
+                        # once?): merge under the lock, where only an If-Match PUT can still get in between
+                        uow.lock("Patient", patient_id)
+                        prepared = self._prepare(uow, session, response, caller, based_on_version, context)
+                    return self._write(uow, prepared, caller, patient_id)
             except _Stale:
-                continue
+                prepared = None
         raise Conflict(f"The plan of Patient/{patient_id} kept changing while this session was merged "
                        f"({ATTEMPTS} attempts): send it again")
 
@@ -249,7 +247,7 @@ class CarePlanSessions:
                                 outcome=operation_outcome(issues), expression=_inside(result.errors[0].expression, where))
         return response
 
-    def _named(self, session: Session) -> Session:
+    def _named(self, reader, session: Session) -> Session:
         """Every person and organisation the plan names has a display (a plan a person reads says who,
         not `Practitioner/123`): the reference's own, else the stored resource's name, else 422."""
         problems = Problems()
@@ -258,7 +256,7 @@ class CarePlanSessions:
             if reference.get("display") or reference_type(reference) == "Patient":
                 return reference
             kind = reference_type(reference)
-            found = read_if_live(self.repository, kind, local_id(reference, kind)) if kind in NAMED_TYPES else None
+            found = read_if_live(reader, kind, local_id(reference, kind)) if kind in NAMED_TYPES else None
             name = _name(found.resource) if found else None
             if name is None:
                 problems.add("not-found", f"{reference.get('reference') or kind} is not known here and has no display: "

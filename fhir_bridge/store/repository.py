@@ -487,7 +487,8 @@ class UnitOfWork:
                            index_rows: dict[tuple[str, str], dict[str, list[dict]]]) -> dict[tuple[str, str], set[str]]:
         """Per replaced resource, the index tables where its new version has the same rows as the old
         one: they are neither deleted nor inserted again. A DIALOG+ session changes a plan's
-        activities and narrative, rarely what is searched on."""
+        activities and narrative, rarely what is searched on. (The rows stored are the indexer's of
+        the old body: a change of search parameters has to reindex what is stored in any case.)"""
         kept: dict[tuple[str, str], set[str]] = {}
         for key, old_body in previous.items():
             new_rows = index_rows.get(key)

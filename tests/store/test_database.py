@@ -154,12 +154,17 @@ def test_commits_are_checkpointed_into_the_database_file_by_the_background_threa
     assert database.checkpointer._thread is None  # closed with the store
 
 
-def test_the_checkpoint_thread_ends_when_idle_and_starts_again_when_needed(tmp_path: Path):
-    path = tmp_path / "x.db"
+def _wal_file_never_checkpointed_by_its_writer(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA wal_autocheckpoint=0")
     connection.execute("CREATE TABLE t (x)")
+    return connection
+
+
+def test_the_checkpoint_thread_ends_when_idle_and_starts_again_when_needed(tmp_path: Path):
+    path = tmp_path / "x.db"
+    connection = _wal_file_never_checkpointed_by_its_writer(path)
     checkpointer = WalCheckpointer(str(path), idle_seconds=0.05)
     try:
         checkpointer.poke()
@@ -177,10 +182,7 @@ def test_the_checkpoint_thread_ends_when_idle_and_starts_again_when_needed(tmp_p
 
 def test_commits_within_the_interval_share_one_checkpoint(tmp_path: Path):
     path = tmp_path / "x.db"
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA wal_autocheckpoint=0")
-    connection.execute("CREATE TABLE t (x)")
+    connection = _wal_file_never_checkpointed_by_its_writer(path)
 
     class Counting(WalCheckpointer):
         runs = 0
