@@ -139,7 +139,11 @@ class CarePlanSessions:
         crisis = self._crisis(view, session, plan, team, context)
         self._validate([*goals, team, plan, *([crisis[0]] if crisis else [])])
         goal_versions = {g.resource_id: g.version_id for g in goals_stored}
-        writes = ([(response, None)] if response else []) + \
+        # The goals the session leaves alone go too, unchanged: written only if still at the version the
+        # narrative was made from (an unchanged resource costs a comparison, no version).
+        touched = {g["id"] for g in goals}
+        untouched = [(g.resource, g.version_id) for g in goals_stored if g.resource_id not in touched]
+        writes = ([(response, None)] if response else []) + untouched + \
             [(g, goal_versions.get(g["id"], ABSENT)) for g in goals] + \
             [(team, team_stored.version_id if team_stored else ABSENT)] + ([crisis] if crisis else []) + \
             [(plan, stored.version_id if stored else ABSENT)]
@@ -164,7 +168,7 @@ class CarePlanSessions:
 
     def _crisis(self, uow, session: Session, plan: dict, team: dict,
                 context: SessionContext) -> tuple[dict, int | None] | None:
-        """The crisis plan with the session's items, and the version it was read at (None: new)."""
+        """The crisis plan with the session's items, and the version it was read at (ABSENT: new)."""
         if not session.crisis:
             return None
         found = uow.search(self.search("CarePlan", [("part-of", f"CarePlan/{plan['id']}"),
@@ -172,7 +176,7 @@ class CarePlanSessions:
         current = next((s for s in found if plan_type(s.resource) == CRISIS_PLAN), None)
         crisis = apply_crisis(session, current.resource if current else None, plan, context)
         crisis = with_narrative(uow, crisis, tuple(self.domains), team, [])
-        return crisis, current.version_id if current else None
+        return crisis, current.version_id if current else ABSENT
 
     def _open_plans(self, reader, patient_id: str) -> list[Stored]:
         plans = main_plans([s for s in reader.referring("CarePlan", "subject", "Patient", patient_id)

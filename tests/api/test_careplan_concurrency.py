@@ -135,3 +135,27 @@ def test_a_session_prepared_before_another_partner_wrote_is_merged_again(bridge,
     assert descriptions == [f"Activity offered by partner {n}" for n in expected]
     assert int(plan["meta"]["versionId"]) == len(expected)
     assert bridge.repository.count("CarePlan") == 1
+
+
+def test_a_goal_changed_after_the_session_was_prepared_is_read_again(bridge, make_patient, monkeypatch):
+    """The plan's narrative is made from every goal, also those the session leaves alone: a change to
+    one of them between the snapshot and the write makes the session merge again, with it."""
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({**make_patient(), "id": "rosa", "managingOrganization": organisation(partner(0), "Partner 0")})
+        uow.create({"resourceType": "Practitioner", "id": "sam", "name": [{"family": "Adeyemi", "given": ["Sam"]}]})
+    me = {"reference": "Patient/rosa"}
+    first = session(domain("leisure-activities", action("Swimming", me), best_case="Swim every week"),
+                    key_worker({"reference": "Practitioner/sam"}), date="2024-05-01T10:00:00Z")
+    plan = bridge.careplans.record("rosa", first, Caller(partner(0), "Partner 0")).plan.resource
+    goal = bridge.repository.read("Goal", plan["goal"][0]["reference"].split("/")[1]).resource
+
+    def change_goal() -> None:
+        with bridge.repository.unit_of_work() as uow:
+            uow.update({**goal, "description": {"text": "Swim twice a week"}})
+
+    calls = _interrupted_once(bridge, monkeypatch, change_goal)
+    later = session(domain("accommodation", action("Phone the landlord", me)), date="2024-05-22T10:00:00Z")
+    result = bridge.careplans.record("rosa", later, Caller(partner(0), "Partner 0"))
+    assert len(calls) == 2  # prepared from the snapshot, then again under the lock
+    narrative = result.plan.resource["text"]["div"]
+    assert "Swim twice a week" in narrative and "Swim every week" not in narrative
