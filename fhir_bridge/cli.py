@@ -369,7 +369,7 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
                 return EXIT_OK
         finally:
             bridge.close()  # with workers: before the fork, which no connection or thread may cross
-        from fhir_bridge.api.workers import bind, run_workers
+        from fhir_bridge.api.workers import bind, run_workers, worker_socket
 
         try:
             sock = bind(host, port)
@@ -378,11 +378,13 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
         sys.stdout.flush()
 
         def worker(index: int) -> int:
+            listening = worker_socket(sock, host)
             own = Bridge(services.settings, validator=services.validator)
             try:
-                serve_here(own, sockets=[sock], with_mllp=index == 0)
+                serve_here(own, sockets=[listening], with_mllp=index == 0)
             finally:
                 own.close()
+                listening.close()
             return EXIT_OK
 
         try:

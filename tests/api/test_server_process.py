@@ -166,3 +166,16 @@ def test_worker_processes_share_the_port_and_one_that_dies_stops_the_server(star
     assert server.process.wait(timeout=15) != 0   # not left running at half strength
     assert not Path(f"/proc/{workers[1]}").exists() or "zombie" in Path(f"/proc/{workers[1]}/status").read_text()
     assert "stopping the others" in server.output()
+
+
+def test_workers_on_a_taken_port_fail_once_with_a_sentence(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "FHIR_BRIDGE_DATA_DIR": str(tmp_path / "data")}
+        env.pop("FHIR_BRIDGE_DATABASE_URL", None)
+        done = subprocess.run([sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port), "--workers", "2"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr + done.stdout
