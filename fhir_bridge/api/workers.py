@@ -1,4 +1,4 @@
-"""`fhir-bridge serve --workers N`: N server processes sharing one listening socket.
+"""`fhir-bridge serve --workers N`: N server processes on one port.
 
 One Python process serves requests on one core at a time (the GIL), whatever its threads; a
 DIALOG+ session is CPU work (parse, validate, merge, narrate), so one process caps the throughput
