@@ -156,7 +156,7 @@ class ResourceService:
         """put_validated for a batch (the import pipeline's unit of work): one bulk write, and one
         Provenance per activity (created, updated) naming every resource the batch changed."""
         guarded = self._guarded_batch(uow, caller, [_custodian(r, caller) for r in resources])
-        return self._recorded(uow.put_many(guarded), caller, uow)
+        return uow.put_many(guarded, then=lambda results: self._provenances(results, caller))
 
     def put_checked(self, writes: list[tuple[dict, int | None]], caller: Caller, *, uow) -> list[WriteResult]:
         """Store resources the caller has validated, each only while still at the version it read
@@ -164,7 +164,8 @@ class ResourceService:
         updated) naming everything written: one record of a piece of work such as a DIALOG+ session.
         A stale version raises the repository's PreconditionFailed; the caller may retry."""
         guarded = [self._guarded(uow, caller, resource, []) for resource, _ in writes]
-        return self._recorded(uow.put_many(guarded, if_match=[version for _, version in writes]), caller, uow)
+        return uow.put_many(guarded, if_match=[version for _, version in writes],
+                            then=lambda results: self._provenances(results, caller))
 
     def delete(self, resource_type: str, resource_id: str, caller: Caller, *, if_match: int | None = None,
                uow=None) -> Stored | None:
@@ -182,7 +183,7 @@ class ResourceService:
             return do(u)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _recorded(self, results: list[WriteResult], caller: Caller, uow) -> list[WriteResult]:
+    def _provenances(self, results: list[WriteResult], caller: Caller) -> list[dict]:
         """One Provenance per activity (created, updated) naming every resource a piece of work wrote."""
         provenances = []
         for created in (True, False):
@@ -190,9 +191,7 @@ class ResourceService:
                        and r.stored.resource_type not in UNTRACKED]
             if targets:
                 provenances.append(self._provenance(targets, caller, "POST" if created else "PUT"))
-        if provenances:
-            uow.create_many(provenances)
-        return results
+        return provenances
 
     def _ruled(self, uow, resource: dict, method: str, if_match: int | None, caller: Caller,
                issues: list[Issue]) -> dict:

@@ -354,13 +354,16 @@ class UnitOfWork:
                 results[position] = WriteResult(stored, created=True)
         return results
 
-    def put_many(self, resources: list[dict], if_match: list[int | None] | None = None) -> list[WriteResult]:
+    def put_many(self, resources: list[dict], if_match: list[int | None] | None = None, *,
+                 then: Callable[[list[WriteResult]], list[dict]] | None = None) -> list[WriteResult]:
         """Bulk create-or-update by id, as update() one after another would do it (the same id may
         come twice: the second is compared with the first), but with one locked read of the current
         rows and one executemany per table. For imports, which write hundreds of resources a unit of
         work, and for a piece of work such as a DIALOG+ session: per resource, the statements cost
         several times the work. `if_match`: per resource, the version it must still be at (None: any;
-        ABSENT: it must not exist, or be deleted); PreconditionFailed otherwise, before anything is written."""
+        ABSENT: it must not exist, or be deleted); PreconditionFailed otherwise, before anything is written.
+        `then(results)`: new resources about this write (its Provenances, with server-made ids), created
+        in the same statements; they are not among the results."""
         self._writable()
         keys = [_key_of(resource) for resource in resources]
         current = self._locked_many(keys)
@@ -393,6 +396,13 @@ class UnitOfWork:
             finals[key] = (stored, body)
             versions.append((stored, body))
             results.append(WriteResult(stored, created=deleted))
+        for resource in then(results) if then is not None else ():
+            key = _key_of(resource)
+            if key in finals or key in current:
+                raise Conflict(f"{'/'.join(key)} is written twice in one batch")
+            stored, body = self._new_version(resource, key, 1, "POST", 0)
+            finals[key] = (stored, body)
+            versions.append((stored, body))
         if versions:
             fresh = [finals[key] for key in finals if key not in current]
             if fresh:

@@ -649,3 +649,26 @@ def test_a_snapshot_reads_one_state_and_refuses_writes(repo: Repository):
         with pytest.raises(RuntimeError, match="snapshot"):
             view.put_many([patient("p1", family="Changed")])
     assert repo.count() == 1 and repo.read("Patient", "p1").version_id == 1
+
+
+def test_put_many_creates_what_then_returns_in_the_same_statements(repo: Repository, database: Database):
+    repo_create(repo, patient("p1"))
+
+    def provenance(results):
+        targets = [{"reference": f"{r.stored.resource_type}/{r.stored.resource_id}"} for r in results if not r.unchanged]
+        return [{"resourceType": "Provenance", "id": "prov1", "target": targets, "recorded": "2025-01-01T00:00:00Z",
+                 "agent": [{"who": {"display": "x"}}]}]
+
+    with _statements(database) as seen:
+        with repo.unit_of_work() as uow:
+            results = uow.put_many([patient("p1", family="Changed"), response("r1")], then=provenance)
+    assert [(r.stored.resource_type, r.stored.resource_id) for r in results] == [("Patient", "p1"),
+                                                                                ("QuestionnaireResponse", "r1")]
+    assert seen.count("INSERT INTO resources") == 1 and seen.count("INSERT INTO resource_history") == 1
+    assert [t["reference"] for t in repo.read("Provenance", "prov1").resource["target"]] == [
+        "Patient/p1", "QuestionnaireResponse/r1"]
+    assert sorted(r[-1] for r in rows(database, schema.resource_people, resource_id="prov1")) == ["p1"]
+    with pytest.raises(Conflict):  # an id already stored: refused, nothing written
+        with repo.unit_of_work() as uow:
+            uow.put_many([patient("p1", family="Again")], then=provenance)
+    assert repo.read("Patient", "p1").resource["name"] == [{"family": "Changed"}]
