@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import orjson
-from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -82,9 +82,12 @@ _DELETE_SCORES = delete(_scores).where(_scores.c.response_id == bindparam("owner
 _DELETE_PERSON = delete(_people).where(_people.c.patient_id == bindparam("owner_id"))
 _KEYS_OF_TYPE = select(_resources.c.resource_type, _resources.c.resource_id).where(
     _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)))
-_ROWS_OF_TYPE_FOR_UPDATE = select(_resources).where(
-    _resources.c.resource_type == bindparam("owner_type"),
-    _resources.c.resource_id.in_(bindparam("ids", expanding=True))).with_for_update()
+_TYPES_A_QUERY = 6  # a write of several types (a DIALOG+ session: 4) reads them in one statement
+# Current rows of 1.._TYPES_A_QUERY types' ids: (type = t0 AND id IN ids0) OR ...; SQLite reads each
+# term by the primary key (MULTI-INDEX OR).
+_ROWS_OF_TYPES_FOR_UPDATE = {n: select(_resources).where(or_(*[
+    and_(_resources.c.resource_type == bindparam(f"t{i}"), _resources.c.resource_id.in_(bindparam(f"ids{i}", expanding=True)))
+    for i in range(n)])).with_for_update() for n in range(1, _TYPES_A_QUERY + 1)}
 _LIVE_OF_TYPE = select(_resources).where(
     _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)),
     _resources.c.deleted.is_(False))
@@ -429,8 +432,11 @@ class UnitOfWork:
 
     def _locked_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         found: dict[tuple[str, str], Row] = {}
-        for parameters in _ids_by_type(dict.fromkeys(keys)):
-            for row in self._connection.execute(_ROWS_OF_TYPE_FOR_UPDATE, parameters):
+        for group in _grouped(_ids_by_type(dict.fromkeys(keys))):
+            parameters = {}
+            for i, part in enumerate(group):
+                parameters.update({f"t{i}": part["owner_type"], f"ids{i}": part["ids"]})
+            for row in self._connection.execute(_ROWS_OF_TYPES_FOR_UPDATE[len(group)], parameters):
                 found[row.resource_type, row.resource_id] = row
         return found
 
@@ -681,6 +687,20 @@ def _same_rows(old: list[dict], new: list[dict]) -> bool:
 
 def _owner(resource_type: str, resource_id: str) -> dict[str, str]:
     return {"owner_type": resource_type, "owner_id": resource_id}
+
+
+def _grouped(parts: Iterable[dict]) -> Iterator[list[dict]]:
+    """_ids_by_type's parts in groups for one statement: up to _TYPES_A_QUERY types and _IN_CHUNK ids."""
+    group: list[dict] = []
+    size = 0
+    for part in parts:
+        if group and (len(group) == _TYPES_A_QUERY or size + len(part["ids"]) > _IN_CHUNK):
+            yield group
+            group, size = [], 0
+        group.append(part)
+        size += len(part["ids"])
+    if group:
+        yield group
 
 
 def _ids_by_type(keys: Iterable[tuple[str, str]]) -> Iterator[dict]:

@@ -454,8 +454,9 @@ def test_put_many_costs_the_same_statements_for_10_or_1000_resources(repo: Repos
             event.remove(database.engine, "before_cursor_execute", count)
         return len(seen)
 
-    assert statements_for(10, "a") == statements_for(400, "b")
-    assert repo.count("QuestionnaireResponse") == 410
+    # (both sizes read their two types' current rows in two statements: over 500 ids in all)
+    assert statements_for(260, "a") == statements_for(400, "b")
+    assert repo.count("QuestionnaireResponse") == 660
 
 
 def test_put_many_rolls_back_whole(repo: Repository):
@@ -672,3 +673,13 @@ def test_put_many_creates_what_then_returns_in_the_same_statements(repo: Reposit
         with repo.unit_of_work() as uow:
             uow.put_many([patient("p1", family="Again")], then=provenance)
     assert repo.read("Patient", "p1").resource["name"] == [{"family": "Changed"}]
+
+
+def test_put_many_reads_the_current_rows_of_a_few_types_in_one_statement(repo: Repository, database: Database):
+    repo_create(repo, patient("p1"))
+    practitioner = {"resourceType": "Practitioner", "id": "sam", "name": [{"family": "Adeyemi"}]}
+    with _statements(database) as seen:
+        with repo.unit_of_work() as uow:
+            results = uow.put_many([patient("p1", family="Changed"), response("r1"), practitioner])
+    assert [s for s in seen if s.startswith("SELECT")] == ["SELECT resources.resource_type, resources.resource_id,"]
+    assert [(r.created, r.stored.version_id) for r in results] == [(False, 2), (True, 1), (True, 1)]
