@@ -93,10 +93,22 @@ class AccessRowWriter:
             connection.execute(self._DELETE_PEOPLE, owners)
         connection.execute(self._DELETE_RELS, owners)
 
+    def same(self, connection: Connection, old: dict, new: dict) -> bool:
+        """Whether two versions of a resource have the same rows (a Provenance's people come from its
+        targets: never taken as the same)."""
+        if new.get("resourceType") == "Provenance":
+            return False
+        nobody = lambda keys: set()  # noqa: E731 - only a Provenance asks
+        if people_of(old, self.base_url, nobody) != people_of(new, self.base_url, nobody):
+            return False
+        ods = lambda org_id: _organization_ods(connection, org_id)  # noqa: E731
+        return relationships_of(old, self.base_url, ods) == relationships_of(new, self.base_url, ods)
+
     def write(self, connection: Connection, resources: list[dict],
-              known: dict[tuple[str, str], set[str]] | None = None) -> None:
+              known: dict[tuple[str, str], set[str]] | None = None, *, kept: set[tuple[str, str]] = frozenset()) -> None:
         """`known`: the people of what this transaction wrote already (filled in here too), so that a
-        Provenance naming the resources of its piece of work is resolved without reading them back."""
+        Provenance naming the resources of its piece of work is resolved without reading them back.
+        `kept`: resources whose rows stay as they are (`same` as their old version's)."""
         # Provenance last: it is about whoever its targets (maybe written in this batch) are about.
         ordered = sorted(resources, key=lambda r: r.get("resourceType") == "Provenance")
         batch: dict[tuple[str, str], set[str]] = {} if known is None else known
@@ -114,6 +126,8 @@ class AccessRowWriter:
             key = (resource["resourceType"], resource["id"])
             people = people_of(resource, self.base_url, target_people)
             batch[key] = people
+            if key in kept:
+                continue
             owner = {"resource_type": key[0], "resource_id": key[1]}
             people_rows += [{**owner, "patient_id": p} for p in sorted(people)]
             rel_rows += [{**owner, **row} for row in relationships_of(resource, self.base_url, organization_ods)]

@@ -82,6 +82,7 @@ _DELETE_SCORES = delete(_scores).where(_scores.c.response_id == bindparam("owner
 _DELETE_PERSON = delete(_people).where(_people.c.patient_id == bindparam("owner_id"))
 _KEYS_OF_TYPE = select(_resources.c.resource_type, _resources.c.resource_id).where(
     _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)))
+ACCESS_ROWS = "access"   # in a kept-rows set: the resource's care-access rows are unchanged
 _TYPES_A_QUERY = 6  # a write of several types (a DIALOG+ session: 4) reads them in one statement
 # Current rows of 1.._TYPES_A_QUERY types' ids: (type = t0 AND id IN ids0) OR ...; SQLite reads each
 # term by the primary key (MULTI-INDEX OR).
@@ -415,7 +416,7 @@ class UnitOfWork:
                     raise Conflict("a resource in this batch was created concurrently by another writer") from exc
             replaced = [finals[key] for key in finals if key in current]
             index_rows = {key: self._repo._indexer.rows(stored.resource) for key, (stored, _) in finals.items()}
-            kept = self._kept_index_tables(stored_bodies, index_rows)
+            kept = self._kept_rows(stored_bodies, {key: stored.resource for key, (stored, _) in finals.items()}, index_rows)
             if replaced:
                 self._connection.execute(_SET_CURRENT, [{
                     **_owner(s.resource_type, s.resource_id), "new_version": s.version_id,
@@ -467,7 +468,7 @@ class UnitOfWork:
         stored, body = self._new_version(resource, key, current.version_id + 1, method, current.last_updated)
         self._set_current(stored, body)
         index_rows = {key: self._repo._indexer.rows(stored.resource)}
-        kept = self._kept_index_tables({} if current.deleted else {key: previous}, index_rows)
+        kept = self._kept_rows({} if current.deleted else {key: previous}, {key: stored.resource}, index_rows)
         self._remove_derived_rows([key], kept=kept)
         self._insert(_history, [_history_row(stored, body)])
         self._derive([(stored, body)], index_rows=index_rows, kept=kept)
@@ -499,12 +500,13 @@ class UnitOfWork:
         self._insert(_history, [_history_row(stored, body) for stored, body in versions])
         self._derive(versions)
 
-    def _kept_index_tables(self, previous: dict[tuple[str, str], dict],
-                           index_rows: dict[tuple[str, str], dict[str, list[dict]]]) -> dict[tuple[str, str], set[str]]:
+    def _kept_rows(self, previous: dict[tuple[str, str], dict], new: dict[tuple[str, str], dict],
+                   index_rows: dict[tuple[str, str], dict[str, list[dict]]]) -> dict[tuple[str, str], set[str]]:
         """Per replaced resource, the index tables where its new version has the same rows as the old
-        one: they are neither deleted nor inserted again. A DIALOG+ session changes a plan's
-        activities and narrative, rarely what is searched on. (The rows stored are the indexer's of
-        the old body: a change of search parameters has to reindex what is stored in any case.)"""
+        one, and ACCESS_ROWS if its care-access rows are the same too: they are neither deleted nor
+        inserted again. A DIALOG+ session changes a plan's activities and narrative, rarely what is
+        searched on or who it is about. (The rows stored are the indexer's of the old body: a change
+        of search parameters has to reindex what is stored in any case.)"""
         kept: dict[tuple[str, str], set[str]] = {}
         for key, old_body in previous.items():
             new_rows = index_rows.get(key)
@@ -512,6 +514,8 @@ class UnitOfWork:
                 continue
             old_rows = self._repo._indexer.rows(old_body)
             same = {name for name in schema.INDEX_TABLES if _same_rows(old_rows.get(name, []), new_rows.get(name, []))}
+            if self._repo._access_rows.same(self._connection, old_body, new[key]):
+                same.add(ACCESS_ROWS)
             if same:
                 kept[key] = same
         return kept
@@ -543,7 +547,8 @@ class UnitOfWork:
             self._insert(schema.INDEX_TABLES[name], rows)
         self._insert(_scores, score_rows)
         self._repo._access_rows.write(self._connection, [stored.resource for stored, _ in versions],
-                                      self._people_written)
+                                      self._people_written,
+                                      kept={key for key, names in (kept or {}).items() if ACCESS_ROWS in names})
         self._insert(_people, person_rows)
 
     def _insert(self, table: Table, rows: list[dict]) -> None:
@@ -556,7 +561,9 @@ class UnitOfWork:
             changed = [owner for key, owner in zip(keys, owners) if not kept or name not in kept.get(key, ())]
             if changed:
                 self._connection.execute(statement, changed)
-        self._repo._access_rows.remove(self._connection, owners, keep_people=keep_people)
+        changed = [owner for key, owner in zip(keys, owners) if not kept or ACCESS_ROWS not in kept.get(key, ())]
+        if changed:
+            self._repo._access_rows.remove(self._connection, changed, keep_people=keep_people)
         scored = [owner for owner in owners if owner["owner_type"] == _SCORED_TYPE]
         if scored:
             self._connection.execute(_DELETE_SCORES, scored)

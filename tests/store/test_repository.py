@@ -500,11 +500,14 @@ def test_an_update_rewrites_only_the_index_tables_whose_rows_changed(repo: Repos
     assert "DELETE FROM search_token" not in seen and "INSERT INTO search_token" not in seen
     assert rows(database, schema.token_index, resource_id="r1") == tokens_before
     assert [(r[3], r[4]) for r in rows(database, schema.reference_index, resource_id="r1")] == [("Patient", "p2")]
+    assert [r[-1] for r in rows(database, schema.resource_people, resource_id="r1")] == ["p2"]  # about p2 now
 
     changed = {**response("r1", subject="Patient/p2"), "identifier": [{"value": "other"}]}
-    with _statements(database) as seen:  # now only the tokens change
+    with _statements(database) as seen:  # now only the tokens change: still about p2
         update(changed)
     assert "DELETE FROM search_token" in seen and "DELETE FROM search_reference" not in seen
+    assert "DELETE FROM resource_people" not in seen and "INSERT INTO resource_people" not in seen
+    assert [r[-1] for r in rows(database, schema.resource_people, resource_id="r1")] == ["p2"]
     assert [r[-1] for r in rows(database, schema.token_index, resource_id="r1")] == ["other"]
     assert [(r[3], r[4]) for r in rows(database, schema.reference_index, resource_id="r1")] == [("Patient", "p2")]
 
