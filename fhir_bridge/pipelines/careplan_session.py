@@ -124,9 +124,11 @@ class CarePlanSessions:
             plan_id = stored.resource_id
             context = replace(context, plan_id=plan_id,
                               team_id=local_id(team_ref, "CareTeam") or team_id_for(plan_id))
-        team_stored = read_if_live(view, "CareTeam", context.team_id)
+        goal_keys = [("Goal", local_id(ref, "Goal")) for ref in (current.plan or {}).get("goal", ())]
+        live = view.read_live([("CareTeam", context.team_id), *[k for k in goal_keys if k[1]]])  # one statement
+        team_stored = live.get(("CareTeam", context.team_id))
         current.team = team_stored.resource if team_stored else None
-        goals_stored = self._goals(view, current.plan)
+        goals_stored = [live[key] for key in goal_keys if key in live]
         current.goals = {_domain_of(g.resource): g.resource for g in goals_stored}
 
         merged = apply_session(session, current, context)
@@ -200,10 +202,6 @@ class CarePlanSessions:
         except (NotFound, Gone) as exc:
             raise ActionConflict(f"CarePlan/{stored.resource_id} has no version {version} to review from; it is at "
                                  f"version {stored.version_id}", current_version=stored.version_id) from exc
-
-    def _goals(self, uow, plan: dict | None) -> list[Stored]:
-        found = [read_if_live(uow, "Goal", local_id(ref, "Goal")) for ref in (plan or {}).get("goal", ())]
-        return [s for s in found if s is not None]
 
     def _validate(self, resources: list[dict]) -> None:
         for resource in resources:

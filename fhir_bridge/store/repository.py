@@ -86,12 +86,11 @@ ACCESS_ROWS = "access"   # in a kept-rows set: the resource's care-access rows a
 _TYPES_A_QUERY = 6  # a write of several types (a DIALOG+ session: 4) reads them in one statement
 # Current rows of 1.._TYPES_A_QUERY types' ids: (type = t0 AND id IN ids0) OR ...; SQLite reads each
 # term by the primary key (MULTI-INDEX OR).
-_ROWS_OF_TYPES_FOR_UPDATE = {n: select(_resources).where(or_(*[
+_OF_TYPES = {n: or_(*[
     and_(_resources.c.resource_type == bindparam(f"t{i}"), _resources.c.resource_id.in_(bindparam(f"ids{i}", expanding=True)))
-    for i in range(n)])).with_for_update() for n in range(1, _TYPES_A_QUERY + 1)}
-_LIVE_OF_TYPE = select(_resources).where(
-    _resources.c.resource_type == bindparam("owner_type"), _resources.c.resource_id.in_(bindparam("ids", expanding=True)),
-    _resources.c.deleted.is_(False))
+    for i in range(n)]) for n in range(1, _TYPES_A_QUERY + 1)}
+_ROWS_OF_TYPES_FOR_UPDATE = {n: select(_resources).where(_OF_TYPES[n]).with_for_update() for n in _OF_TYPES}
+_LIVE_OF_TYPES = {n: select(_resources).where(_OF_TYPES[n], _resources.c.deleted.is_(False)) for n in _OF_TYPES}
 _ref = schema.reference_index
 # Who refers to a resource, by the search index's reference rows (ix_reference_target): what a
 # Patient merge moves to the survivor.
@@ -242,8 +241,8 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
             with self._reading() as own:
                 return self._fetch_stored(keys, own)
         found: dict[tuple[str, str], Stored] = {}
-        for parameters in _ids_by_type(keys):
-            for row in connection.execute(_LIVE_OF_TYPE, parameters):
+        for group in _grouped(_ids_by_type(keys)):
+            for row in connection.execute(_LIVE_OF_TYPES[len(group)], _group_parameters(group)):
                 found[row.resource_type, row.resource_id] = _stored_from_current(row)
         return [found[key] for key in keys if key in found]
 
@@ -278,6 +277,11 @@ class UnitOfWork:
         ids_statement, _ = build_search(request)
         keys = [(row.resource_type, row.resource_id) for row in self._connection.execute(ids_statement)]
         return self._repo._fetch_stored(keys, self._connection)
+
+    def read_live(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """The current versions of those of `keys` that are live, in this transaction, in one statement
+        for a few types and ids."""
+        return {(s.resource_type, s.resource_id): s for s in self._repo._fetch_stored(keys, self._connection)}
 
     def referring(self, resource_type: str, param: str, target_type: str, target_id: str) -> list[Stored]:
         """Live `resource_type` resources whose reference search parameter `param` points at
@@ -434,10 +438,7 @@ class UnitOfWork:
     def _locked_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         found: dict[tuple[str, str], Row] = {}
         for group in _grouped(_ids_by_type(dict.fromkeys(keys))):
-            parameters = {}
-            for i, part in enumerate(group):
-                parameters.update({f"t{i}": part["owner_type"], f"ids{i}": part["ids"]})
-            for row in self._connection.execute(_ROWS_OF_TYPES_FOR_UPDATE[len(group)], parameters):
+            for row in self._connection.execute(_ROWS_OF_TYPES_FOR_UPDATE[len(group)], _group_parameters(group)):
                 found[row.resource_type, row.resource_id] = row
         return found
 
@@ -710,8 +711,16 @@ def _grouped(parts: Iterable[dict]) -> Iterator[list[dict]]:
         yield group
 
 
+def _group_parameters(group: list[dict]) -> dict:
+    """The parameters of _OF_TYPES[len(group)] for one group of _grouped."""
+    parameters = {}
+    for i, part in enumerate(group):
+        parameters[f"t{i}"], parameters[f"ids{i}"] = part["owner_type"], part["ids"]
+    return parameters
+
+
 def _ids_by_type(keys: Iterable[tuple[str, str]]) -> Iterator[dict]:
-    """Parameters of _KEYS_OF_TYPE / _LIVE_OF_TYPE covering `keys`: per type, IN lists of bounded length."""
+    """Per type, IN lists of bounded length covering `keys` ({"owner_type", "ids"}: _KEYS_OF_TYPE's parameters)."""
     by_type: dict[str, list[str]] = {}
     for resource_type, resource_id in keys:
         by_type.setdefault(resource_type, []).append(resource_id)

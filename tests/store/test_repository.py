@@ -686,3 +686,16 @@ def test_put_many_reads_the_current_rows_of_a_few_types_in_one_statement(repo: R
             results = uow.put_many([patient("p1", family="Changed"), response("r1"), practitioner])
     assert [s for s in seen if s.startswith("SELECT")] == ["SELECT resources.resource_type, resources.resource_id,"]
     assert [(r.created, r.stored.version_id) for r in results] == [(False, 2), (True, 1), (True, 1)]
+
+
+def test_read_live_reads_a_few_types_in_one_statement_and_leaves_out_deleted(repo: Repository, database: Database):
+    with repo.unit_of_work() as uow:
+        uow.create_many([patient("p1"), response("r1"), response("gone")])
+        uow.delete("QuestionnaireResponse", "gone")
+    keys = [("Patient", "p1"), ("QuestionnaireResponse", "r1"), ("QuestionnaireResponse", "gone"), ("Goal", "none")]
+    with _statements(database) as seen:
+        with repo.snapshot() as view:
+            found = view.read_live(keys)
+    assert sorted(found) == [("Patient", "p1"), ("QuestionnaireResponse", "r1")]
+    assert found[("Patient", "p1")].version_id == 1
+    assert len([s for s in seen if s.startswith("SELECT")]) == 1
