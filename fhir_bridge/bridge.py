@@ -51,7 +51,7 @@ class Bridge:
                                                           reject=settings.prom_duplicates == "reject"))
         # DIALOG+: the person's one shared plan; plain writes of it meet the rules sessions meet.
         domains = [(d.code, d.display) for d in self.dialog.domains]
-        self.resources.write_rules.append(SharedCarePlanRule(self.search_request, [code for code, _ in domains]))
+        self.resources.write_rules.append(SharedCarePlanRule([code for code, _ in domains]))
         self.careplans = CarePlanSessions(self.repository, self.validator, self.resources, search=self.search_request,
                                           domains=domains, dialog_url=self.dialog.url,
                                           max_domains=settings.dialog_plus_max_domains, access=self.access)

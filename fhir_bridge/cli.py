@@ -332,19 +332,20 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
         limit = {"max_body_bytes": max_body_bytes} if max_body_bytes else {}  # else the app's default
 
         def serve_here(bridge, sockets=None, with_mllp: bool = True) -> None:
+            """One server process on `bridge`: on the port itself, or on `sockets` a worker was given."""
             app = create_app(bridge, tokens=tokens, **limit)
-            config = uvicorn.Config(app, host=host, port=port, log_level="info")
             # uvicorn stops gracefully on SIGTERM, then raises it again for the handler it found: the
             # default one would kill the process before the database is closed. This one ends the
             # command through the caller's `finally`, with exit code 0.
             previous = signal.signal(signal.SIGTERM, _stop)
             try:
-                if (mllp_port is None or not with_mllp) and sockets is None:
+                if mllp_port is not None and with_mllp:
+                    _serve_with_mllp(uvicorn.Config(app, host=host, port=port, log_level="info"), bridge,
+                                     mllp_host, mllp_port, mllp_organization, sockets)
+                elif sockets is None:
                     uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
-                elif mllp_port is None or not with_mllp:
-                    uvicorn.Server(config).run(sockets=sockets)
                 else:
-                    _serve_with_mllp(config, bridge, mllp_host, mllp_port, mllp_organization, sockets)
+                    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=sockets)
             finally:
                 signal.signal(signal.SIGTERM, previous)
 

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from fhir_bridge.careplan.codes import CRISIS_PLAN, OPEN_STATUSES, ROLE_SYSTEM
 from fhir_bridge.careplan.narrative import team_div, with_text
 from fhir_bridge.fhir.codec import json_copy
-from fhir_bridge.pipelines.careplan_views import local_id, main_plans, open_plans_query, plan_type, with_narrative
+from fhir_bridge.pipelines.careplan_views import local_id, open_main_plans, plan_type, with_narrative
 from fhir_bridge.pipelines.dialog_summary import OPEN_ACTION
 from fhir_bridge.store.repository import read_if_live
 
@@ -33,7 +33,7 @@ def consolidate_plans(uow, search: Callable, survivor_id: str, merged_id: str, m
                       domain_order: Sequence[str], now: datetime | None = None) -> list[dict]:
     """The new versions that leave the survivor with one open plan (empty when it has one already).
     `moved`: Type/id of the resources the merge moved from the merged person."""
-    plans = main_plans(uow.search(search("CarePlan", open_plans_query(survivor_id))))
+    plans = open_main_plans(uow, survivor_id)
     if len(plans) < 2:
         return []
     keep = next((p for p in plans if f"CarePlan/{p.resource_id}" not in moved), plans[0])

@@ -11,12 +11,11 @@ transaction or not) must meet, run inside the write's transaction (a ResourceSer
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from fhir_bridge.careplan.codes import MAIN_PLAN, OPEN_STATUSES
 from fhir_bridge.errors import Duplicate, Gone, NotFound, PreconditionRequired
-from fhir_bridge.pipelines.careplan_views import (is_dialog_plus, local_id, main_plans, open_plans_query, plan_type,
-                                                  with_narrative)
+from fhir_bridge.pipelines.careplan_views import is_dialog_plus, local_id, open_main_plans, plan_type, with_narrative
 from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["SharedCarePlanRule", "refuse_second_plan"]
@@ -24,14 +23,14 @@ __all__ = ["SharedCarePlanRule", "refuse_second_plan"]
 _ACTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.org/dialog-plus/activity")
 
 
-def refuse_second_plan(uow, search, patient_id: str, plan_id: str | None) -> list:
+def refuse_second_plan(uow, patient_id: str, plan_id: str | None) -> list:
     """The person's open main plans (other than `plan_id`), read with the person's row locked so
     that two writers cannot both see none; Duplicate when there is another."""
     try:
         uow.lock("Patient", patient_id)
     except (NotFound, Gone):
-        pass  # a plan for a person not stored here: nothing to lock, the search still guards
-    plans = main_plans(uow.search(search("CarePlan", open_plans_query(patient_id))))
+        pass  # a plan for a person not stored here: nothing to lock, the lookup still guards
+    plans = open_main_plans(uow, patient_id)
     others = [p for p in plans if p.resource_id != plan_id]
     if others:
         where = ", ".join(f"CarePlan/{p.resource_id} (version {p.version_id})" for p in others)
@@ -42,8 +41,7 @@ def refuse_second_plan(uow, search, patient_id: str, plan_id: str | None) -> lis
 
 
 class SharedCarePlanRule:
-    def __init__(self, search: Callable, domain_order: Sequence[str]):
-        self.search = search            # (type, params) -> SearchRequest
+    def __init__(self, domain_order: Sequence[str]):
         self.domain_order = tuple(domain_order)
 
     def __call__(self, uow, resource: dict, *, method: str, if_match: int | None) -> dict:
@@ -56,7 +54,7 @@ class SharedCarePlanRule:
                 "you read (W/\"n\"), so that nobody's changes are overwritten", expression="CarePlan")
         patient_id = local_id(resource.get("subject"), "Patient")
         if plan_type(resource) == MAIN_PLAN and resource.get("status") in OPEN_STATUSES and patient_id:
-            refuse_second_plan(uow, self.search, patient_id, resource["id"])
+            refuse_second_plan(uow, patient_id, resource["id"])
         return with_narrative(uow, _with_action_ids(resource), self.domain_order)
 
 

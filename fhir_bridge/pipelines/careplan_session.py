@@ -28,7 +28,7 @@ from fhir_bridge.careplan.session import Problems, Session, reference_type
 from fhir_bridge.errors import Conflict, Gone, NotFound, PreconditionFailed, PreconditionRequired, Unprocessable
 from fhir_bridge.fhir.codec import json_copy
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
-from fhir_bridge.pipelines.careplan_views import local_id, main_plans, plan_type, with_narrative
+from fhir_bridge.pipelines.careplan_views import local_id, open_main_plans, plan_type, with_narrative
 from fhir_bridge.pipelines.patient_links import survivor
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
@@ -181,8 +181,7 @@ class CarePlanSessions:
         return crisis, current.version_id if current else ABSENT
 
     def _open_plans(self, reader, patient_id: str) -> list[Stored]:
-        plans = main_plans([s for s in reader.referring("CarePlan", "subject", "Patient", patient_id)
-                            if s.resource.get("status") in OPEN_STATUSES])
+        plans = open_main_plans(reader, patient_id)
         if len(plans) > 1:
             listed = ", ".join(f"CarePlan/{p.resource_id}" for p in plans)
             raise Conflict(f"Patient/{patient_id} has {len(plans)} open DIALOG+ care plans ({listed}): a person has "

@@ -10,7 +10,7 @@ from fhir_bridge.careplan.narrative import with_text
 from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["plan_type", "is_dialog_plus", "local_id", "gather", "with_narrative", "render_page", "open_plans_query",
-           "main_plans"]
+           "main_plans", "open_main_plans"]
 
 
 def plan_type(plan: dict) -> str | None:
@@ -48,6 +48,13 @@ def open_plans_query(patient_id: str) -> list[tuple[str, str]]:
 def main_plans(found: list) -> list:
     """The main (type 10) plans among stored CarePlans."""
     return [stored for stored in found if plan_type(stored.resource) == MAIN_PLAN]
+
+
+def open_main_plans(uow, patient_id: str) -> list:
+    """A person's open main DIALOG+ plans (one at most, normally) as a unit of work or snapshot sees
+    them, by one prebuilt query on the subject reference instead of a search."""
+    return main_plans([s for s in uow.referring("CarePlan", "subject", "Patient", patient_id)
+                       if s.resource.get("status") in OPEN_STATUSES])
 
 
 def gather(reader, plan: dict) -> tuple[dict | None, list[dict]]:

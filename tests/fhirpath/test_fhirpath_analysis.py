@@ -49,13 +49,19 @@ def test_an_error_in_a_literal_subtree_is_raised_when_evaluated_not_when_compile
         compiled(QR)
 
 
-def test_a_subexpression_on_resource_inside_a_loop_runs_once_per_evaluation():
-    calls = []
+def _recording_conforms() -> tuple[list, object]:
+    """A %resource.conformsTo() stand-in that records each call."""
+    calls: list = []
 
     def conforms(item, url):
         calls.append(url)
         return True
 
+    return calls, conforms
+
+
+def test_a_subexpression_on_resource_inside_a_loop_runs_once_per_evaluation():
+    calls, conforms = _recording_conforms()
     compiled = compile_expression("item.where(%resource.conformsTo('p')).count()")
     assert compiled(QR, variables={"__conformsTo__": conforms}) == [5]
     assert calls == ["p"]
@@ -64,12 +70,7 @@ def test_a_subexpression_on_resource_inside_a_loop_runs_once_per_evaluation():
 
 
 def test_a_subexpression_written_twice_runs_once_per_evaluation():
-    calls = []
-
-    def conforms(item, url):
-        calls.append(url)
-        return True
-
+    calls, conforms = _recording_conforms()
     compiled = compile_expression("%resource.conformsTo('p') and item.exists() and %resource.conformsTo('p')")
     assert compiled(QR, variables={"__conformsTo__": conforms}) == [True]
     assert calls == ["p"]
