@@ -9,7 +9,7 @@ from typing import Callable
 from fhir_bridge.config import Settings
 from fhir_bridge.measures import load_dialog_definition
 from fhir_bridge.pipelines.care_access import CareAccess
-from fhir_bridge.pipelines.careplan_rules import SharedCarePlanRule
+from fhir_bridge.pipelines.careplan_rules import PlanNarrativeFollower, SharedCarePlanRule
 from fhir_bridge.pipelines.careplan_session import CarePlanSessions
 from fhir_bridge.pipelines.identity import IdentityResolver
 from fhir_bridge.pipelines.recording_burden import RecordingBurdenGuard
@@ -52,6 +52,7 @@ class Bridge:
         # DIALOG+: the person's one shared plan; plain writes of it meet the rules sessions meet.
         domains = [(d.code, d.display) for d in self.dialog.domains]
         self.resources.write_rules.append(SharedCarePlanRule([code for code, _ in domains]))
+        self.resources.followers.append(PlanNarrativeFollower([code for code, _ in domains]))
         self.careplans = CarePlanSessions(self.repository, self.validator, self.resources, search=self.search_request,
                                           domains=domains, dialog_url=self.dialog.url,
                                           max_domains=settings.dialog_plus_max_domains, access=self.access)

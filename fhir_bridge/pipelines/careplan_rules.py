@@ -6,7 +6,9 @@ transaction or not) must meet, run inside the write's transaction (a ResourceSer
 - an update of an existing shared plan must say which version it replaces (If-Match), else 428:
   without it, one partner's PUT silently overwrites another's actions;
 - its actions get stable ids (so later sessions can review them), and its narrative is made
-  again from its data, so the text a person reads never disagrees with the plan.
+  again from its data, so the text a person reads never disagrees with the plan;
+- a plain write of a CareTeam or Goal that open DIALOG+ plans name (a new key worker, a goal
+  achieved) makes those plans' narratives again in the same transaction (PlanNarrativeFollower).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from fhir_bridge.errors import Duplicate, Gone, NotFound, PreconditionRequired
 from fhir_bridge.pipelines.careplan_views import is_dialog_plus, local_id, open_main_plans, plan_type, with_narrative
 from fhir_bridge.store.repository import read_if_live
 
-__all__ = ["SharedCarePlanRule", "refuse_second_plan"]
+__all__ = ["PlanNarrativeFollower", "SharedCarePlanRule", "refuse_second_plan"]
 
 _ACTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.org/dialog-plus/activity")
 
@@ -56,6 +58,31 @@ class SharedCarePlanRule:
         if plan_type(resource) == MAIN_PLAN and resource.get("status") in OPEN_STATUSES and patient_id:
             refuse_second_plan(uow, patient_id, resource["id"])
         return with_narrative(uow, _with_action_ids(resource), self.domain_order)
+
+
+class PlanNarrativeFollower:
+    """After a client writes (or deletes) a CareTeam or Goal: the open DIALOG+ plans that name it, with
+    their narrative made again from it as now stored, each written only while at the version read.
+    The plan's text names the key worker, the team and each domain's goal, so it changes with them."""
+
+    NAMED_BY = {"CareTeam": "care-team", "Goal": "goal"}  # CarePlan search parameter naming each
+
+    def __init__(self, domain_order: Sequence[str]):
+        self.domain_order = tuple(domain_order)
+
+    def __call__(self, uow, resource_type: str, resource_id: str) -> list:
+        param = self.NAMED_BY.get(resource_type)
+        if param is None:
+            return []
+        renewed = []
+        for stored in uow.referring("CarePlan", param, resource_type, resource_id):
+            plan = stored.resource
+            if not is_dialog_plus(plan) or plan.get("status") not in OPEN_STATUSES:
+                continue  # a closed plan keeps the text it was closed with
+            again = with_narrative(uow, plan, self.domain_order)
+            if again.get("text") != plan.get("text"):
+                renewed.append(uow.update(again, if_match=stored.version_id))
+        return renewed
 
 
 def _with_action_ids(plan: dict) -> dict:

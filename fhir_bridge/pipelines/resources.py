@@ -51,6 +51,14 @@ class WriteGuard(Protocol):
     def __call__(self, uow, caller: Caller, resource: dict, issues: list[Issue]) -> dict: ...
 
 
+class WriteFollower(Protocol):
+    """What a client's write entails, run in its transaction after it (and after a delete): returns
+    the further writes made (a plan's narrative made again when its Goal changed), which the
+    write's Provenance names too."""
+
+    def __call__(self, uow, resource_type: str, resource_id: str) -> list[WriteResult]: ...
+
+
 class AccessGuard(Protocol):
     """What the care-access policy (fhir_bridge.pipelines.care_access) offers the write paths."""
 
@@ -75,6 +83,7 @@ class ResourceService:
         self.find = find        # (type, search params) -> current matches, for conditional interactions
         self.new_id = new_id
         self.write_rules: list[WriteRule] = []  # run by the client interactions (create, update, patch)
+        self.followers: list[WriteFollower] = []  # and after them (and after a delete)
         self.access: AccessGuard | None = None  # who may write whose records (client interactions)
         # Run on every write that stores a resource (client interactions, imports, sessions), after access.
         self.guards: list[WriteGuard] = []
@@ -110,7 +119,7 @@ class ResourceService:
         issues = self.check(resource)
         resource = {**resource, "id": assigned_id or self.new_id()}
         return Written(self._write(lambda u: u.create(self._ruled(u, resource, "POST", None, caller, issues)),
-                                   caller, "POST", uow), issues)
+                                   caller, "POST", uow, follow=True), issues)
 
     def update(self, resource_type: str, resource_id: str, resource: dict, caller: Caller, *,
                if_match: int | None = None, uow=None) -> Written:
@@ -119,7 +128,7 @@ class ResourceService:
             raise InputError(f"The body's id {resource.get('id')!r} does not match the URL's {resource_id!r}",
                              expression=f"{resource_type}.id")
         return Written(self._write(lambda u: u.update(self._ruled(u, resource, "PUT", if_match, caller, issues),
-                                                      if_match=if_match), caller, "PUT", uow), issues)
+                                                      if_match=if_match), caller, "PUT", uow, follow=True), issues)
 
     def conditional_update(self, resource_type: str, params: list[tuple[str, str]], resource: dict,
                            caller: Caller, *, uow=None) -> Written:
@@ -143,7 +152,8 @@ class ResourceService:
         if patched.get("id") != resource_id:
             raise Unprocessable("A patch may not change the resource's id")
         write = self._write(lambda u: u.update(self._ruled(u, patched, "PATCH", if_match, caller, issues),
-                                               if_match=current.version_id, method="PATCH"), caller, "PATCH", uow)
+                                               if_match=current.version_id, method="PATCH"), caller, "PATCH", uow,
+                            follow=True)
         return Written(write, issues)
 
     def put_validated(self, resource: dict, caller: Caller, *, uow) -> WriteResult:
@@ -173,8 +183,12 @@ class ResourceService:
             if self.access is not None:
                 self.access.check_delete(u, caller, resource_type, resource_id)
             stored = u.delete(resource_type, resource_id, if_match=if_match)
-            if stored is not None and resource_type not in UNTRACKED:
-                u.create(self._provenance([stored], caller, "DELETE"))
+            if stored is not None:
+                followed = self._followed(u, resource_type, resource_id)
+                if resource_type not in UNTRACKED:
+                    u.create(self._provenance([stored], caller, "DELETE"))
+                if followed:
+                    u.create(self._provenance(followed, caller, "PUT"))
             return stored
 
         if uow is not None:
@@ -215,17 +229,25 @@ class ResourceService:
             resources = batch(uow, caller, resources) if batch else [guard(uow, caller, r, []) for r in resources]
         return resources
 
-    def _write(self, action: Callable, caller: Caller, method: str, uow) -> WriteResult:
+    def _write(self, action: Callable, caller: Caller, method: str, uow, *, follow: bool = False) -> WriteResult:
         def do(u) -> WriteResult:
             result = action(u)
-            if not result.unchanged and result.stored.resource_type not in UNTRACKED:
-                u.create(self._provenance([result.stored], caller, "POST" if result.created else method))
+            if result.unchanged:
+                return result
+            stored = result.stored
+            followed = self._followed(u, stored.resource_type, stored.resource_id) if follow else []
+            if stored.resource_type not in UNTRACKED:
+                u.create(self._provenance([stored, *followed], caller, "POST" if result.created else method))
             return result
 
         if uow is not None:
             return do(uow)
         with self.repository.unit_of_work() as u:
             return do(u)
+
+    def _followed(self, uow, resource_type: str, resource_id: str) -> list[Stored]:
+        return [r.stored for follow in self.followers for r in follow(uow, resource_type, resource_id)
+                if not r.unchanged]
 
     def _conditional(self, resource_type: str | None, params: list[tuple[str, str]], what: str) -> Stored | None:
         if not resource_type:

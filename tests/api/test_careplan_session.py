@@ -234,6 +234,49 @@ def test_a_person_with_two_open_plans_is_asked_to_close_one(client, auth, bridge
     assert "CarePlan/legacy-1" in outcome["issue"][0]["diagnostics"]
 
 
+# -- the narrative follows the plan's team and goals -------------------------------------------------------
+def test_a_plain_write_of_the_team_or_a_goal_makes_the_plans_narrative_again(client, auth, bridge, people, ratings):
+    plan = expect(post(client, people.rosa, first_session(people, ratings), auth), 200)
+    team_ref, goal_ref = plan["careTeam"][0]["reference"], plan["goal"][0]["reference"]
+    assert "Key worker: Sam Adeyemi" in plan["text"]["div"] and "A dry flat near my sister" in plan["text"]["div"]
+
+    team = expect(client.get(f"/fhir/{team_ref}", headers=auth), 200)
+    for participant in team["participant"]:
+        if participant["member"].get("reference") == people.sam["reference"]:
+            participant["period"]["end"] = "2024-04-01"
+    team["participant"].append({**team["participant"][0], "member": {**people.alex, "display": "Alex Moran"},
+                                "period": {"start": "2024-04-01"}})
+    expect(client.put(f"/fhir/{team_ref}", json=team, headers=auth), 200)
+    again = expect(client.get(f"/fhir/CarePlan/{plan['id']}", headers=auth), 200)
+    assert again["meta"]["versionId"] == "2"
+    assert "Key worker: Alex Moran (since 1 April 2024)" in again["text"]["div"] and "Sam" not in again["text"]["div"]
+    provenance = expect(client.get("/fhir/Provenance", params={"target": team_ref}, headers=auth), 200)
+    targets = [{t["reference"] for t in e["resource"]["target"]} for e in provenance["entry"]]
+    assert {f"{team_ref}/_history/2", f"CarePlan/{plan['id']}/_history/2"} in targets  # the PUT's names both
+
+    goal = expect(client.get(f"/fhir/{goal_ref}", headers=auth), 200)
+    goal["description"]["text"] = "A dry flat of my own"
+    expect(client.put(f"/fhir/{goal_ref}", json=goal, headers=auth), 200)
+    again = expect(client.get(f"/fhir/CarePlan/{plan['id']}", headers=auth), 200)
+    assert again["meta"]["versionId"] == "3" and "A dry flat of my own" in again["text"]["div"]
+
+    expect(client.put(f"/fhir/{goal_ref}", json=goal, headers=auth), 200)  # the same again: nothing to make
+    expect(client.delete(f"/fhir/{goal_ref}", headers=auth), 200)
+    again = expect(client.get(f"/fhir/CarePlan/{plan['id']}", headers=auth), 200)
+    assert again["meta"]["versionId"] == "4" and "A dry flat" not in again["text"]["div"]
+
+
+def test_a_closed_plan_keeps_the_narrative_it_was_closed_with(client, auth, people, ratings):
+    plan = expect(post(client, people.rosa, first_session(people, ratings), auth), 200)
+    closed = expect(client.put(f"/fhir/CarePlan/{plan['id']}", json={**plan, "status": "completed"},
+                               headers={**auth, "If-Match": 'W/"1"'}), 200)
+    goal_ref = plan["goal"][0]["reference"]
+    goal = expect(client.get(f"/fhir/{goal_ref}", headers=auth), 200)
+    expect(client.put(f"/fhir/{goal_ref}", json={**goal, "lifecycleStatus": "completed"}, headers=auth), 200)
+    after = expect(client.get(f"/fhir/CarePlan/{plan['id']}", headers=auth), 200)
+    assert after["meta"]["versionId"] == "2" and after["text"] == closed["text"]
+
+
 # -- no lost updates -------------------------------------------------------------------------------------------
 def test_a_plain_update_of_a_shared_plan_needs_if_match(client, auth, people, ratings):
     plan = expect(post(client, people.rosa, first_session(people, ratings), auth), 200)
