@@ -60,14 +60,14 @@ def imported(source: str, label: str, path: Path, out) -> None:
     """`fhir-bridge import <source>` of `path` into a fresh SQLite store, timed."""
     from fhir_bridge.bridge import Bridge
     from fhir_bridge.config import Settings
-    from fhir_bridge.pipelines.resources import Caller
+    from fhir_bridge.pipelines.care_access import operator_caller
     from fhir_bridge.pipelines.sources import run_import
 
     settings = Settings.from_env({"FHIR_BRIDGE_DATA_DIR": tempfile.mkdtemp(),
                                   **{k: v for k, v in os.environ.items() if k == "FHIR_BRIDGE_IMPORT_WORKERS"}})
     bridge = Bridge(settings)
     start = time.perf_counter()
-    report = run_import(bridge, source, [path], organization="RV3", caller=Caller("RV3"), quarantine_dir=None,
+    report = run_import(bridge, source, [path], organization="RV3", caller=operator_caller("RV3"), quarantine_dir=None,
                         workers=settings.import_workers)
     seconds = time.perf_counter() - start
     bridge.close()

@@ -639,14 +639,14 @@ def import_(services: Services, source: str, paths: tuple[Path, ...], organizati
     person cannot be identified safely wait in `fhir-bridge identity review`. Exit 0 when nothing was
     quarantined, 1 otherwise. The run report is printed and saved with the run.
     """
-    from fhir_bridge.pipelines.resources import Caller
+    from fhir_bridge.pipelines.care_access import operator_caller
     from fhir_bridge.pipelines.sources import run_import
 
     def command() -> int:
         bridge = _bridge(services)
         try:
             report = run_import(bridge, source, list(paths), organization=organization,
-                                caller=Caller(organization, organization),
+                                caller=operator_caller(organization),
                                 quarantine_dir=services.settings.data_dir / "quarantine", show_progress=True,
                                 workers=services.settings.import_workers)
         finally:

@@ -20,6 +20,12 @@ trust that holds the record adds partners to the team.
 
 Tokens with the scope `access/all-people` (the bridge's own jobs, operators, the development token)
 are not limited by relationships; their SMART scopes still apply.
+
+Imports meet the same rule (`check_writes`, one look-up a batch): a partner's `$ingest` upload may
+register new people but changes nobody else's records, so a record about a person it has no
+relationship with is quarantined (reason `access`) rather than stored. What an operator runs on
+the machine - `fhir-bridge import`, the trust's MLLP feed, `quarantine retry` - runs as
+`operator_caller`: the organisation it names, not limited, as the operator holds the store itself.
 """
 from __future__ import annotations
 
@@ -33,9 +39,15 @@ from fhir_bridge.store.care_access_rows import UNRESOLVED, people_of
 from fhir_bridge.store.types import Stored
 from fhir_bridge.store.repository import read_if_live
 
-__all__ = ["ALL_PEOPLE_SCOPE", "CareAccess", "with_custodian"]
+__all__ = ["ALL_PEOPLE_SCOPE", "CareAccess", "operator_caller", "with_custodian"]
 
 ALL_PEOPLE_SCOPE = "access/all-people"
+
+
+def operator_caller(organization: str) -> Caller:
+    """Whom an import an operator runs writes as: `organization` (its Provenance names it), not
+    limited by care relationships."""
+    return Caller(organization, organization, None, frozenset({ALL_PEOPLE_SCOPE}))
 
 
 class CareAccess:
@@ -98,6 +110,26 @@ class CareAccess:
         people = self._people(uow, resource, key if current is not None else None)
         self.require_people(caller, people, uow)
         return resource
+
+    def check_writes(self, uow, caller: Caller, resources: list[dict]) -> list[dict]:
+        """check_write for a batch an import stores, with one relationship look-up: a Patient new
+        here needs none (the importer becomes its custodian), nor does what is about such people."""
+        if self.scope(caller) is None:
+            return resources
+        keys = [(r.get("resourceType"), r.get("id")) for r in resources]
+        current = uow.read_live(keys)
+        checked, people, new_people = [], set(), set()
+        for resource, key in zip(resources, keys):
+            stored = current.get(key)
+            if key[0] == "Patient":
+                resource = self._patient(caller, resource, stored)
+                if stored is None:
+                    new_people.add(key[1])
+            if not (key[0] == "Patient" and stored is None):
+                people |= self._people(uow, resource, key if stored is not None else None)
+            checked.append(resource)
+        self.require_people(caller, people - new_people, uow)
+        return checked
 
     def check_delete(self, uow, caller: Caller, resource_type: str, resource_id: str) -> None:
         self.check_key(caller, resource_type, resource_id, uow)

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 import orjson
 
-from fhir_bridge.errors import BridgeError
+from fhir_bridge.errors import BridgeError, Forbidden
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.bulk_gc import fewer_collections
@@ -238,8 +238,9 @@ class Ingest:
         try:
             with self.bridge.repository.unit_of_work() as uow:
                 results = [self.bridge.resources.put_validated(resource, self.caller, uow=uow) for resource in linked]
-        except BridgeError as exc:
-            return self._quarantine(record, "store", [Issue("error", exc.code, exc.message, exc.expression)])
+        except BridgeError as exc:  # refused by the care-access policy (a partner's upload), or by the store
+            reason = "access" if isinstance(exc, Forbidden) else "store"
+            return self._quarantine(record, reason, [Issue("error", exc.code, exc.message, exc.expression)])
         status = _status(results)
         self.report.counts[status] += 1
         return status
@@ -318,7 +319,8 @@ class Ingest:
         try:
             merge = merge_patients(self.bridge, request, self.caller, self.source)
         except BridgeError as exc:
-            return self._quarantine(record, "merge", [Issue("error", exc.code, exc.message, exc.expression)])
+            reason = "access" if isinstance(exc, Forbidden) else "merge"
+            return self._quarantine(record, reason, [Issue("error", exc.code, exc.message, exc.expression)])
         self.pending = PendingPatients()  # the holders it remembered: the survivor now holds the old ids too
         self.report.disagreements += [_disagreement(merge.survivor_id, d) for d in merge.disagreements]
         self.report.counts[merge.status] += 1

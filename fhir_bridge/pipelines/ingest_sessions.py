@@ -23,7 +23,7 @@ import base64
 from dataclasses import dataclass
 
 from fhir_bridge.careplan.merge import KEY_WORKER_PART
-from fhir_bridge.errors import BridgeError, Unprocessable
+from fhir_bridge.errors import BridgeError, Forbidden, Unprocessable
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, issues_from_outcome
 from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query
@@ -63,6 +63,8 @@ def record_session(ingest, record, mapped, *, decision: tuple[str, str] | None =
         with bridge.repository.unit_of_work() as uow:
             stored = [bridge.resources.put_validated(r, caller, uow=uow) for r in linked if r is not response]
         result = bridge.careplans.record(patient["id"], parameters, caller, response_id=response["id"])
+    except Forbidden as exc:  # a partner's upload about someone it has no care relationship with
+        return ingest._quarantine(record, "access", [Issue("error", exc.code, exc.message, exc.expression)])
     except BridgeError as exc:
         details = issues_from_outcome(exc.outcome) if isinstance(exc, Unprocessable) and exc.outcome else []
         lead = Issue("error", exc.code, f"the DIALOG+ session was refused: {exc.message}", exc.expression)

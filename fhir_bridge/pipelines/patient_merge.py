@@ -38,6 +38,7 @@ from fhir_bridge.pipelines.careplan_merge import consolidate_plans
 from fhir_bridge.pipelines.identity import NHS_SYSTEM, SOURCE_BASE, Disagreement, nhs_number_of, source_of
 from fhir_bridge.pipelines.patient_links import replaced_by, surviving_patient
 from fhir_bridge.pipelines.resources import DATA_OPERATION, ODS, PARTICIPANT_TYPE, Caller
+from fhir_bridge.store.repository import read_if_live
 from fhir_bridge.store.types import Stored, WriteResult
 
 __all__ = ["MergeRequest", "MergeResult", "merge_patients", "surviving_patient"]
@@ -93,6 +94,10 @@ def merge_patients(bridge, request: MergeRequest, caller: Caller, source: str) -
             _check(bridge, patient)
 
     with bridge.repository.unit_of_work() as uow:
+        # Both records must be the caller's to merge (a partner's upload: pipelines/care_access.py);
+        # a survivor new here is registered by the merge.
+        stored_people = {p for p in (survivor_id, merged_id) if p and read_if_live(uow, "Patient", p) is not None}
+        bridge.access.require_people(caller, stored_people, uow)
         written = [uow.update(survivor)]
         moved: list[str] = []
         if merged is not None:

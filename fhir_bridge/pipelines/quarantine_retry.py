@@ -35,7 +35,7 @@ from fhir_bridge.errors import InputError
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.ingest import STATUSES, RunReport, SourceRecord
-from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.care_access import operator_caller
 from fhir_bridge.pipelines.source_records import NotRetryable, Unreadable, retry_context
 from fhir_bridge.store.ingest_records import QuarantineEntry
 
@@ -79,7 +79,7 @@ def retry_entries(bridge, entries: Iterable[QuarantineEntry], *,
         except InputError as exc:  # a source this fhir-bridge does not import (any more)
             results += [Retried(entry, CANNOT, exc.message) for entry in group]
             continue
-        ingest = ingest_for(bridge, adapter, Caller(organization, organization), quarantine_dir=quarantine_dir)
+        ingest = ingest_for(bridge, adapter, operator_caller(organization), quarantine_dir=quarantine_dir)
         if _retry_group(ingest, adapter, group, results):
             reports.append(ingest.report)
     return results, reports

@@ -64,6 +64,8 @@ class AccessGuard(Protocol):
 
     def check_write(self, uow, caller: Caller, resource: dict, issues: list[Issue]) -> dict: ...
 
+    def check_writes(self, uow, caller: Caller, resources: list[dict]) -> list[dict]: ...
+
     def check_delete(self, uow, caller: Caller, resource_type: str, resource_id: str) -> None: ...
 
     def check_read(self, caller: Caller, stored: Stored, reader=None) -> Stored: ...
@@ -84,7 +86,7 @@ class ResourceService:
         self.new_id = new_id
         self.write_rules: list[WriteRule] = []  # run by the client interactions (create, update, patch)
         self.followers: list[WriteFollower] = []  # and after them (and after a delete)
-        self.access: AccessGuard | None = None  # who may write whose records (client interactions)
+        self.access: AccessGuard | None = None  # who may write whose records (client interactions, imports)
         # Run on every write that stores a resource (client interactions, imports, sessions), after access.
         self.guards: list[WriteGuard] = []
 
@@ -159,13 +161,16 @@ class ResourceService:
     def put_validated(self, resource: dict, caller: Caller, *, uow) -> WriteResult:
         """Store (create or update by id) a resource the caller has already validated, with its
         Provenance: the import pipeline validates once, at the edge, then links identities."""
-        return self._write(lambda u: u.update(self._guarded(u, caller, _custodian(resource, caller), [])),
-                           caller, "PUT", uow)
+        def store(u) -> WriteResult:
+            [allowed] = self._allowed(u, caller, [_custodian(resource, caller)])
+            return u.update(self._guarded(u, caller, allowed, []))
+
+        return self._write(store, caller, "PUT", uow)
 
     def put_many_validated(self, resources: list[dict], caller: Caller, *, uow) -> list[WriteResult]:
         """put_validated for a batch (the import pipeline's unit of work): one bulk write, and one
         Provenance per activity (created, updated) naming every resource the batch changed."""
-        guarded = self._guarded_batch(uow, caller, [_custodian(r, caller) for r in resources])
+        guarded = self._guarded_batch(uow, caller, self._allowed(uow, caller, [_custodian(r, caller) for r in resources]))
         return uow.put_many(guarded, then=lambda results: self._provenances(results, caller))
 
     def put_checked(self, writes: list[tuple[dict, int | None]], caller: Caller, *, uow) -> list[WriteResult]:
@@ -215,6 +220,10 @@ class ResourceService:
         for rule in self.write_rules:
             resource = rule(uow, resource, method=method, if_match=if_match)
         return resource
+
+    def _allowed(self, uow, caller: Caller, resources: list[dict]) -> list[dict]:
+        """An import's batch as the care-access policy lets the caller store it (Forbidden if not)."""
+        return resources if self.access is None else self.access.check_writes(uow, caller, resources)
 
     def _guarded(self, uow, caller: Caller, resource: dict, issues: list[Issue]) -> dict:
         for guard in self.guards:

@@ -25,7 +25,7 @@ from fhir_bridge.fhir.codec import loads_json
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import QUARANTINE_NAMESPACE, STATUSES, Ingest, SourceRecord
 from fhir_bridge.pipelines.patient_merge import MergeRequest
-from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.care_access import operator_caller
 from fhir_bridge.pipelines.source_records import (Mapped, NotRetryable, Unreadable, raise_if_unreadable,
                                                    record_context, retry_context, unreadable)
 
@@ -270,7 +270,7 @@ async def serve_mllp(bridge, host: str, port: int, organization: str, *,
     `organization` (the sending trust's ODS code). `ready` gets the bound address (port 0 picks one)."""
     engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
     source = Hl7Source(engine, organization, bridge)
-    ingest = Ingest(bridge, source.name, source.map, Caller(organization, organization))
+    ingest = Ingest(bridge, source.name, source.map, operator_caller(organization))  # the trust's own feed
     listener = MllpListener(mllp_handler(ingest, source), idle_timeout=idle_timeout)
     try:
         address = await listener.start(host, port)

@@ -11,7 +11,7 @@ import pytest
 
 from fhir_bridge.bridge import Bridge
 from fhir_bridge.pipelines.ingest import Ingest, SourceRecord
-from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.care_access import operator_caller
 from fhir_bridge.pipelines.source_records import Mapped
 from tests.api.helpers import expect, issue_codes
 from tests.careplan.sessions import key_worker, session
@@ -124,7 +124,7 @@ def mapper(record: SourceRecord) -> Mapped:
 def test_an_import_tags_a_second_prom_in_the_same_batch_and_against_the_store(bridge, make_patient, make_response):
     with bridge.repository.unit_of_work() as uow:
         uow.create({**make_patient(1), "id": "rosa"})
-    caller = Caller("X9V2K", "Example Community Wellbeing")
+    caller = operator_caller("X9V2K")  # the guard, not access, is tested here: an operator's import
     report = Ingest(bridge, "vcse", mapper, caller).run(records("rosa", make_response, "2024-02-06T10:00:00+00:00",
                                                                 "2024-02-12T10:00:00+00:00"))
     assert report.counts["created"] == 2 and report.balanced
@@ -144,7 +144,7 @@ def test_an_import_batch_compares_each_person_only_with_their_own_proms(bridge, 
              *records("rosa", make_response, "2024-03-20T10:00:00+00:00", "2024-03-21T10:00:00+00:00")]
     batch = [SourceRecord(r.source, f"export.csv:{n + 2}", r.raw, {**r.data, "id": f"batch-{n}"})
              for n, r in enumerate(batch)]
-    report = Ingest(bridge, "vcse", mapper, Caller("X9V2K")).run(batch)
+    report = Ingest(bridge, "vcse", mapper, operator_caller("X9V2K")).run(batch)
     assert report.counts["created"] == 5 and report.balanced
     assert [flagged(bridge.repository.read("QuestionnaireResponse", f"batch-{n}").resource) for n in range(5)] == \
         [False, False, False, False, True]
@@ -153,7 +153,7 @@ def test_an_import_batch_compares_each_person_only_with_their_own_proms(bridge, 
 def test_an_import_under_reject_quarantines_the_duplicate(rejecting, make_patient, make_response):
     with rejecting.repository.unit_of_work() as uow:
         uow.create({**make_patient(1), "id": "rosa"})
-    report = Ingest(rejecting, "vcse", mapper, Caller("X9V2K")).run(
+    report = Ingest(rejecting, "vcse", mapper, operator_caller("X9V2K")).run(
         records("rosa", make_response, "2024-02-06T10:00:00+00:00", "2024-02-12T10:00:00+00:00"))
     assert report.counts["created"] == 1 and sum(report.quarantined.values()) == 1 and report.balanced
     [entry] = rejecting.repository.quarantined()

@@ -296,7 +296,7 @@ def test_a_partner_with_no_care_relationship_is_refused_at_resolution(bridge, so
     Ingest(bridge, other.name, other.map, Caller("X9V2K", "Example Community Wellbeing")).run(
         other.records(export(tmp_path, app_row(**HOUSING_AND_WORK))))
     [review] = bridge.repository.reviews()
-    assert resolve(bridge, review.review_id, rosa) == "quarantined:session"
+    assert resolve(bridge, review.review_id, rosa) == "quarantined:access"
     [entry] = bridge.repository.quarantined()
     assert b"X9V2K has no care relationship with Patient/rosa" in entry.outcome
     assert len(plan_of(bridge, rosa)["activity"]) == 1

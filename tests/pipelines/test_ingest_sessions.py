@@ -127,8 +127,9 @@ def test_a_partner_with_no_relationship_with_the_person_is_refused(bridge, sourc
                     "managingOrganization": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code",
                                                             "value": "RV3"}}})
     report = run(bridge, source, export(tmp_path, {**HOUSING, "NHSNumber": nhs}))
-    assert report.quarantined == {"session": 1}
+    assert report.quarantined == {"access": 1}
     assert b"no care relationship" in bridge.repository.quarantined()[0].outcome
+    assert bridge.repository.read("Patient", "yusuf").version_id == 1  # his record unchanged too
 
 
 def test_a_session_waiting_for_identity_review_is_recorded_once_the_person_is_decided(bridge, source, tmp_path):
