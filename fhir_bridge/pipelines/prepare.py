@@ -120,13 +120,20 @@ class PreparePool:
 
     Workers are spawned (not forked: the importing process may hold database connections and
     threads) and build their own mapping engine and validator from the `Recipe`. Records go in
-    chunks; at most `window` chunks are in flight, so memory stays flat however long the input."""
+    chunks; at most `window` chunks are in flight, so memory stays flat however long the input.
 
-    def __init__(self, recipe: Recipe, workers: int, *, chunk: int = 250, window: int | None = None):
+    The caller shares the work: when the next chunk it needs is not ready, it prepares the next
+    `share` records itself (`fallback`) rather than wait, in their place in the order. With one
+    worker beside the importing process (2 cores), storing takes less time than preparing, so
+    otherwise the importing process would idle for a third of the run."""
+
+    def __init__(self, recipe: Recipe, workers: int, *, chunk: int = 250, window: int | None = None,
+                 share: int = 25):
         self.recipe = recipe
         self.workers = workers
         self.chunk = chunk
         self.window = window or 3 * workers
+        self.share = share  # records the caller prepares at a time while it would wait; 0: never
         self._executor: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -148,35 +155,59 @@ class PreparePool:
         called, not at the first next(). If the workers fail (one killed, out of memory), `fallback`
         prepares the rest here. The workers are shut down when the records are done."""
         self.start()
-        records = iter(records)
-        executor = self._executor
-        in_flight: deque[tuple[list, Future]] = deque()
+        stream = _Stream(self, iter(records), fallback)
+        stream.fill()
+        return self._results(stream)
 
-        def fill() -> None:
-            while len(in_flight) < self.window:
-                chunk = list(islice(records, self.chunk))
-                if not chunk:
-                    return
-                in_flight.append((chunk, executor.submit(_prepare_chunk, chunk)))
-
-        fill()
-        return self._results(in_flight, fill, records, fallback)
-
-    def _results(self, in_flight: deque, fill: Callable[[], None], records: Iterator,
-                 fallback: Callable[[object], Prepared]) -> Iterator[tuple[object, Prepared]]:
+    def _results(self, stream: "_Stream") -> Iterator[tuple[object, Prepared]]:
         try:
-            while in_flight:
-                chunk, future = in_flight.popleft()
+            while stream.in_flight:
+                stream.share()
+                chunk, future, at_worker = stream.in_flight.popleft()
+                stream.at_workers -= at_worker
                 try:
                     results = future.result()
                 except Exception as exc:  # noqa: BLE001 - a dead worker must not cost the import
                     _log.warning("import worker processes failed (%r); mapping the rest in this process", exc)
-                    unfinished = [chunk, *(c for c, _ in in_flight)]
-                    in_flight.clear()
-                    for record in chain(chain.from_iterable(unfinished), records):
-                        yield record, fallback(record)
+                    unfinished = [chunk, *(c for c, _, _ in stream.in_flight)]
+                    stream.in_flight.clear()
+                    for record in chain(chain.from_iterable(unfinished), stream.records):
+                        yield record, stream.fallback(record)
                     return
-                fill()
+                stream.fill()
                 yield from zip(chunk, results)
         finally:
             self.close()
+
+
+class _Stream:
+    """One input's chunks in flight, in input order: the workers' (at most `window`) and the caller's."""
+
+    def __init__(self, pool: PreparePool, records: Iterator, fallback: Callable[[object], Prepared]):
+        self.pool = pool
+        self.records = records
+        self.fallback = fallback
+        self.in_flight: deque[tuple[list, Future, bool]] = deque()  # (chunk, its results, at a worker?)
+        self.at_workers = 0
+
+    def fill(self) -> None:
+        pool = self.pool
+        while self.at_workers < pool.window:
+            chunk = list(islice(self.records, pool.chunk))
+            if not chunk:
+                return
+            self.in_flight.append((chunk, pool._executor.submit(_prepare_chunk, chunk), True))
+            self.at_workers += 1
+
+    def share(self) -> None:
+        """While the chunk needed next is not ready: prepare the records after the queue here, and
+        queue them (a few chunks' worth at most: a hung worker must not make the queue grow for ever)."""
+        head, share, done_here = self.in_flight[0][1], self.pool.share, 0
+        while share and not head.done() and done_here < 4 * self.pool.chunk:
+            chunk = list(islice(self.records, share))
+            if not chunk:
+                return
+            here: Future = Future()
+            here.set_result([self.fallback(record) for record in chunk])
+            self.in_flight.append((chunk, here, False))
+            done_here += len(chunk)

@@ -122,6 +122,37 @@ def test_small_inputs_never_use_workers(tmp_path, validator, monkeypatch):
         bridge.close()
 
 
+@pytest.mark.parametrize("share", [4, 0])
+def test_the_importing_process_prepares_records_while_it_would_wait(tmp_path, validator, share):
+    """While the chunk it needs next is not back from a worker (here: the worker is still starting),
+    the importing process prepares the records after it itself; every record comes back once, in
+    input order, prepared as anywhere else. With `share=0` it only waits."""
+    generate("rio", tmp_path / "export", count=40, seed=8)
+    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    try:
+        adapter = build_adapter(bridge, "rio", "RV3")
+        records = list(adapter.records([tmp_path / "export"]))
+        here = []
+
+        def fallback(record):
+            here.append(record)
+            return prepare(record, adapter.map, validator)
+
+        pool = PreparePool(Recipe(Settings(), "rio", "RV3"), workers=1, chunk=16, share=share)
+        got = list(pool.prepared(records, fallback))
+        assert [id(record) for record, _ in got] == [id(record) for record in records]
+        first = pool.window * pool.chunk  # submitted to the worker before anything else
+        if share:
+            assert here and all(record not in records[:first] for record in here)
+        else:
+            assert here == []
+        alone = [prepare(record, adapter.map, validator) for record in records]
+        assert [(p.mapped.resources if p.mapped else None, p.mapping_errors, p.invalid) for _, p in got] == \
+            [(p.mapped.resources if p.mapped else None, p.mapping_errors, p.invalid) for p in alone]
+    finally:
+        bridge.close()
+
+
 @pytest.mark.parametrize("mapper, reason", [
     (lambda record: (_ for _ in ()).throw(ValueError("a bug")), "mapping failed: ValueError('a bug')"),
     (lambda record: type("M", (), {"resources": [], "problems": []})(), "the record mapped to nothing"),
