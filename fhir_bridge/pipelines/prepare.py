@@ -196,7 +196,12 @@ class _Stream:
             chunk = list(islice(self.records, pool.chunk))
             if not chunk:
                 return
-            self.in_flight.append((chunk, pool._executor.submit(_prepare_chunk, chunk), True))
+            try:
+                future = pool._executor.submit(_prepare_chunk, chunk)
+            except Exception as exc:  # noqa: BLE001 - the pool broke since the last result (a worker
+                future = Future()     # killed): _results falls back when it reaches this chunk
+                future.set_exception(exc)
+            self.in_flight.append((chunk, future, True))
             self.at_workers += 1
 
     def share(self) -> None:

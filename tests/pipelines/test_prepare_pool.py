@@ -153,6 +153,34 @@ def test_the_importing_process_prepares_records_while_it_would_wait(tmp_path, va
         bridge.close()
 
 
+def test_a_pool_that_broke_before_a_chunk_was_handed_over_costs_nothing(tmp_path, validator):
+    """A worker killed between two chunks breaks the pool: handing it the next chunk raises at once.
+    That chunk and the rest are prepared here, in order, like those of a worker that died with them."""
+    generate("rio", tmp_path / "export", count=10, seed=9)
+    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    try:
+        adapter = build_adapter(bridge, "rio", "RV3")
+        records = list(adapter.records([tmp_path / "export"]))
+        pool = PreparePool(Recipe(Settings(), "rio", "RV3"), workers=1, chunk=8, share=0)
+        pool.start()
+        pool._executor.submit(int).result()  # the worker is up ...
+        [worker] = pool._executor._processes
+        os.kill(worker, signal.SIGKILL)      # ... and killed
+        deadline = time.monotonic() + 20
+        while not pool._executor._broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        here = []
+
+        def fallback(record):
+            here.append(record)
+            return prepare(record, adapter.map, validator)
+
+        got = list(pool.prepared(records, fallback))
+        assert [id(record) for record, _ in got] == [id(record) for record in records] == [id(r) for r in here]
+    finally:
+        bridge.close()
+
+
 @pytest.mark.parametrize("mapper, reason", [
     (lambda record: (_ for _ in ()).throw(ValueError("a bug")), "mapping failed: ValueError('a bug')"),
     (lambda record: type("M", (), {"resources": [], "problems": []})(), "the record mapped to nothing"),
