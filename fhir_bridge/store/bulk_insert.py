@@ -3,13 +3,16 @@
 A write stores a dozen narrow rows per resource (history, index, score, care-access rows). Through
 SQLAlchemy's `insert()` each row's parameters are processed in Python one by one, which costs about
 a third as much again as SQLite's own insert; the driver's executemany with tuples in column order
-does not. One INSERT text per table and dialect, built once from the schema (its own names only).
+does not (on the driver's cursor: driver_statements.py). One INSERT text per table and dialect,
+built once from the schema (its own names only).
 """
 from __future__ import annotations
 
 from operator import itemgetter
 
 from sqlalchemy import Connection, Table
+
+from fhir_bridge.store.driver_statements import run_driver_sql
 
 __all__ = ["BulkInsert"]
 
@@ -35,4 +38,4 @@ class BulkInsert:
             parameters = [values(row) for row in rows]
         except KeyError:  # some rows leave columns out
             parameters = [values({**defaults, **row}) for row in rows]
-        connection.exec_driver_sql(sql, parameters)
+        run_driver_sql(connection, sql, parameters, many=True)

@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_bridge.store import schema
 from fhir_bridge.store.care_access_rows import ODS, people_of, relationships_of
+from fhir_bridge.store.driver_statements import DriverStatement
 
 __all__ = ["AccessScope", "visible", "AccessRowWriter", "people_of_keys", "related_people", "rebuild"]
 
@@ -44,9 +45,9 @@ def visible(type_column, id_column, scope: AccessScope) -> ColumnElement[bool]:
 # Built once: building a select and computing its cache key per call cost more than running it.
 _PEOPLE_OF_TYPE = select(_people.c.resource_id, _people.c.patient_id).where(
     _people.c.resource_type == bindparam("rtype"), _people.c.resource_id.in_(bindparam("ids", expanding=True)))
-_RELATED = select(_rels.c.patient_id).distinct().where(
+_RELATED = DriverStatement(select(_rels.c.patient_id).distinct().where(  # every session asks, twice
     _rels.c.partner == bindparam("partner"), _rels.c.patient_id.in_(bindparam("ids", expanding=True)),
-    or_(_rels.c.ends.is_(None), _rels.c.ends >= bindparam("now")))
+    or_(_rels.c.ends.is_(None), _rels.c.ends >= bindparam("now"))))
 _ORGANIZATION_BODY = select(_resources.c.body).where(
     _resources.c.resource_type == "Organization", _resources.c.resource_id == bindparam("org_id"),
     _resources.c.deleted.is_(False))
@@ -70,7 +71,7 @@ def related_people(connection: Connection, scope: AccessScope, patient_ids: Iter
     wanted = sorted(set(patient_ids))
     if not wanted:
         return set()
-    rows = connection.execute(_RELATED, {"partner": scope.partner, "ids": wanted, "now": scope.now})
+    rows = _RELATED.rows(connection, {"partner": scope.partner, "ids": wanted, "now": scope.now})
     return {row[0] for row in rows}
 
 

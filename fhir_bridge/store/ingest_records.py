@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from fhir_bridge.store import schema
+from fhir_bridge.store.driver_statements import DriverStatement
 
 _runs, _quarantine, _reviews = schema.import_runs, schema.quarantine, schema.identity_reviews
 _res, _strings, _dates = schema.resources, schema.string_index, schema.date_index
@@ -145,7 +146,7 @@ class IngestMixin:
         """Live Patients holding the identifier system|value: identity linking asks this for every
         record, so it is one indexed query rather than a search request."""
         with self._reading() as connection:
-            return sorted(set(connection.scalars(_WITH_IDENTIFIER, {"system": system, "code": value})))
+            return sorted({row[0] for row in _WITH_IDENTIFIER.rows(connection, {"system": system, "code": value})})
 
     def patients_matching(self, who: Demographics, birth_range: tuple[int, int]) -> tuple[list[str], list[str]]:
         """(exact, weaker): live Patients whose family, given, birth date and postcode all equal
@@ -153,12 +154,12 @@ class IngestMixin:
         postcode, which a person must look at. Two indexed queries: the Patients born that day,
         then their names and postcodes (few people share a birth date, so this stays small)."""
         with self._reading() as connection:
-            born = sorted(set(connection.scalars(_BORN_ON, {"low": birth_range[0], "high": birth_range[1]})))
+            born = sorted({row[0] for row in _BORN_ON.rows(connection, {"low": birth_range[0], "high": birth_range[1]})})
             if not born:
                 return [], []
             held: dict[str, dict[str, set[str]]] = {}
             for start in range(0, len(born), 500):
-                for row in connection.execute(_MATCHING_STRINGS, {"ids": born[start:start + 500]}):
+                for row in _MATCHING_STRINGS.rows(connection, {"ids": born[start:start + 500]}):
                     if row.param not in _MATCHED_PARAMS:
                         continue
                     value = row.normalized.replace(" ", "").upper() if row.param == "address-postalcode" else row.normalized
@@ -178,23 +179,24 @@ class IngestMixin:
 
 # No DISTINCT / ORDER BY in these two: either makes SQLite walk the owner index (rows in
 # resource_id order) over every Patient instead of the lookup index; duplicates are dropped in Python.
-_BORN_ON = (select(_dates.c.resource_id)
-            .join(_res, and_(_res.c.resource_type == _dates.c.resource_type, _res.c.resource_id == _dates.c.resource_id))
-            .where(_dates.c.resource_type == "Patient", _dates.c.param == "birthdate",
-                   _dates.c.low == bindparam("low"), _dates.c.high == bindparam("high"), _res.c.deleted.is_(False)))
+# Identity linking asks these for every record of an import: on the driver's cursor (driver_statements.py).
+_BORN_ON = DriverStatement(
+    select(_dates.c.resource_id)
+    .join(_res, and_(_res.c.resource_type == _dates.c.resource_type, _res.c.resource_id == _dates.c.resource_id))
+    .where(_dates.c.resource_type == "Patient", _dates.c.param == "birthdate",
+           _dates.c.low == bindparam("low"), _dates.c.high == bindparam("high"), _res.c.deleted.is_(False)))
 # The parameters are picked in Python, not SQL: with `param IN (...)` beside two or more ids SQLite
 # (no statistics) reads every Patient's names through the lookup index instead of these Patients'
 # rows through the owner index; at 37,000 Patients a lookup took 110 ms instead of 0.03 ms.
-_MATCHING_STRINGS = select(_strings.c.resource_id, _strings.c.param, _strings.c.normalized).where(
-    _strings.c.resource_type == "Patient", _strings.c.resource_id.in_(bindparam("ids", expanding=True)))
+_MATCHING_STRINGS = DriverStatement(select(_strings.c.resource_id, _strings.c.param, _strings.c.normalized).where(
+    _strings.c.resource_type == "Patient", _strings.c.resource_id.in_(bindparam("ids", expanding=True))))
 _MATCHED_PARAMS = frozenset({"family", "given", "address-postalcode"})
 _tokens = schema.token_index
-_WITH_IDENTIFIER = (select(_tokens.c.resource_id)
-                    .join(_res, and_(_res.c.resource_type == _tokens.c.resource_type,
-                                     _res.c.resource_id == _tokens.c.resource_id))
-                    .where(_tokens.c.resource_type == "Patient", _tokens.c.param == "identifier",
-                           _tokens.c.code == bindparam("code"), _tokens.c.system == bindparam("system"),
-                           _res.c.deleted.is_(False)))
+_WITH_IDENTIFIER = DriverStatement(
+    select(_tokens.c.resource_id)
+    .join(_res, and_(_res.c.resource_type == _tokens.c.resource_type, _res.c.resource_id == _tokens.c.resource_id))
+    .where(_tokens.c.resource_type == "Patient", _tokens.c.param == "identifier",
+           _tokens.c.code == bindparam("code"), _tokens.c.system == bindparam("system"), _res.c.deleted.is_(False)))
 
 
 def _owner(index):

@@ -33,6 +33,7 @@ from fhir_bridge.store import schema
 from fhir_bridge.store.bulk_insert import BulkInsert
 from fhir_bridge.store.care_access import AccessRowWriter, AccessScope, people_of_keys, related_people, visible
 from fhir_bridge.store.database import Database
+from fhir_bridge.store.driver_statements import DriverStatement
 from fhir_bridge.store.dialog_history import dialogs_of, dialogs_of_people
 from fhir_bridge.store.ingest_records import IngestMixin
 from fhir_bridge.store.outcome_fields import person_row
@@ -71,12 +72,13 @@ def _owner_is(table: Table):
 
 # Statements of the single-resource paths, built once: building a statement and computing its
 # cache key on every call costs several times what SQLite takes to run it.
-_CURRENT = select(_resources).where(_owner_is(_resources))
-_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+# The hottest ones (a session's and an import batch's) run on the driver's cursor (driver_statements.py).
+_CURRENT = DriverStatement(select(_resources).where(_owner_is(_resources)))
+_CURRENT_FOR_UPDATE = DriverStatement(_CURRENT.statement.with_for_update())
 _VERSION = select(_history).where(_owner_is(_history), _history.c.version_id == bindparam("version"))
-_SET_CURRENT = update(_resources).where(_owner_is(_resources)).values(
+_SET_CURRENT = DriverStatement(update(_resources).where(_owner_is(_resources)).values(
     version_id=bindparam("new_version"), last_updated=bindparam("new_updated"),
-    deleted=bindparam("new_deleted"), body=bindparam("new_body"))
+    deleted=bindparam("new_deleted"), body=bindparam("new_body")))
 _DELETE_INDEX_ROWS = {name: delete(table).where(_owner_is(table)) for name, table in schema.INDEX_TABLES.items()}
 _DELETE_SCORES = delete(_scores).where(_scores.c.response_id == bindparam("owner_id"))
 _DELETE_PERSON = delete(_people).where(_people.c.patient_id == bindparam("owner_id"))
@@ -89,8 +91,10 @@ _TYPES_A_QUERY = 6  # a write of several types (a DIALOG+ session: 4) reads them
 _OF_TYPES = {n: or_(*[
     and_(_resources.c.resource_type == bindparam(f"t{i}"), _resources.c.resource_id.in_(bindparam(f"ids{i}", expanding=True)))
     for i in range(n)]) for n in range(1, _TYPES_A_QUERY + 1)}
-_ROWS_OF_TYPES_FOR_UPDATE = {n: select(_resources).where(_OF_TYPES[n]).with_for_update() for n in _OF_TYPES}
-_LIVE_OF_TYPES = {n: select(_resources).where(_OF_TYPES[n], _resources.c.deleted.is_(False)) for n in _OF_TYPES}
+_ROWS_OF_TYPES_FOR_UPDATE = {n: DriverStatement(select(_resources).where(_OF_TYPES[n]).with_for_update())
+                             for n in _OF_TYPES}
+_LIVE_OF_TYPES = {n: DriverStatement(select(_resources).where(_OF_TYPES[n], _resources.c.deleted.is_(False)))
+                  for n in _OF_TYPES}
 _ref = schema.reference_index
 # Who refers to a resource, by the search index's reference rows (ix_reference_target): what a
 # Patient merge moves to the survivor.
@@ -101,11 +105,11 @@ _REFERRERS = (select(_ref.c.resource_type, _ref.c.resource_id).distinct()
 
 # Live resources of one type referring to one target by one reference parameter, by the index's
 # lookup rows: what a rule inside a write reads (a person's care plans) without a whole search.
-_LIVE_REFERRING = select(_resources).where(
+_LIVE_REFERRING = DriverStatement(select(_resources).where(
     _resources.c.resource_type == bindparam("owner_type"), _resources.c.deleted.is_(False),
     _resources.c.resource_id.in_(select(_ref.c.resource_id).where(
         _ref.c.resource_type == bindparam("owner_type"), _ref.c.param == bindparam("param"),
-        _ref.c.target_type == bindparam("target_type"), _ref.c.target_id == bindparam("target_id"))))
+        _ref.c.target_type == bindparam("target_type"), _ref.c.target_id == bindparam("target_id")))))
 
 
 class IncreasingClock:
@@ -242,7 +246,7 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
                 return self._fetch_stored(keys, own)
         found: dict[tuple[str, str], Stored] = {}
         for group in _grouped(_ids_by_type(keys)):
-            for row in connection.execute(_LIVE_OF_TYPES[len(group)], _group_parameters(group)):
+            for row in _LIVE_OF_TYPES[len(group)].rows(connection, _group_parameters(group)):
                 found[row.resource_type, row.resource_id] = _stored_from_current(row)
         return [found[key] for key in keys if key in found]
 
@@ -287,7 +291,7 @@ class UnitOfWork:
         """Live `resource_type` resources whose reference search parameter `param` points at
         target_type/target_id, in this transaction, by id: the search `param=target_type/target_id`
         without building one."""
-        rows = self._connection.execute(_LIVE_REFERRING, {"owner_type": resource_type, "param": param,
+        rows = _LIVE_REFERRING.rows(self._connection, {"owner_type": resource_type, "param": param,
                                                           "target_type": target_type, "target_id": target_id})
         return sorted((_stored_from_current(row) for row in rows), key=lambda stored: stored.resource_id)
 
@@ -422,7 +426,7 @@ class UnitOfWork:
             index_rows = {key: self._repo._indexer.rows(stored.resource) for key, (stored, _) in finals.items()}
             kept = self._kept_rows(stored_bodies, {key: stored.resource for key, (stored, _) in finals.items()}, index_rows)
             if replaced:
-                self._connection.execute(_SET_CURRENT, [{
+                _SET_CURRENT.execute_many(self._connection, [{
                     **_owner(s.resource_type, s.resource_id), "new_version": s.version_id,
                     "new_updated": s.last_updated, "new_deleted": False, "new_body": b} for s, b in replaced])
                 self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in replaced], kept=kept)
@@ -438,7 +442,7 @@ class UnitOfWork:
     def _locked_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         found: dict[tuple[str, str], Row] = {}
         for group in _grouped(_ids_by_type(dict.fromkeys(keys))):
-            for row in self._connection.execute(_ROWS_OF_TYPES_FOR_UPDATE[len(group)], _group_parameters(group)):
+            for row in _ROWS_OF_TYPES_FOR_UPDATE[len(group)].rows(self._connection, _group_parameters(group)):
                 found[row.resource_type, row.resource_id] = row
         return found
 
@@ -478,12 +482,12 @@ class UnitOfWork:
     def _locked_current(self, resource_type: str, resource_id: str) -> Row | None:
         # FOR UPDATE holds concurrent PostgreSQL writers of this resource until we commit;
         # SQLite compiles it away (the transaction already holds the database's write lock).
-        return self._connection.execute(_CURRENT_FOR_UPDATE, _owner(resource_type, resource_id)).first()
+        return _CURRENT_FOR_UPDATE.first(self._connection, _owner(resource_type, resource_id))
 
     def _set_current(self, stored: Stored, body: bytes | None) -> None:
-        self._connection.execute(_SET_CURRENT, {
+        _SET_CURRENT.execute_many(self._connection, [{
             **_owner(stored.resource_type, stored.resource_id), "new_version": stored.version_id,
-            "new_updated": stored.last_updated, "new_deleted": stored.deleted, "new_body": body})
+            "new_updated": stored.last_updated, "new_deleted": stored.deleted, "new_body": body}])
 
     def _claim(self, stored: Stored, body: bytes) -> bool:
         """Insert the current row of a new resource; False if another transaction got there first."""
@@ -655,7 +659,7 @@ def _history_row(stored: Stored, body: bytes | None) -> dict:
 
 
 def _read_current(connection: Connection, resource_type: str, resource_id: str) -> Stored:
-    row = connection.execute(_CURRENT, _owner(resource_type, resource_id)).first()
+    row = _CURRENT.first(connection, _owner(resource_type, resource_id))
     if row is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
     if row.deleted:

@@ -81,7 +81,7 @@ def test_identity_lookups_use_the_indexes_that_keep_them_small(tmp_path):
                     (ingest_records._BORN_ON, {"low": 1, "high": 2}, "ix_date_lookup"),
                     (ingest_records._MATCHING_STRINGS, {"ids": ["a", "b", "c"]}, "ix_string_owner"),
                     (ingest_records._WITH_IDENTIFIER, {"system": "s", "code": "c"}, "ix_token_lookup")):
-                state = statement.compile(dialect=connection.dialect).construct_expanded_state(parameters)
+                state = statement.statement.compile(dialect=connection.dialect).construct_expanded_state(parameters)
                 values = tuple(state.parameters[name] for name in state.positiontup)
                 plan = " | ".join(row[-1] for row in connection.exec_driver_sql(
                     f"EXPLAIN QUERY PLAN {state.statement}", values))
