@@ -3,11 +3,11 @@
 A DIALOG+ session or an import batch runs a dozen prebuilt statements (a current row by its key, a
 person's plans, their care relationships) whose own work in SQLite is a few microseconds, while
 SQLAlchemy's execution path around each (compiled-cache lookup, expanding IN lists, parameter
-processing, result objects) costs several times that: on this path a session took ~15% less CPU. A `DriverStatement` is
-compiled once per dialect, and per length of each of its IN lists, to the driver's SQL; it runs on
-the DBAPI connection of the SQLAlchemy Connection in hand, inside its transaction. Driver errors
-become SQLAlchemy's exceptions (IntegrityError ...), as on the usual path, and `before_cursor_execute`
-listeners still see every statement.
+processing, result objects) costs several times that: on this path a session takes ~15% less CPU.
+A `DriverStatement` is compiled once per dialect, and per length of each of its IN lists, to the
+driver's SQL; it runs on the DBAPI connection of the SQLAlchemy Connection in hand, inside its
+transaction. Driver errors become SQLAlchemy's exceptions (IntegrityError ...), as on the usual
+path, and `before_cursor_execute` listeners still see every statement.
 
     rows = CURRENT.rows(connection, {"owner_type": "Patient", "owner_id": "p1"})   # named tuples
 """
