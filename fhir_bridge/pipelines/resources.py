@@ -170,7 +170,8 @@ class ResourceService:
     def put_many_validated(self, resources: list[dict], caller: Caller, *, uow) -> list[WriteResult]:
         """put_validated for a batch (the import pipeline's unit of work): one bulk write, and one
         Provenance per activity (created, updated) naming every resource the batch changed."""
-        guarded = self._guarded_batch(uow, caller, self._allowed(uow, caller, [_custodian(r, caller) for r in resources]))
+        allowed = self._allowed(uow, caller, [_custodian(r, caller) for r in resources])
+        guarded = self._guarded_batch(uow, caller, allowed)
         return uow.put_many(guarded, then=lambda results: self._provenances(results, caller))
 
     def put_checked(self, writes: list[tuple[dict, int | None]], caller: Caller, *, uow) -> list[WriteResult]:
