@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 import base64
+from functools import partial
 
+import anyio
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from fhir_bridge.api import context as ctx
@@ -46,9 +47,9 @@ async def dialog_plus_session(request: Request, patient_id: str) -> Response:
     if body.get("resourceType") != "Parameters":
         raise InputError(f"$dialog-plus-session takes a Parameters resource, not a {body.get('resourceType')!r}",
                          expression="resourceType")
-    bridge = ctx.state(request).bridge
-    result = await run_in_threadpool(bridge.careplans.record, patient_id, body, who,
-                                     based_on_version=ctx.if_match(request))
+    state = ctx.state(request)
+    record = partial(state.bridge.careplans.record, patient_id, body, who, based_on_version=ctx.if_match(request))
+    result = await anyio.to_thread.run_sync(record, limiter=state.session_limiter)
     response = ctx.written(request, result.plan, 200, [])
     response.headers["Content-Location"] = f"{ctx.base_url(request)}/{result.plan.location}"
     return response

@@ -5,9 +5,10 @@ the thread pool.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 
+import anyio
 from fastapi import Request
 from fastapi.responses import Response
 
@@ -30,6 +31,10 @@ class ApiState:
     tokens: TokenStore | None       # None: authentication switched off (--insecure-dev)
     max_body_bytes: int
     resource_types: frozenset[str]
+    # DIALOG+ sessions run one at a time in a server process, queued in the event loop: they are
+    # CPU work under one GIL whose writes queue on the one writer anyway, and 4 threads at once only
+    # traded the GIL (10 clients, bench/careplan.py: ~10% more CPU a session, p95 +30% on 2 workers).
+    session_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
 
 
 def state(request: Request) -> ApiState:

@@ -4,6 +4,8 @@ the session in one unit of work, bad input refused with nothing stored, one open
 from __future__ import annotations
 
 import base64
+import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -330,6 +332,30 @@ def test_a_write_that_loses_the_race_is_merged_again(client, auth, people, ratin
     more = session(domain("friendships", action("Call Ola", people.me)), date="2024-03-01T10:00:00Z")
     assert expect(post(client, people.rosa, more, auth), 200)["meta"]["versionId"] == "2"
     assert len(calls) == 2
+
+
+def test_sessions_run_one_at_a_time_in_a_server_process(client, auth, bridge, people, ratings, monkeypatch):
+    """Concurrent sessions queue for the one session thread (they would only trade the GIL and wait
+    for the one writer); reads meanwhile still have the thread pool."""
+    expect(post(client, people.rosa, first_session(people, ratings), auth), 200)
+    real, running, most = bridge.careplans.record, [0], [0]
+
+    def slow_record(*args, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.05)  # long enough for the others to arrive
+            return real(*args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(bridge.careplans, "record", slow_record)
+    sessions = [session(domain("friendships", action(f"Call friend {n}", people.me)), date=f"2024-03-0{n + 1}T10:00:00Z")
+                for n in range(5)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda s: post(client, people.rosa, s, auth).status_code, sessions))
+        assert client.get(f"/fhir/Patient/{people.rosa}", headers=auth).status_code == 200
+    assert answers == [200] * 5 and most[0] == 1
 
 
 # -- the page -----------------------------------------------------------------------------------------------
