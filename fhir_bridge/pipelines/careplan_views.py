@@ -9,7 +9,7 @@ from fhir_bridge.careplan.codes import CRISIS_PLAN, MAIN_PLAN, OPEN_STATUSES, PL
 from fhir_bridge.careplan.narrative import with_text
 from fhir_bridge.store.repository import read_if_live
 
-__all__ = ["plan_type", "is_dialog_plus", "local_id", "gather", "with_narrative", "render_page", "open_plans_query",
+__all__ = ["plan_type", "is_dialog_plus", "local_id", "gather", "with_narrative", "render_page",
            "main_plans", "open_main_plans"]
 
 
@@ -37,23 +37,16 @@ def local_id(reference: object, resource_type: str) -> str | None:
     return rest or None
 
 
-def open_plans_query(patient_id: str) -> list[tuple[str, str]]:
-    """Search parameters for a person's open DIALOG+ plans, main and crisis: keep the main ones with
-    `main_plans` (there should be one at most). The type is not a search criterion: next to the
-    subject, SQLite probes a `category` token through the index by code, which holds every plan of
-    that type, and the lookup grew with the number of people (~5 ms at 10,000)."""
-    return [("subject", f"Patient/{patient_id}"), ("status", ",".join(OPEN_STATUSES)), ("_count", "50")]
-
-
 def main_plans(found: list) -> list:
     """The main (type 10) plans among stored CarePlans."""
     return [stored for stored in found if plan_type(stored.resource) == MAIN_PLAN]
 
 
-def open_main_plans(uow, patient_id: str) -> list:
+def open_main_plans(reader, patient_id: str) -> list:
     """A person's open main DIALOG+ plans (one at most, normally) as a unit of work or snapshot sees
-    them, by one prebuilt query on the subject reference instead of a search."""
-    return main_plans([s for s in uow.referring("CarePlan", "subject", "Patient", patient_id)
+    them (or the repository, in a read of its own), by one prebuilt query on the subject reference
+    instead of a search."""
+    return main_plans([s for s in reader.referring("CarePlan", "subject", "Patient", patient_id)
                        if s.resource.get("status") in OPEN_STATUSES])
 
 

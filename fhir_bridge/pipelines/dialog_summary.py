@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
 from fhir_bridge.careplan.codes import CRISIS_PLAN, DOMAIN_EXT, DOMAIN_SYSTEM, OPEN_STATUSES, RECORDING_ORG_EXT
-from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query, plan_type
+from fhir_bridge.pipelines.careplan_views import open_main_plans, plan_type
 from fhir_bridge.pipelines.patient_links import surviving_patient
 from fhir_bridge.store.schema import DIALOG_DOMAINS
 from fhir_bridge.store.repository import read_if_live
@@ -42,7 +42,7 @@ def dialog_summary(repository, find: Callable[[str, list[tuple[str, str]]], list
         last["part"].append({"name": "nextPromFrom", "valueDate": after.date().isoformat()})
         parameters.append(last)
     parameters += _trajectories(dated, domains)
-    parameters += _plan(find, patient_id)
+    parameters += _plan(repository, find, patient_id)
     return {"resourceType": "Parameters", "parameter": parameters}
 
 
@@ -92,8 +92,8 @@ def _trajectories(rows: list[dict], domains: Sequence[tuple[str, str]]) -> list[
     return out
 
 
-def _plan(find, patient_id: str) -> list[dict]:
-    plans = main_plans(find("CarePlan", open_plans_query(patient_id)))
+def _plan(repository, find, patient_id: str) -> list[dict]:
+    plans = open_main_plans(repository, patient_id)
     if not plans:
         return []
     plan = plans[0].resource

@@ -26,7 +26,7 @@ from fhir_bridge.careplan.merge import KEY_WORKER_PART
 from fhir_bridge.errors import BridgeError, Forbidden, Unprocessable
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, issues_from_outcome
-from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query
+from fhir_bridge.pipelines.careplan_views import open_main_plans
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller
 
 __all__ = ["SESSION_REFUSED", "held_session", "record_held_session", "record_session"]
@@ -55,8 +55,7 @@ def record_session(ingest, record, mapped, *, decision: tuple[str, str] | None =
     response = next(r for r in linked if r.get("resourceType") == "QuestionnaireResponse")
     parameters = _for_person(mapped.session, mapped_patient.get("id"), patient["id"])
     bridge = ingest.bridge
-    has_plan = bool(main_plans(bridge.repository.search(bridge.search_request(
-        "CarePlan", open_plans_query(patient["id"]))).matches))
+    has_plan = bool(open_main_plans(bridge.repository, patient["id"]))
     kept = [p for p in parameters["parameter"] if not (has_plan and p.get("name") == "keyWorker")]
     parameters = {**parameters, "parameter": [{"name": "response", "resource": response}, *kept]}
     try:

@@ -174,6 +174,11 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
         with self._reading() as connection:
             return _read_current(connection, resource_type, resource_id)
 
+    def referring(self, resource_type: str, param: str, target_type: str, target_id: str) -> list[Stored]:
+        """As UnitOfWork.referring, in a read transaction of its own."""
+        with self.snapshot() as view:
+            return view.referring(resource_type, param, target_type, target_id)
+
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
         """One version; NotFound if there is no such version, Gone if that version is a deletion."""
         with self._reading() as connection:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fhir_bridge.careplan.codes import ROLE_SYSTEM
-from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query
+from fhir_bridge.pipelines.careplan_views import open_main_plans
 from fhir_bridge.synth.vcse import CSV_COLUMNS
 from tests.api.conftest import nhs_number
 from tests.api.helpers import expect
@@ -48,7 +48,7 @@ def ingest(client, headers, source: str, data: bytes, title: str) -> dict:
 def snapshot(bridge, person: str) -> tuple:
     """What the store says of a person: their Patient's version, their responses, their plan's version."""
     responses = sorted(s.resource_id for s in bridge.find("QuestionnaireResponse", [("subject", f"Patient/{person}")]))
-    plans = [(p.resource_id, p.version_id) for p in main_plans(bridge.find("CarePlan", open_plans_query(person)))]
+    plans = [(p.resource_id, p.version_id) for p in open_main_plans(bridge.repository, person)]
     return bridge.repository.read("Patient", person).version_id, responses, plans
 
 

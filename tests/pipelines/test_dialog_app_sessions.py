@@ -16,7 +16,7 @@ from fhir_bridge.bridge import Bridge
 from fhir_bridge.config import Settings
 from fhir_bridge.fhir.codec import dumps_json
 from fhir_bridge.mapping import MappingEngine, load_mappings
-from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query
+from fhir_bridge.pipelines.careplan_views import open_main_plans
 from fhir_bridge.pipelines.ingest import Ingest, SessionRecord, SourceRecord, resolve_review
 from fhir_bridge.pipelines.ingest_sessions import held_session
 from fhir_bridge.pipelines.quarantine_retry import RESOLVED, retry_entries
@@ -99,7 +99,7 @@ def search(bridge, resource_type: str, params: list[tuple[str, str]]) -> list[di
 
 
 def plan_of(bridge, patient_id: str) -> dict:
-    [plan] = main_plans(bridge.find("CarePlan", open_plans_query(patient_id)))
+    [plan] = open_main_plans(bridge.repository, patient_id)
     return plan.resource
 
 

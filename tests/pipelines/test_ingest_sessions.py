@@ -12,7 +12,7 @@ import pytest
 from fhir_bridge.bridge import Bridge
 from fhir_bridge.config import Settings
 from fhir_bridge.mapping import MappingEngine, load_mappings
-from fhir_bridge.pipelines.careplan_views import main_plans, open_plans_query
+from fhir_bridge.pipelines.careplan_views import open_main_plans
 from fhir_bridge.pipelines.ingest import Ingest
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.pipelines.source_vcse import VcseSource
@@ -59,7 +59,7 @@ def run(bridge, source, paths):
 
 
 def plan_of(bridge, patient_id: str) -> dict:
-    [plan] = main_plans(bridge.find("CarePlan", open_plans_query(patient_id)))
+    [plan] = open_main_plans(bridge.repository, patient_id)
     return plan.resource
 
 
