@@ -24,8 +24,10 @@ are not limited by relationships; their SMART scopes still apply.
 Imports meet the same rule (`check_writes`, one look-up a batch): a partner's `$ingest` upload may
 register new people but changes nobody else's records, so a record about a person it has no
 relationship with is quarantined (reason `access`) rather than stored. What an operator runs on
-the machine - `fhir-bridge import`, the trust's MLLP feed, `quarantine retry` - runs as
-`operator_caller`: the organisation it names, not limited, as the operator holds the store itself.
+the machine - `fhir-bridge import`, the trust's MLLP feed - runs as `operator_caller`: the
+organisation it names, not limited, as the operator holds the store itself. `quarantine retry` of a
+partner's upload runs as `partner_caller`, as limited as the upload was: an operator's routine retry
+must not store what the partner could not.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from fhir_bridge.store.care_access_rows import UNRESOLVED, people_of
 from fhir_bridge.store.types import Stored
 from fhir_bridge.store.repository import read_if_live
 
-__all__ = ["ALL_PEOPLE_SCOPE", "CareAccess", "operator_caller", "with_custodian"]
+__all__ = ["ALL_PEOPLE_SCOPE", "CareAccess", "limited", "operator_caller", "partner_caller", "with_custodian"]
 
 ALL_PEOPLE_SCOPE = "access/all-people"
 
@@ -48,6 +50,17 @@ def operator_caller(organization: str) -> Caller:
     """Whom an import an operator runs writes as: `organization` (its Provenance names it), not
     limited by care relationships."""
     return Caller(organization, organization, None, frozenset({ALL_PEOPLE_SCOPE}))
+
+
+def partner_caller(organization: str) -> Caller:
+    """Whom a retry of a partner's quarantined upload writes as: that partner, limited by its care
+    relationships as they are at the retry."""
+    return Caller(organization, organization, None, frozenset())
+
+
+def limited(caller: Caller) -> bool:
+    """Whether the caller sees and changes only the people it has a care relationship with."""
+    return ALL_PEOPLE_SCOPE not in caller.scopes and caller != SYSTEM_CALLER
 
 
 class CareAccess:
@@ -59,9 +72,7 @@ class CareAccess:
 
     def scope(self, caller: Caller) -> AccessScope | None:
         """What limits the caller's view (for searches and history); None: every person."""
-        if ALL_PEOPLE_SCOPE in caller.scopes or caller == SYSTEM_CALLER:
-            return None
-        return AccessScope(caller.partner, self.clock())
+        return AccessScope(caller.partner, self.clock()) if limited(caller) else None
 
     # -- reading ---------------------------------------------------------------------------------------
     def check_read(self, caller: Caller, stored: Stored, reader=None) -> Stored:

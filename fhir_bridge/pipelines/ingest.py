@@ -16,6 +16,7 @@ has stored (RiO) does that in `place`, here, in input order.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -31,6 +32,7 @@ from fhir_bridge.errors import BridgeError, Forbidden
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.bulk_gc import fewer_collections
+from fhir_bridge.pipelines.care_access import limited
 from fhir_bridge.pipelines.identity import NO_PENDING, SOURCE_BASE, Disagreement, PendingPatients
 from fhir_bridge.pipelines.ingest_sessions import SESSION_REFUSED, held_session, record_held_session, record_session
 from fhir_bridge.pipelines.patient_merge import merge_patients
@@ -302,7 +304,7 @@ class Ingest:
         digest = hashlib.sha256(record.raw).hexdigest()
         entry = QuarantineEntry(str(uuid.uuid5(QUARANTINE_NAMESPACE, f"{record.source}|{record.location}|{digest}")),
                                 self.report.run_id, record.source, record.location[:512], reason, record.raw,
-                                dumps_json(operation_outcome(issues)), self.clock(), context=record.context)
+                                dumps_json(operation_outcome(issues)), self.clock(), context=self._retry_context(record))
         self.bridge.repository.quarantine_record(entry)
         if self.quarantine_file is not None:
             self.quarantine_file.parent.mkdir(parents=True, exist_ok=True)
@@ -312,6 +314,13 @@ class Ingest:
                                         "outcome": loads_json(entry.outcome)}) + b"\n")
         self.report.quarantined[reason] += 1
         return f"quarantined:{reason}"
+
+    def _retry_context(self, record: SourceRecord) -> str | None:
+        """The record's context for `quarantine retry`; a partner's upload's says so (`limited`): its
+        retry writes as that partner, as limited by care relationships (pipelines/care_access.py)."""
+        if record.context is None or not limited(self.caller):
+            return record.context
+        return json.dumps({**json.loads(record.context), "limited": True}, ensure_ascii=False, sort_keys=True)
 
     def _merge(self, record: SourceRecord, request) -> str:
         """Two people merged into one (HL7 ADT^A40), in a unit of work of its own: see

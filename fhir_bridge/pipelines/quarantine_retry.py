@@ -20,6 +20,11 @@ A retry is a run like an import, one per source and importing organisation (the 
 that organisation, the Provenance names it): its report counts the retried records (in = resolved
 + still quarantined) and its JSON lines file lists those still quarantined. Earlier runs' files
 are their logs and are not rewritten: the store says what is open now.
+
+A partner's upload (`$ingest`) is retried as that partner (`partner_caller`), limited by its care
+relationships as they are now: its entries say so (`limited` in their context; an entry quarantined
+for `access` before contexts said so can only be one). What the partner could not store, an
+operator's retry does not store either; once the partner is on the person's care team, it does.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from fhir_bridge.errors import InputError
 from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.ingest import STATUSES, RunReport, SourceRecord
-from fhir_bridge.pipelines.care_access import operator_caller
+from fhir_bridge.pipelines.care_access import operator_caller, partner_caller
 from fhir_bridge.pipelines.source_records import NotRetryable, Unreadable, retry_context
 from fhir_bridge.store.ingest_records import QuarantineEntry
 
@@ -66,12 +71,14 @@ def retry_entries(bridge, entries: Iterable[QuarantineEntry], *,
             results.append(Retried(entry, ALREADY, f"by run {entry.resolved_run}", entry.resolved_run))
             continue
         try:
-            groups.setdefault((entry.source, retry_context(entry)["organization"]), []).append(entry)
+            context = retry_context(entry)
+            partners = bool(context.get("limited")) or entry.reason == "access"
+            groups.setdefault((entry.source, context["organization"], partners), []).append(entry)
         except NotRetryable as exc:
             results.append(Retried(entry, CANNOT, exc.message))
     reports: list[RunReport] = []
     engine = None
-    for (source, organization), group in groups.items():
+    for (source, organization, partners), group in groups.items():
         if engine is None:  # loaded once, and only when something is retried
             engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
         try:
@@ -79,7 +86,8 @@ def retry_entries(bridge, entries: Iterable[QuarantineEntry], *,
         except InputError as exc:  # a source this fhir-bridge does not import (any more)
             results += [Retried(entry, CANNOT, exc.message) for entry in group]
             continue
-        ingest = ingest_for(bridge, adapter, operator_caller(organization), quarantine_dir=quarantine_dir)
+        caller = partner_caller(organization) if partners else operator_caller(organization)
+        ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir)
         if _retry_group(ingest, adapter, group, results):
             reports.append(ingest.report)
     return results, reports

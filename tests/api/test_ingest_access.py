@@ -7,13 +7,18 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fhir_bridge.careplan.codes import ROLE_SYSTEM
+from fhir_bridge.pipelines.care_access import operator_caller
 from fhir_bridge.pipelines.careplan_views import open_main_plans
+from fhir_bridge.pipelines.quarantine_retry import RESOLVED, STILL, retry_entries
+from fhir_bridge.pipelines.sources import run_import
 from fhir_bridge.synth.vcse import CSV_COLUMNS
 from tests.api.conftest import nhs_number
 from tests.api.helpers import expect
@@ -69,15 +74,56 @@ def test_an_upload_about_someone_the_partner_does_not_care_for_is_quarantined(cl
     assert bridge.repository.read("Patient", rosa.id).resource["name"][0]["family"] == "Pemberton"
 
 
-def test_the_same_upload_from_a_partner_on_the_care_team_is_stored(client, bridge, partners, rosa):
+def vcse_joins_the_care_team(client, partners, rosa) -> None:
+    """The trust, which holds Rosa's record, adds the VCSE organisation to her care team."""
     team = expect(client.get(f"/fhir/{rosa.plan['careTeam'][0]['reference']}", headers=partners.trust), 200)
     team["participant"].append({"role": [{"coding": [{"system": ROLE_SYSTEM, "code": "vcse-worker"}]}],
                                 "member": {"type": "Organization", "display": VCSE[1],
                                            "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code",
                                                           "value": VCSE[0]}}})
     expect(client.put(f"/fhir/CareTeam/{team['id']}", json=team, headers=partners.trust), 200)
+
+
+def test_the_same_upload_from_a_partner_on_the_care_team_is_stored(client, bridge, partners, rosa):
+    vcse_joins_the_care_team(client, partners, rosa)
     counts = ingest(client, partners.vcse, "vcse", vcse_csv(NHSNumber=ROSA_NHS), "sessions.csv")
     assert counts["quarantined"] == 0 and len(snapshot(bridge, rosa.id)[1]) == 2
+
+
+@pytest.mark.parametrize("flagged", [True, False], ids=["entry-says-limited", "older-access-entry"])
+def test_an_operators_retry_stores_a_partners_upload_only_once_the_partner_may(client, bridge, partners, rosa,
+                                                                                flagged):
+    """`quarantine retry` is an operator's command, but what it retries of a partner's upload is
+    written as that partner: a routine retry must not store what the partner could not."""
+    ingest(client, partners.vcse, "vcse", vcse_csv(NHSNumber=ROSA_NHS), "sessions.csv")
+    [entry] = bridge.repository.quarantined()
+    assert json.loads(entry.context)["limited"] is True
+    if not flagged:  # quarantined before entries said whose limits apply: `access` alone says it
+        context = {k: v for k, v in json.loads(entry.context).items() if k != "limited"}
+        bridge.repository.quarantine_record(replace(entry, context=json.dumps(context)))
+    before = snapshot(bridge, rosa.id)
+
+    [result], _ = retry_entries(bridge, bridge.repository.quarantined())
+    assert (result.outcome, result.detail.split(":")[0]) == (STILL, "access")
+    assert snapshot(bridge, rosa.id) == before
+
+    vcse_joins_the_care_team(client, partners, rosa)
+    [result], _ = retry_entries(bridge, bridge.repository.quarantined())
+    assert result.outcome == RESOLVED and len(snapshot(bridge, rosa.id)[1]) == 2
+
+
+def test_a_retry_of_an_operators_import_is_not_limited(bridge, rosa, tmp_path):
+    """The trust's own import, quarantined for its data, is retried as the operator ran it."""
+    data = vcse_csv(NHSNumber=ROSA_NHS, **{"Mental health rating": "9"})  # not a rating: quarantined
+    (tmp_path / "sessions.csv").write_bytes(data)
+    report = run_import(bridge, "vcse", [tmp_path / "sessions.csv"], organization=VCSE[0],
+                        caller=operator_caller(VCSE[0]), quarantine_dir=None)
+    [entry] = bridge.repository.quarantined()
+    assert report.quarantined == {"mapping": 1} and "limited" not in json.loads(entry.context)
+    assert entry.raw.count(b",9,") == 1
+    bridge.repository.quarantine_record(replace(entry, raw=entry.raw.replace(b",9,", b",4,")))  # the row fixed
+    [result], _ = retry_entries(bridge, bridge.repository.quarantined())
+    assert result.outcome == RESOLVED, result.detail  # VCSE has no relationship with Rosa: not limited
 
 
 def test_a_partner_registers_a_new_person_by_upload_and_holds_their_record(client, bridge, partners, rosa):
