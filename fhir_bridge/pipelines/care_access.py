@@ -27,7 +27,8 @@ relationship with is quarantined (reason `access`) rather than stored. What an o
 the machine - `fhir-bridge import`, the trust's MLLP feed - runs as `operator_caller`: the
 organisation it names, not limited, as the operator holds the store itself. `quarantine retry` of a
 partner's upload runs as `partner_caller`, as limited as the upload was: an operator's routine retry
-must not store what the partner could not.
+must not store what the partner could not. Nor does `identity link`, which decides whose records
+wait in a review, not who may write them: they are stored as whoever imported them.
 """
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.bulk_gc import fewer_collections
 from fhir_bridge.pipelines.care_access import limited
 from fhir_bridge.pipelines.identity import NO_PENDING, SOURCE_BASE, Disagreement, PendingPatients
-from fhir_bridge.pipelines.ingest_sessions import SESSION_REFUSED, held_session, record_held_session, record_session
+from fhir_bridge.pipelines.ingest_sessions import (SESSION_REFUSED, held_caller, held_session, importer,
+                                                   record_held_session, record_session)
 from fhir_bridge.pipelines.patient_merge import merge_patients
 from fhir_bridge.pipelines.prepare import Prepared, PreparePool, prepare
 from fhir_bridge.pipelines.progress import Progress
@@ -229,17 +230,20 @@ class Ingest:
         batch.clear()
         self.pending.clear()
 
-    def store(self, record: SourceRecord, resources: list[dict], *, decision: tuple[str, str] | None = None) -> str:
+    def store(self, record: SourceRecord, resources: list[dict], *, decision: tuple[str, str] | None = None,
+              caller: Caller | None = None) -> str:
         """Link the person (or hold the record for review) and store everything in one unit of work.
         `decision` is a person's answer to a review, applied without matching again:
-        ("link", patient id) or ("new", id for the new Patient)."""
+        ("link", patient id) or ("new", id for the new Patient). `caller`: whom to store as, if not
+        the run's (a held record's importer)."""
         linked = self._link(record, resources, decision)
-        return linked if isinstance(linked, str) else self._store_linked(record, linked)
+        return linked if isinstance(linked, str) else self._store_linked(record, linked, caller or self.caller)
 
-    def _store_linked(self, record: SourceRecord, linked: list[dict]) -> str:
+    def _store_linked(self, record: SourceRecord, linked: list[dict], caller: Caller | None = None) -> str:
+        caller = caller or self.caller
         try:
             with self.bridge.repository.unit_of_work() as uow:
-                results = [self.bridge.resources.put_validated(resource, self.caller, uow=uow) for resource in linked]
+                results = [self.bridge.resources.put_validated(resource, caller, uow=uow) for resource in linked]
         except BridgeError as exc:  # refused by the care-access policy (a partner's upload), or by the store
             reason = "access" if isinstance(exc, Forbidden) else "store"
             return self._quarantine(record, reason, [Issue("error", exc.code, exc.message, exc.expression)])
@@ -296,7 +300,8 @@ class Ingest:
         """The record waits for a person to say whose it is; a DIALOG+ session it carries
         (SessionRecord) waits with it, for `resolve_review` to record (pipelines/ingest_sessions.py)."""
         key = record.source_key or record.location
-        waiting = {"location": record.location, "resources": resources, **held_session(record, self.caller)}
+        waiting = {"location": record.location, "resources": resources, "caller": held_caller(self.caller),
+                   **held_session(record)}
         self.bridge.repository.add_review(Review(_review_id(record, resources), record.source, key, reason, tuple(candidates),
                                                  dumps_json(waiting), self.clock()))
 
@@ -345,7 +350,8 @@ class SessionRecord(SourceRecord):
 
 def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> str:
     """A person's decision on a review: these records are `patient_id`'s (or, with None, a new
-    person's). The waiting records are stored; the review is closed. A DIALOG+ session waiting with
+    person's). The waiting records are stored as whoever imported them (a partner's upload within
+    its care relationships: refused for access, the review stays open); the review is closed. A DIALOG+ session waiting with
     them is recorded into that person's plan (pipelines/ingest_sessions.py); if the plan refuses it,
     the record is quarantined with reason `session` and the decision stands all the same."""
     repo = ingest.bridge.repository
@@ -364,7 +370,7 @@ def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> st
         status = record_held_session(ingest, review, held, decision)
     else:
         record = SourceRecord(review.source, held["location"], review.waiting, None, review.source_key)
-        status = ingest.store(record, held["resources"], decision=decision)
+        status = ingest.store(record, held["resources"], decision=decision, caller=importer(held.get("caller") or {}))
     if not status.startswith("quarantined") or status == SESSION_REFUSED:
         repo.resolve_review(review_id, state, linked)
     return status

@@ -29,7 +29,7 @@ from fhir_bridge.fhir.outcome import Issue, issues_from_outcome
 from fhir_bridge.pipelines.careplan_views import open_main_plans
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller
 
-__all__ = ["SESSION_REFUSED", "held_session", "record_held_session", "record_session"]
+__all__ = ["SESSION_REFUSED", "held_caller", "held_session", "importer", "record_held_session", "record_session"]
 
 SESSION_REFUSED = "quarantined:session"
 NO_KEY_WORKER = ("The import names no key worker, so it cannot start the person's plan: once a partner has "
@@ -88,9 +88,9 @@ def _for_person(parameters: dict, mapped_id: str | None, patient_id: str) -> dic
 
 
 # -- a session waiting in an identity review ----------------------------------------------------------
-def held_session(record, caller: Caller) -> dict:
-    """What an identity review holds, beside the mapped resources, of a record that carries a
-    session (ingest.SessionRecord): {} for any other record."""
+def held_session(record) -> dict:
+    """What an identity review holds, beside the mapped resources and their importer, of a record
+    that carries a session (ingest.SessionRecord): {} for any other record."""
     session = getattr(record, "session", None)
     if session is None:
         return {}
@@ -98,8 +98,24 @@ def held_session(record, caller: Caller) -> dict:
         raw = {"raw": record.raw.decode("utf-8")}
     except UnicodeDecodeError:
         raw = {"rawBase64": base64.b64encode(record.raw).decode("ascii")}
-    return {"session": session, **raw, "context": record.context,
-            "caller": {"partner": caller.partner, "name": caller.partner_name, "user": caller.user}}
+    return {"session": session, **raw, "context": record.context}
+
+
+def held_caller(caller: Caller) -> dict:
+    """Whom a record held for an identity review was imported as, scopes included: resolving the
+    review stores it with that authority (a partner's upload as limited by care relationships)."""
+    return {"partner": caller.partner, "name": caller.partner_name, "user": caller.user,
+            "scopes": sorted(caller.scopes)}
+
+
+def importer(who: dict) -> Caller | None:
+    """The caller a held record was imported as (None: not known, the resolver's caller is used).
+    Reviews held before scopes were kept give none: limited, as a partner's upload."""
+    if not who.get("partner"):
+        return None
+    if who["partner"] == SYSTEM_CALLER.partner:
+        return SYSTEM_CALLER
+    return Caller(who["partner"], who.get("name") or "", who.get("user"), frozenset(who.get("scopes") or ()))
 
 
 @dataclass(frozen=True)
@@ -117,13 +133,4 @@ def record_held_session(ingest, review, held: dict, decision: tuple[str, str]) -
     raw = held["raw"].encode("utf-8") if "raw" in held else base64.b64decode(held.get("rawBase64", ""))
     record = SourceRecord(review.source, held["location"], raw, None, review.source_key, held.get("context"))
     return record_session(ingest, record, _Held(held["resources"], held["session"]), decision=decision,
-                          caller=_importer(held.get("caller") or {}))
-
-
-def _importer(who: dict) -> Caller | None:
-    """The partner a held record was imported as (None: not known, the resolver's caller is used)."""
-    if not who.get("partner"):
-        return None
-    if who["partner"] == SYSTEM_CALLER.partner:
-        return SYSTEM_CALLER
-    return Caller(who["partner"], who.get("name") or "", who.get("user"))
+                          caller=importer(held.get("caller") or {}))

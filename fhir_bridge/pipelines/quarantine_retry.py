@@ -72,13 +72,13 @@ def retry_entries(bridge, entries: Iterable[QuarantineEntry], *,
             continue
         try:
             context = retry_context(entry)
-            partners = bool(context.get("limited")) or entry.reason == "access"
-            groups.setdefault((entry.source, context["organization"], partners), []).append(entry)
+            as_partner = bool(context.get("limited")) or entry.reason == "access"
+            groups.setdefault((entry.source, context["organization"], as_partner), []).append(entry)
         except NotRetryable as exc:
             results.append(Retried(entry, CANNOT, exc.message))
     reports: list[RunReport] = []
     engine = None
-    for (source, organization, partners), group in groups.items():
+    for (source, organization, as_partner), group in groups.items():
         if engine is None:  # loaded once, and only when something is retried
             engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
         try:
@@ -86,7 +86,7 @@ def retry_entries(bridge, entries: Iterable[QuarantineEntry], *,
         except InputError as exc:  # a source this fhir-bridge does not import (any more)
             results += [Retried(entry, CANNOT, exc.message) for entry in group]
             continue
-        caller = partner_caller(organization) if partners else operator_caller(organization)
+        caller = partner_caller(organization) if as_partner else operator_caller(organization)
         ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir)
         if _retry_group(ingest, adapter, group, results):
             reports.append(ingest.report)

@@ -17,7 +17,9 @@ import pytest
 from fhir_bridge.careplan.codes import ROLE_SYSTEM
 from fhir_bridge.pipelines.care_access import operator_caller
 from fhir_bridge.pipelines.careplan_views import open_main_plans
+from fhir_bridge.pipelines.ingest import Ingest, resolve_review
 from fhir_bridge.pipelines.quarantine_retry import RESOLVED, STILL, retry_entries
+from fhir_bridge.pipelines.resources import SYSTEM_CALLER
 from fhir_bridge.pipelines.sources import run_import
 from fhir_bridge.synth.vcse import CSV_COLUMNS
 from tests.api.conftest import nhs_number
@@ -111,6 +113,31 @@ def test_an_operators_retry_stores_a_partners_upload_only_once_the_partner_may(c
     [result], _ = retry_entries(bridge, bridge.repository.quarantined())
     assert result.outcome == RESOLVED and len(snapshot(bridge, rosa.id)[1]) == 2
 
+
+def operator_resolves(bridge, review_id: str, patient_id: str) -> str:
+    """`fhir-bridge identity link REVIEW PATIENT`: run by an operator, as the system."""
+    def no_mapping(_record):
+        raise AssertionError("a review's records are mapped already")
+
+    return resolve_review(Ingest(bridge, "vcse", no_mapping, SYSTEM_CALLER), review_id, patient_id)
+
+
+def test_resolving_a_review_of_a_partners_upload_stores_it_with_the_partners_limits(client, bridge, partners, rosa):
+    """An identity review decides whose records they are, not who may write them: a partner's upload
+    about someone it has no relationship with is refused when the operator links it to them, as it
+    would have been had it named her NHS number, and stored once the partner is on her care team."""
+    row = {"Surname": "Pemberton", "Forename": "Rosa", "DateOfBirth": "1986-09-23"}  # her name, not her NHS number
+    counts = ingest(client, partners.vcse, "vcse", vcse_csv(**row), "sessions.csv")
+    [review] = bridge.repository.reviews()
+    assert counts["quarantined"] == 1 and rosa.id in review.candidates
+    before = snapshot(bridge, rosa.id)
+
+    assert operator_resolves(bridge, review.review_id, rosa.id) == "quarantined:access"
+    assert snapshot(bridge, rosa.id) == before and [r.state for r in bridge.repository.reviews()] == ["open"]
+
+    vcse_joins_the_care_team(client, partners, rosa)
+    assert operator_resolves(bridge, review.review_id, rosa.id) == "created"
+    assert len(snapshot(bridge, rosa.id)[1]) == 2
 
 def test_a_retry_of_an_operators_import_is_not_limited(bridge, rosa, tmp_path):
     """The trust's own import, quarantined for its data, is retried as the operator ran it."""
