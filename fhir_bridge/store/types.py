@@ -5,10 +5,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00.")  # the second last formatted, and its text
+
+
 def instant(microseconds: int) -> str:
-    """Integer microseconds since the epoch -> FHIR instant with millisecond precision, UTC."""
-    dt = datetime.fromtimestamp(microseconds / 1_000_000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """Integer microseconds since the epoch -> FHIR instant with millisecond precision, UTC.
+    A bulk write stamps thousands of versions within a second: the date and time are formatted once
+    a second (one tuple, replaced whole, so threads never see half of it)."""
+    global _last_second
+    second, micro = divmod(microseconds, 1_000_000)
+    last, text = _last_second
+    if second != last:
+        text = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = (second, text)
+    return f"{text}{micro // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)

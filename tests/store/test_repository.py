@@ -1,7 +1,9 @@
 """The repository against real databases: versions, history, locking, atomicity, index and score rows."""
 from __future__ import annotations
 
+import random
 import threading
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -699,3 +701,19 @@ def test_read_live_reads_a_few_types_in_one_statement_and_leaves_out_deleted(rep
     assert sorted(found) == [("Patient", "p1"), ("QuestionnaireResponse", "r1")]
     assert found[("Patient", "p1")].version_id == 1
     assert len([s for s in seen if s.startswith("SELECT")]) == 1
+
+
+# -- instants ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("microseconds", [
+    0, 999, 1_000, 999_999, 1_000_000, -1, -1_000_001, 1_700_000_000_123_456, 1_700_000_000_999_999,
+    1_700_000_001_000_000, 4_102_444_799_999_000, *random.Random(7).sample(range(-10**15, 10**17), 200)])
+def test_instant_is_the_utc_millisecond_of_any_moment(microseconds: int):
+    exact = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=microseconds)
+    assert instant(microseconds) == exact.strftime("%Y-%m-%dT%H:%M:%S.") + f"{exact.microsecond // 1000:03d}Z"
+
+
+def test_instants_within_a_second_and_across_seconds_in_any_order():
+    moments = [1_700_000_000_000_000 + step * 137_000 for step in range(30)]
+    expected = [instant(m) for m in moments]
+    assert [instant(m) for m in reversed(moments)] == list(reversed(expected))
+    assert expected[0] == "2023-11-14T22:13:20.000Z" and expected[8] == "2023-11-14T22:13:21.096Z"
