@@ -32,7 +32,7 @@ from fhir_bridge.pipelines.careplan_views import local_id, open_main_plans, plan
 from fhir_bridge.pipelines.patient_links import survivor
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
-from fhir_bridge.store.repository import ABSENT, read_if_live
+from fhir_bridge.store.repository import ABSENT, read_if_live, same_content
 
 __all__ = ["CarePlanSessions", "SessionResult"]
 
@@ -139,7 +139,11 @@ class CarePlanSessions:
         every_goal = {**{g.resource_id: g.resource for g in goals_stored}, **{g["id"]: g for g in goals}}
         plan = with_narrative(view, merged.plan, tuple(self.domains), team, list(every_goal.values()))
         crisis = self._crisis(view, session, plan, team, context)
-        self._validate([*goals, team, plan, *([crisis[0]] if crisis else [])])
+        # What the session leaves as stored is written as nothing (a version unchanged): no need to
+        # validate it again. The rest is validated before anything is written.
+        stored_as = {**{g.resource_id: g.resource for g in goals_stored}, context.team_id: current.team}
+        self._validate([r for r in [*goals, team] if stored_as.get(r["id"]) is None
+                        or not same_content(r, stored_as[r["id"]])] + [plan, *([crisis[0]] if crisis else [])])
         goal_versions = {g.resource_id: g.version_id for g in goals_stored}
         # The goals the session leaves alone go too, unchanged: written only if still at the version the
         # narrative was made from (an unchanged resource costs a comparison, no version).

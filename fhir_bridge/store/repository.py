@@ -44,7 +44,8 @@ from fhir_bridge.store.search_execution import SearchMixin
 from fhir_bridge.store.submission_records import SubmissionMixin
 from fhir_bridge.store.types import Stored, WriteResult, instant
 
-__all__ = ["Repository", "UnitOfWork", "read_if_live", "Indexer", "ScoreRows", "Clock", "IncreasingClock", "ABSENT"]
+__all__ = ["Repository", "UnitOfWork", "read_if_live", "same_content", "Indexer", "ScoreRows", "Clock",
+           "IncreasingClock", "ABSENT"]
 
 Clock = Callable[[], int]                      # microseconds since the epoch
 ScoreRows = Callable[[dict], dict | None]       # a DIALOG response -> its dialog_scores row
@@ -635,6 +636,12 @@ def _with_server_meta(resource: dict, version_id: int, last_updated: int) -> dic
             "meta": {"versionId": str(version_id), "lastUpdated": instant(last_updated), **kept}}
     body.update((k, v) for k, v in resource.items() if k not in body)
     return body
+
+
+def same_content(resource: dict, stored: dict) -> bool:
+    """Whether writing `resource` over `stored` would change nothing (server meta aside): as an
+    update judges it, so such a write keeps the stored version."""
+    return _content(resource) == _content(stored)
 
 
 def _content(resource: dict) -> bytes:
