@@ -111,6 +111,21 @@ def test_the_same_session_sent_again_changes_nothing(client, auth, people, ratin
     assert expect(client.get(f"/fhir/CarePlan/{plan['id']}", headers=auth), 200) == plan
 
 
+def test_what_a_session_leaves_as_stored_is_not_validated_again(client, auth, bridge, people, ratings):
+    """A care team stored before the profile changed (here: an extension it no longer knows) does
+    not stop a session that leaves it alone: it is not written, so it is not judged again."""
+    plan = expect(post(client, people.rosa, first_session(people, ratings), auth), 200)
+    team_id = plan["careTeam"][0]["reference"].split("/")[1]
+    team = bridge.repository.read("CareTeam", team_id).resource
+    retired = {"url": "https://fhir-bridge.example.org/StructureDefinition/retired-extension", "valueString": "x"}
+    assert not bridge.validator.validate({**team, "extension": [retired]}).valid
+    with bridge.repository.unit_of_work() as uow:  # as stored under an older profile
+        uow.update({**team, "extension": [retired]})
+    later = session(domain("friendships", action("Join the walking group", people.me)),
+                    response=ratings(people.rosa, "2024-03-12T10:00:00+00:00"))
+    assert expect(post(client, people.rosa, later, auth, if_match=1), 200)["meta"]["versionId"] == "2"
+    assert bridge.repository.read("CareTeam", team_id).version_id == 2  # left as it was
+
 def test_a_second_partner_adds_to_the_same_plan(client, auth, vcse, people, ratings):
     first = expect(post(client, people.rosa, first_session(people, ratings), auth), 200)
     expect(client.post("/fhir/ServiceRequest", json=referral(people.rosa, VCSE), headers=auth), 201)  # the trust refers
