@@ -237,7 +237,7 @@ class Ingest:
         ("link", patient id) or ("new", id for the new Patient). `caller`: whom to store as, if not
         the run's (a held record's importer)."""
         linked = self._link(record, resources, decision)
-        return linked if isinstance(linked, str) else self._store_linked(record, linked, caller or self.caller)
+        return linked if isinstance(linked, str) else self._store_linked(record, linked, caller)
 
     def _store_linked(self, record: SourceRecord, linked: list[dict], caller: Caller | None = None) -> str:
         caller = caller or self.caller
@@ -246,7 +246,8 @@ class Ingest:
                 results = [self.bridge.resources.put_validated(resource, caller, uow=uow) for resource in linked]
         except BridgeError as exc:  # refused by the care-access policy (a partner's upload), or by the store
             reason = "access" if isinstance(exc, Forbidden) else "store"
-            return self._quarantine(record, reason, [Issue("error", exc.code, exc.message, exc.expression)])
+            return self._quarantine(record, reason, [Issue("error", exc.code, exc.message, exc.expression)],
+                                    caller=caller)
         status = _status(results)
         self.report.counts[status] += 1
         return status
@@ -305,11 +306,15 @@ class Ingest:
         self.bridge.repository.add_review(Review(_review_id(record, resources), record.source, key, reason, tuple(candidates),
                                                  dumps_json(waiting), self.clock()))
 
-    def _quarantine(self, record: SourceRecord, reason: str, issues: list[Issue]) -> str:
+    def _quarantine(self, record: SourceRecord, reason: str, issues: list[Issue], *,
+                    caller: Caller | None = None) -> str:
+        """Keep the record with why it was not stored. `caller`: whom it was being stored as, if not
+        the run's (a held record's importer): what a retry writes as."""
         digest = hashlib.sha256(record.raw).hexdigest()
         entry = QuarantineEntry(str(uuid.uuid5(QUARANTINE_NAMESPACE, f"{record.source}|{record.location}|{digest}")),
                                 self.report.run_id, record.source, record.location[:512], reason, record.raw,
-                                dumps_json(operation_outcome(issues)), self.clock(), context=self._retry_context(record))
+                                dumps_json(operation_outcome(issues)), self.clock(),
+                                context=self._retry_context(record, caller or self.caller))
         self.bridge.repository.quarantine_record(entry)
         if self.quarantine_file is not None:
             self.quarantine_file.parent.mkdir(parents=True, exist_ok=True)
@@ -320,10 +325,11 @@ class Ingest:
         self.report.quarantined[reason] += 1
         return f"quarantined:{reason}"
 
-    def _retry_context(self, record: SourceRecord) -> str | None:
+    @staticmethod
+    def _retry_context(record: SourceRecord, caller: Caller) -> str | None:
         """The record's context for `quarantine retry`; a partner's upload's says so (`limited`): its
         retry writes as that partner, as limited by care relationships (pipelines/care_access.py)."""
-        if record.context is None or not limited(self.caller):
+        if record.context is None or not limited(caller):
             return record.context
         return json.dumps({**json.loads(record.context), "limited": True}, ensure_ascii=False, sort_keys=True)
 
@@ -350,10 +356,11 @@ class SessionRecord(SourceRecord):
 
 def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> str:
     """A person's decision on a review: these records are `patient_id`'s (or, with None, a new
-    person's). The waiting records are stored as whoever imported them (a partner's upload within
-    its care relationships: refused for access, the review stays open); the review is closed. A DIALOG+ session waiting with
-    them is recorded into that person's plan (pipelines/ingest_sessions.py); if the plan refuses it,
-    the record is quarantined with reason `session` and the decision stands all the same."""
+    person's), stored as whoever imported them, and the review is closed. A partner's upload is
+    stored only within its care relationships: refused for access, it is quarantined and the review
+    stays open. A DIALOG+ session waiting with them is recorded into that person's plan
+    (pipelines/ingest_sessions.py); if the plan refuses it, the record is quarantined with reason
+    `session` and the decision stands all the same."""
     repo = ingest.bridge.repository
     review = repo.review(review_id)
     if review is None or review.state != "open":

@@ -63,13 +63,14 @@ def record_session(ingest, record, mapped, *, decision: tuple[str, str] | None =
             stored = [bridge.resources.put_validated(r, caller, uow=uow) for r in linked if r is not response]
         result = bridge.careplans.record(patient["id"], parameters, caller, response_id=response["id"])
     except Forbidden as exc:  # a partner's upload about someone it has no care relationship with
-        return ingest._quarantine(record, "access", [Issue("error", exc.code, exc.message, exc.expression)])
+        return ingest._quarantine(record, "access", [Issue("error", exc.code, exc.message, exc.expression)],
+                                  caller=caller)
     except BridgeError as exc:
         details = issues_from_outcome(exc.outcome) if isinstance(exc, Unprocessable) and exc.outcome else []
         lead = Issue("error", exc.code, f"the DIALOG+ session was refused: {exc.message}", exc.expression)
         hint = [Issue("information", "informational", NO_KEY_WORKER.format(patient=patient["id"]))] \
             if not has_plan and any(i.expression == KEY_WORKER_PART for i in [lead, *details]) else []
-        return ingest._quarantine(record, "session", [lead, *details[1:], *hint])
+        return ingest._quarantine(record, "session", [lead, *details[1:], *hint], caller=caller)
     if result.added or any(w.created and not w.unchanged for w in stored):  # as ingest counts any record
         status = "created"
     else:

@@ -267,6 +267,8 @@ def test_a_person_with_no_plan_quarantines_the_session_with_the_reason_and_loses
     assert "names no key worker" in outcome["issue"][-1]["diagnostics"]
     # Nothing lost: the row as exported (with its header, for a retry) and the review's records
     assert entry.raw == paths[0].read_bytes().split(b"\r\n")[1] and "header" in orjson.loads(entry.context)
+    # refused as the importer (a caller with no access/all-people scope), so retried as it: limited
+    assert orjson.loads(entry.context)["limited"] is True
     assert "session" in orjson.loads(bridge.repository.review(review.review_id).waiting)
     # The person decided is stored and the decision stands; the ratings wait with the session
     [patient] = search(bridge, "Patient", [])
