@@ -137,13 +137,14 @@ def ingest_for(bridge, adapter, caller: Caller, *, quarantine_dir: Path | None =
 
 
 def _size(paths: list[Path]) -> int | None:
-    """Bytes to read, for the progress ETA (zips and odd paths: unknown)."""
+    """Bytes to read, for the progress ETA and the choice of worker processes (zips and odd paths:
+    unknown). A folder counts every file in it: an HL7 feed's files have any extension, or none."""
     total = 0
     for path in paths:
         if path.is_file() and path.suffix.lower() != ".zip":
             total += path.stat().st_size
         elif path.is_dir():
-            total += sum(f.stat().st_size for f in path.rglob("*") if f.suffix.lower() in (".csv", ".json"))
+            total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         else:
             return None
     return total

@@ -6,6 +6,7 @@ import asyncio
 import re
 import socket
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from fhir_bridge.pipelines.identity import NHS_SYSTEM, nhs_number_of
 from fhir_bridge.pipelines.ingest import Ingest
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.pipelines.source_hl7 import Hl7Source, hl7_record, mllp_handler, serve_mllp
+from fhir_bridge.pipelines.source_records import Unreadable
 from fhir_bridge.synth import generate
 from tests.api.test_mllp_listener import Server, acks, msa
 from tests.conftest import REPO
@@ -237,3 +239,37 @@ def test_decoding_the_text_gives_what_decoding_the_parsed_tree_gives():
     assert [r["PID-3.5"] for r in record["PID-3~"]] == ["MR", "NH"]
     with pytest.raises(InputError, match="no MSH"):
         decode_text("PID|1||123")
+
+
+def test_a_message_read_from_a_file_is_decoded_where_it_is_mapped(engine):
+    """Reading a feed splits a message and checks its header; its fields are decoded when it is
+    mapped, in an import's worker process: what crosses to the worker is the segments, not the
+    decoded fields, and the person's key for an identity review is read from the PID alone."""
+    import pickle
+
+    from fhir_bridge.pipelines.source_hl7 import Hl7Message, decode_text
+
+    text = GOOD_ORU.format(control="M7", rating="5")
+    source = Hl7Source(engine, ORG)
+    record = source.record("feed.hl7:1", text)
+    assert isinstance(record.data, Hl7Message) and record.data._fields is None   # nothing decoded yet
+    assert record.source_key == "9434765919@NHS"
+    sent = pickle.dumps(record.data)
+    assert len(sent) < 2 * len(text)
+    arrived = pickle.loads(sent)
+    assert arrived.fields() == decode_text(text) == dict(record.data)
+    mapped = source.map(replace(record, data=arrived))
+    assert [r["resourceType"] for r in mapped.resources] == ["Patient", "QuestionnaireResponse"]
+    broken = source.record("feed.hl7:2", "PID|1||123")   # still refused as it is read
+    assert isinstance(broken.data, Unreadable) and "no MSH" in broken.data.error.message
+
+
+def test_a_feed_folder_counts_every_file_it_holds(tmp_path):
+    """HL7 feeds land as files with any extension, or none: a folder's size, which decides whether
+    an import maps in worker processes, counts them all."""
+    from fhir_bridge.pipelines.sources import PARALLEL_BYTES, _size
+
+    (tmp_path / "feed").mkdir()
+    (tmp_path / "feed" / "batch.hl7").write_bytes(b"x" * PARALLEL_BYTES)
+    (tmp_path / "feed" / "0001").write_bytes(b"y" * 10)
+    assert _size([tmp_path / "feed"]) == PARALLEL_BYTES + 10
