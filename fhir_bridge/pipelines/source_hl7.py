@@ -16,9 +16,9 @@ import hashlib
 import re
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Callable, Iterator, NamedTuple
 
 import orjson
