@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 
 from fhir_bridge.errors import BridgeError
 from fhir_bridge.pipelines.bulk_gc import BULK_THRESHOLD
@@ -169,15 +169,24 @@ class PreparePool:
                     results = future.result()
                 except Exception as exc:  # noqa: BLE001 - a dead worker must not cost the import
                     _log.warning("import worker processes failed (%r); mapping the rest in this process", exc)
-                    unfinished = [chunk, *(c for c, _, _ in stream.in_flight)]
+                    queued = list(stream.in_flight)
                     stream.in_flight.clear()
-                    for record in chain(chain.from_iterable(unfinished), stream.records):
+                    for records, results in [(chunk, None), *((c, _done(f)) for c, f, _ in queued)]:
+                        # chunks prepared already (here, or by a worker before it died) are not redone
+                        yield from zip(records, results) if results is not None else \
+                            ((record, stream.fallback(record)) for record in records)
+                    for record in stream.records:
                         yield record, stream.fallback(record)
                     return
                 stream.fill()
                 yield from zip(chunk, results)
         finally:
             self.close()
+
+
+def _done(future: Future) -> list[Prepared] | None:
+    """A chunk's results if its future finished without failing, else None."""
+    return future.result() if future.done() and future.exception() is None else None
 
 
 class _Stream:

@@ -243,7 +243,7 @@ class Hl7Source:
 
     def map(self, record: SourceRecord) -> Mapped:
         raise_if_unreadable(record)
-        data = record.data.fields() if isinstance(record.data, Hl7Message) else record.data
+        data = record.data.fields()  # decoded here: in a worker process, for a large import
         kind = (data.get("MSH-9.1", ""), data.get("MSH-9.2", ""))
         mapping = MAPPINGS.get(kind)
         if mapping is None:

@@ -405,7 +405,7 @@ class UnitOfWork:
                         raise PreconditionFailed(f"{'/'.join(key)} was created meanwhile (version {version_id})")
                 else:
                     _check_if_match(*key, version_id or None, if_match[position])
-            if not deleted and _content(previous) == _content(resource):
+            if not deleted and same_content(resource, previous):
                 results.append(WriteResult(_stored_version(*key, version_id, updated, previous), created=False,
                                            unchanged=True))
                 continue
@@ -474,7 +474,7 @@ class UnitOfWork:
                 raise Conflict(f"{'/'.join(key)} already exists (version {current.version_id}): "
                                "update it instead of creating it")
             previous = loads_json(current.body)
-            if _content(previous) == _content(resource):
+            if same_content(resource, previous):
                 return WriteResult(_stored(*key, current, previous), created=False, unchanged=True)
         stored, body = self._new_version(resource, key, current.version_id + 1, method, current.last_updated)
         self._set_current(stored, body)

@@ -181,6 +181,30 @@ def test_a_pool_that_broke_before_a_chunk_was_handed_over_costs_nothing(tmp_path
         bridge.close()
 
 
+def test_a_worker_that_dies_while_the_importing_process_shares_costs_no_record_twice(tmp_path, validator):
+    """The worker dies while the importing process is preparing records after its chunks: what was
+    prepared here is kept, the worker's chunks and the rest are prepared here, each record once, in order."""
+    generate("rio", tmp_path / "export", count=20, seed=10)
+    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    try:
+        adapter = build_adapter(bridge, "rio", "RV3")
+        records = list(adapter.records([tmp_path / "export"]))
+        pool = PreparePool(Recipe(Settings(), "rio", "RV3"), workers=1, chunk=8, share=4)
+        here = []
+
+        def fallback(record):
+            if not here:  # the first record shared while the worker starts: the worker is killed
+                for worker in pool._executor._processes:
+                    os.kill(worker, signal.SIGKILL)
+            here.append(record)
+            return prepare(record, adapter.map, validator)
+
+        got = list(pool.prepared(records, fallback))
+        assert [id(record) for record, _ in got] == [id(record) for record in records]
+        assert sorted(map(id, here)) == sorted(map(id, records))  # every record here, once
+    finally:
+        bridge.close()
+
 @pytest.mark.parametrize("mapper, reason", [
     (lambda record: (_ for _ in ()).throw(ValueError("a bug")), "mapping failed: ValueError('a bug')"),
     (lambda record: type("M", (), {"resources": [], "problems": []})(), "the record mapped to nothing"),
