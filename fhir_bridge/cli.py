@@ -322,6 +322,7 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
         from fhir_bridge.api.auth import TokenStore
         from fhir_bridge.bridge import Bridge
         from fhir_bridge.pipelines import seed
+        from fhir_bridge.pipelines.bulk_gc import frozen_start
 
         if insecure_dev:
             tokens, dev_token = None, None
@@ -339,13 +340,14 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
             # command through the caller's `finally`, with exit code 0.
             previous = signal.signal(signal.SIGTERM, _stop)
             try:
-                if mllp_port is not None and with_mllp:
-                    _serve_with_mllp(uvicorn.Config(app, host=host, port=port, log_level="info"), bridge,
-                                     mllp_host, mllp_port, mllp_organization, sockets)
-                elif sockets is None:
-                    uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
-                else:
-                    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=sockets)
+                with frozen_start():
+                    if mllp_port is not None and with_mllp:
+                        _serve_with_mllp(uvicorn.Config(app, host=host, port=port, log_level="info"), bridge,
+                                         mllp_host, mllp_port, mllp_organization, sockets)
+                    elif sockets is None:
+                        uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+                    else:
+                        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=sockets)
             finally:
                 signal.signal(signal.SIGTERM, previous)
 
@@ -720,6 +722,7 @@ def mllp(services: Services, host: str | None, port: int | None, organization: s
     if not organization:
         raise click.UsageError("say whose feed this is: --organization ODS (or FHIR_BRIDGE_MLLP_ORGANIZATION)")
 
+    from fhir_bridge.pipelines.bulk_gc import frozen_start
     from fhir_bridge.pipelines.source_hl7 import serve_mllp
 
     def command() -> int:
@@ -730,7 +733,8 @@ def mllp(services: Services, host: str | None, port: int | None, organization: s
             click.echo(f"database: {bridge.database.engine.url.render_as_string(hide_password=True)}")
 
         try:
-            asyncio.run(serve_mllp(bridge, host, port, organization, ready=ready, idle_timeout=idle_timeout))
+            with frozen_start():
+                asyncio.run(serve_mllp(bridge, host, port, organization, ready=ready, idle_timeout=idle_timeout))
         finally:
             bridge.close()
         return EXIT_OK
