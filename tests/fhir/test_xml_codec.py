@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import random
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from lxml import etree
 
 from fhir_bridge.errors import InputError, UnsupportedFormat
+from fhir_bridge.fhir import codec
 from fhir_bridge.fhir.codec import dumps_json, json_default, loads_json, parse_resource_bytes
 from fhir_bridge.fhir.model import StructureModel
 from fhir_bridge.fhir.xml_codec import decimal_from_text, resource_to_xml, xml_to_resource
@@ -218,6 +221,23 @@ def test_every_inexact_number_is_found():
                      "d": "t:10:00:00.000Z"}
     assert type(value["a"][0]) is float
     assert dumps_json(value) == b'{"a":[4.5,4.50,1E+5],"b":{"c":0.00001},"d":"t:10:00:00.000Z"}'
+
+
+def test_a_body_orjson_wrote_back_byte_for_byte_parses_as_the_full_scan_says():
+    """loads_json skips the scan for numbers when orjson writes the body back unchanged (the store's
+    bodies): floats of every magnitude, and strings that look like numbers, parse as they did."""
+    rng = random.Random(5)
+    numbers = [4.5, 0.0001, 1e-05, -6.4e-05, 1e-07, -1.5e-09, 1e-10, 1e16, 1.5e300, 100.0, 0.1]
+    numbers += [float(f"{rng.choice([1, -1]) * rng.random() * 10 ** rng.uniform(-12, 20):.{rng.randint(1, 17)}g}")
+                for _ in range(3000)]
+    for number in numbers:
+        uuid_like = f"{rng.randrange(10**6)}e-{rng.randrange(10)}a"
+        for resource in ({"id": uuid_like, "a": [number, 2], "b": {"c": number}},
+                         {"a": [-number], "s": f"x:{number},"}):
+            body = orjson.dumps(resource)
+            full = json.loads(body, parse_float=decimal_from_text) if codec._has_inexact_float(body) else orjson.loads(body)
+            value = loads_json(body)
+            assert value == full and type(value["a"][0]) is type(full["a"][0]), body
 
 
 def test_dumps_json_pretty_and_plain_json_unchanged():
