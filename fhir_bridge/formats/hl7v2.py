@@ -12,10 +12,11 @@ the field separator, MSH-2 the encoding characters.
 """
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import hl7
 from hl7.util import unescape as _unescape
@@ -52,6 +53,13 @@ _BATCH_WRAPPERS = ("FHS", "BHS", "BTS", "FTS")
 _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}[^A-Za-z0-9\s]")  # a segment id, then the field separator
 # MLLP framing bytes left in files captured from the wire
 _FRAMING = str.maketrans("", "", "\x0b\x1c\ufeff")  # and a byte-order mark
+# The same, for reading files as bytes (split_batch)
+_LINE_BREAK_BYTES = re.compile(rb"\r\n|\n|\r")
+_BATCH_WRAPPER_BYTES = tuple(w.encode() for w in _BATCH_WRAPPERS)
+_SEGMENT_START_BYTES = re.compile(_SEGMENT_START.pattern.encode())
+_FRAMING_BYTES = b"\x0b\x1c"
+_BOM = "\ufeff".encode()
+_CHUNK_BYTES = 1 << 20
 
 
 def decode(data: bytes) -> str:
@@ -220,28 +228,30 @@ def control_id(msg: Message) -> str:
     return field(msg, "MSH-10")
 
 
-def split_batch(data: bytes) -> Iterator[tuple[int, str]]:
-    """Split a file into message texts, numbered from 1, segments joined by CR.
+def split_batch(data: bytes | BinaryIO) -> Iterator[tuple[int, str]]:
+    """Split a file (its bytes, or the open file: read a chunk at a time, so a feed of any size
+    takes the memory of one message) into message texts, numbered from 1, segments joined by CR.
 
     Accepts a single message, messages back to back, FHS/BHS ... BTS/FTS batches and files
     captured from MLLP. Lines that are not segments (garbage) are never dropped and never cost a
     good message: garbage between messages (before the first MSH, or directly before an MSH) is
     yielded as a text of its own, so parsing it fails and it is quarantined; garbage followed by
     more segments of the same message stays in that message, which is then quarantined whole
-    rather than imported truncated.
+    rather than imported truncated. Each text is decoded on its own (`decode`): one Windows-1252
+    message does not turn the UTF-8 of the others into mojibake.
     """
     index, current, garbage = 0, [], []
-    for line in _LINE_BREAK.split(decode(data).translate(_FRAMING)):
-        if not line.strip() or line[:3] in _BATCH_WRAPPERS:
+    for line in _lines(data):
+        if not line.strip() or line[:3] in _BATCH_WRAPPER_BYTES:
             continue
-        if not _SEGMENT_START.match(line):
+        if not _SEGMENT_START_BYTES.match(line):
             garbage.append(line)
             continue
-        if line.startswith("MSH"):
+        if line.startswith(b"MSH"):
             for text in (current, garbage):
                 if text:
                     index += 1
-                    yield index, "\r".join(text)
+                    yield index, decode(b"\r".join(text))
             current, garbage = [], []
         elif garbage:
             current += garbage  # inside a message: it goes to quarantine with it
@@ -250,7 +260,20 @@ def split_batch(data: bytes) -> Iterator[tuple[int, str]]:
     for text in (current, garbage):
         if text:
             index += 1
-            yield index, "\r".join(text)
+            yield index, decode(b"\r".join(text))
+
+
+def _lines(data: bytes | BinaryIO) -> Iterator[bytes]:
+    """The lines of a file (CR, LF or CRLF), MLLP framing and byte-order marks taken out. CR and LF
+    are single bytes in UTF-8 and Windows-1252 alike, so lines are split before decoding."""
+    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    rest = b""
+    while chunk := source.read(_CHUNK_BYTES):
+        lines = _LINE_BREAK_BYTES.split(rest + chunk)
+        rest = lines.pop()  # maybe cut short: completed by the next chunk (a CR LF cut in two
+        for line in lines:  # gives an empty line, which is skipped like any other)
+            yield line.translate(None, _FRAMING_BYTES).replace(_BOM, b"")
+    yield rest.translate(None, _FRAMING_BYTES).replace(_BOM, b"")
 
 
 def build_ack(

@@ -211,17 +211,19 @@ class Hl7Source:
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in _files(paths):
             try:
-                data = path.read_bytes()
+                with path.open("rb") as feed:  # read as it is imported: a year's feed in one file is fine
+                    first = feed.read(_FIRST_BYTES)
+                    while len(first) == _FIRST_BYTES and not first.strip():  # blank lines are skipped anyway
+                        first = feed.read(_FIRST_BYTES)
+                    if not first.strip():
+                        yield unreadable(self.name, f"{path}:1", InputError("empty HL7 file", location=str(path)),
+                                         first, file=str(path))
+                        continue
+                    for number, text in split_batch(_Rewound(first, feed)):
+                        yield self.record(f"{path}:{number}", text)
             except OSError as exc:
                 yield unreadable(self.name, str(path), InputError(f"cannot read {path}: {exc.strerror}"), b"",
                                  file=str(path))
-                continue
-            if not data.strip():
-                yield unreadable(self.name, f"{path}:1", InputError("empty HL7 file", location=str(path)), data,
-                                 file=str(path))
-                continue
-            for number, text in split_batch(data):
-                yield self.record(f"{path}:{number}", text)
 
     def record(self, location: str, text: str) -> SourceRecord:
         """One message's record (read from its text, also when the MLLP listener parsed it); its
@@ -255,6 +257,22 @@ class Hl7Source:
             survivor, merged = result.resources
             return Mapped([survivor], problems, MergeRequest(survivor, merged.get("identifier", [])))
         return Mapped(result.resources, problems)
+
+
+_FIRST_BYTES = 1 << 16  # read until something is not blank, to tell an empty (all blank) file
+
+
+class _Rewound:
+    """A binary file read from the start again, its first bytes having been read already."""
+
+    def __init__(self, first: bytes, rest):
+        self.first, self.rest = first, rest
+
+    def read(self, size: int) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
+        return self.rest.read(size)
 
 
 def _files(paths: list[Path]) -> Iterator[Path]:

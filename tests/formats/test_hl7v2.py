@@ -230,6 +230,48 @@ def test_split_empty_file() -> None:
     assert list(split_batch(b"")) == [] and list(split_batch(b"\r\n\n")) == []
 
 
+class _Reads:
+    """A binary file that counts how much has been read of it."""
+
+    def __init__(self, data: bytes):
+        self.data, self.offset = data, 0
+
+    def read(self, size: int) -> bytes:
+        chunk = self.data[self.offset:self.offset + size]
+        self.offset += len(chunk)
+        return chunk
+
+
+def test_a_feed_is_split_the_same_read_a_chunk_at_a_time(monkeypatch) -> None:
+    """Every cut of the file between chunks (inside a CR LF, a segment, the framing, a byte-order
+    mark) gives the messages the whole file gives."""
+    data = (b"\xef\xbb\xbfFHS|^~\\&|RIO\r\n" + b"\x0b" + A28.encode() + b"\x1c\r\n" + b"not hl7\r\n"
+            + A40.replace("\r", "\r\n").encode() + b"\r\n\xef\xbb\xbf" + oru().encode() + b"\nBTS|3")
+    whole = list(split_batch(data))
+    assert [t for _, t in whole][:2] == [A28, "not hl7"] and whole[-1] == (4, oru())
+    for size in (1, 2, 3, 5, 64):
+        monkeypatch.setattr("fhir_bridge.formats.hl7v2._CHUNK_BYTES", size)
+        assert list(split_batch(_Reads(data))) == whole, size
+
+
+def test_a_large_feed_is_read_as_its_messages_are_taken(monkeypatch) -> None:
+    monkeypatch.setattr("fhir_bridge.formats.hl7v2._CHUNK_BYTES", 4096)
+    feed = _Reads("\r".join(oru(f"M{i}") for i in range(2000)).encode())  # about 2.5 MB
+    messages = split_batch(feed)
+    assert control_id(parse_message(next(messages)[1])) == "M0"
+    assert feed.offset <= 2 * 4096  # not the whole file first
+    assert sum(1 for _ in messages) == 1999
+
+
+def test_each_message_of_a_feed_is_decoded_on_its_own() -> None:
+    """One Windows-1252 message (a trust's older interface) in a UTF-8 feed: both names read right."""
+    utf8 = A28.replace("SMITH^Anne", "BRONTË^Zoë").encode("utf-8")
+    cp1252 = A31.replace("SMITH^Anne", "RENÉE^Chloé").encode("cp1252")
+    first, second = [parse_message(t) for _, t in split_batch(utf8 + b"\r\n" + cp1252)]
+    assert field(first, "PID-5.1") == "BRONTË" and field(first, "PID-5.2") == "Zoë"
+    assert field(second, "PID-5.1") == "RENÉE" and field(second, "PID-5.2") == "Chloé"
+
+
 def ack_segments(ack: str) -> dict[str, list[str]]:
     assert "\n" not in ack
     return {line[:3]: line.split("|") for line in ack.split("\r")}

@@ -273,3 +273,22 @@ def test_a_feed_folder_counts_every_file_it_holds(tmp_path):
     (tmp_path / "feed" / "batch.hl7").write_bytes(b"x" * PARALLEL_BYTES)
     (tmp_path / "feed" / "0001").write_bytes(b"y" * 10)
     assert _size([tmp_path / "feed"]) == PARALLEL_BYTES + 10
+
+
+def test_a_blank_feed_file_is_refused_as_empty_however_long(tmp_path, engine):
+    """Feeds are read a chunk at a time; an empty or blank file is still one record refused as
+    empty, and blank lines before the first message cost nothing."""
+    from fhir_bridge.pipelines.source_hl7 import _FIRST_BYTES
+
+    source = Hl7Source(engine, ORG)
+    message = GOOD_ORU.format(control="B1", rating="4").encode()
+    for name, data in [("empty", b""), ("blank", b"\r\n \n"), ("long", b"\r\n" * _FIRST_BYTES),
+                       ("late", b"\n" * (2 * _FIRST_BYTES + 3) + message)]:
+        (tmp_path / name).write_bytes(data)
+        records = list(source.records([tmp_path / name]))
+        if name == "late":
+            [record] = records
+            assert record.location == f"{tmp_path / name}:1" and dict(record.data)["MSH-10"] == "B1"
+        else:
+            [record] = records
+            assert isinstance(record.data, Unreadable) and record.data.error.message == "empty HL7 file", name
