@@ -14,6 +14,7 @@ linked Patient, and points the response at whichever Patient that is. It asks th
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -37,6 +38,9 @@ MAPPINGS = {CLIENTS: "rio-client", REFERRALS: "rio-referral", CONTACTS: "rio-car
 OPTIONAL = (REFERRALS, CONTACTS, KEY_WORKERS)
 # Mappings whose resources name the client: their subject is pointed at the Patient it was stored as.
 _ABOUT_A_CLIENT = {MAPPINGS[REFERRALS], MAPPINGS[KEY_WORKERS], MAPPINGS[ASSESSMENTS]}
+# Referrals remembered for their contacts; beyond that the oldest, long stored, are looked up in
+# the store instead, so memory stays flat however large the export (~200 bytes a referral).
+REMEMBERED_REFERRALS = 100_000
 CLIENT_SYSTEM = "https://fhir-bridge.example.org/Id/rio-client/"  # + ODS code, as mappings/rio/client.yaml
 REFERRAL_SYSTEM = "https://fhir-bridge.example.org/Id/rio-referral/"  # + ODS code, as mappings/rio/referral.yaml
 
@@ -64,7 +68,7 @@ class RioSource:
         self.client_system = CLIENT_SYSTEM + organization
         # referral id -> client id of the referrals mapped in this run: a contact names only its
         # referral, which may still be in the batch not yet stored
-        self._referral_clients: dict[str, str] = {}
+        self._referral_clients: OrderedDict[str, str] = OrderedDict()
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in paths:
@@ -123,6 +127,8 @@ class RioSource:
             self._point_at_stored_client(mapped, values["ClientID"].strip(), record.location)
         if row.mapping == MAPPINGS[REFERRALS]:
             self._referral_clients[values["ReferralID"].strip()] = values["ClientID"].strip()
+            if len(self._referral_clients) > REMEMBERED_REFERRALS:
+                self._referral_clients.popitem(last=False)
         elif row.mapping == MAPPINGS[CONTACTS]:
             self._point_at_referral_client(mapped, values["ReferralID"].strip(), record.location)
 

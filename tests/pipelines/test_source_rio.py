@@ -15,6 +15,7 @@ from fhir_bridge.formats.csv_reader import read_csv
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.ingest import RunReport
 from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines import source_rio
 from fhir_bridge.pipelines.source_rio import RioSource
 from fhir_bridge.pipelines.sources import ingest_for
 from fhir_bridge.store.search import parse_search
@@ -175,6 +176,24 @@ def test_referrals_contacts_and_key_workers_point_at_the_client_patient(bridge, 
     assert timed["period"]["start"].endswith(("+00:00", "+01:00"))  # ContactDate + ContactTime, UK local
     for response in all_of(bridge, "QuestionnaireResponse"):
         assert response["basedOn"][0]["reference"].removeprefix("ServiceRequest/") in referrals
+
+
+def test_contacts_find_referrals_the_run_no_longer_remembers_in_the_store(bridge, engine, tmp_path, monkeypatch):
+    """Memory stays flat however large the export: past REMEMBERED_REFERRALS the run forgets the
+    oldest referrals, which are stored by then, and looks them up instead."""
+    monkeypatch.setattr(source_rio, "REMEMBERED_REFERRALS", 3)
+    generate("rio", tmp_path / "export", count=20, seed=5)
+    source = RioSource(engine, "RV3", bridge)
+    ingest = ingest_for(bridge, source, TRUST)
+    ingest.batch_size = 2  # fewer than it remembers, as 500 a batch are to 100,000 referrals
+    report = ingest.run(source.records([tmp_path / "export"]))
+    assert report.balanced and not report.quarantined
+    assert len(source._referral_clients) == 3
+    referrals = {r["id"]: r for r in all_of(bridge, "ServiceRequest")}
+    contacts = all_of(bridge, "Encounter")
+    assert len(referrals) > 3 and len(contacts) == len(_csv(tmp_path / "export" / "care_contacts.csv"))
+    for contact in contacts:
+        assert contact["subject"] == referrals[contact["basedOn"][0]["reference"].removeprefix("ServiceRequest/")]["subject"]
 
 
 def test_a_contact_whose_referral_is_not_stored_is_quarantined_with_the_reason(bridge, engine, tmp_path):
