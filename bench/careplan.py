@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
 from api import Connection, free_port, start  # noqa: E402 - bench/api.py's client and server start
+from machine import describe  # noqa: E402
 
 TRUST = ("RV3", "East London NHS Foundation Trust")
 TOKEN = "bench-careplan-token"
@@ -200,11 +201,13 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-careplan-") as folder:
+        print(describe(Path(folder)))
         seeded = Path(folder) / "seeded"
         seed(seeded, args.people)
         results = []
         for workers in sorted({1, args.workers}):
             results += run_server(seeded, Path(folder), args.people, args.requests, workers)
+        after = describe(Path(folder))
     print(f"{'workers':>7} {'clients':>7} {'requests':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'per s':>7} "
           f"{'cpu ms':>7}  statuses")
     for r in results:
@@ -214,6 +217,7 @@ def main() -> None:
     for ten in (r for r in results if r["clients"] == 10):
         print(f"target p95 < 50 ms at 10 concurrent clients, {ten['workers']} server process(es): "
               f"{'met' if ten['p95_ms'] < 50 else 'NOT met'} ({ten['p95_ms']} ms)")
+    print(after)
     print(json.dumps(results))
 
 

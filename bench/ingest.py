@@ -26,6 +26,7 @@ import csv
 import multiprocessing
 import os
 import resource
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -34,10 +35,11 @@ from pathlib import Path
 
 import orjson
 
+from machine import describe  # bench/machine.py: this script's folder is on the path
 
 
 def floor(export: Path, out) -> None:
-    db = sqlite3.connect(Path(tempfile.mkdtemp()) / "floor.db")
+    db = sqlite3.connect(export.parent / "floor.db")
     db.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body BLOB)")
     start, count = time.perf_counter(), 0
     for path in sorted(export.glob("*.csv")):  # every extract the import reads
@@ -63,7 +65,7 @@ def imported(source: str, label: str, path: Path, out) -> None:
     from fhir_bridge.pipelines.care_access import operator_caller
     from fhir_bridge.pipelines.sources import run_import
 
-    settings = Settings.from_env({"FHIR_BRIDGE_DATA_DIR": tempfile.mkdtemp(),
+    settings = Settings.from_env({"FHIR_BRIDGE_DATA_DIR": str(path.parent / f"store-{source}"),
                                   **{k: v for k, v in os.environ.items() if k == "FHIR_BRIDGE_IMPORT_WORKERS"}})
     bridge = Bridge(settings)
     start = time.perf_counter()
@@ -99,7 +101,17 @@ def main() -> None:
     from fhir_bridge.synth import generate
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    export = Path(tempfile.mkdtemp(prefix="fhir-bridge-ingest-")) / "rio"
+    work = Path(tempfile.mkdtemp(prefix="fhir-bridge-ingest-"))  # the exports and stores: gone at the end
+    try:
+        print(describe(work))
+        run(n, work, generate)
+        print(describe(work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(n: int, work: Path, generate) -> None:
+    export = work / "rio"
     t = time.perf_counter()
     generate("rio", export, count=n, seed=1)
     print(f"synth rio: {n:,} assessments written in {time.perf_counter() - t:.1f} s")
@@ -113,7 +125,7 @@ def main() -> None:
     rss_mb = results[1][3] / 1024
     print(f"peak RSS {rss_mb:.0f} MB for {results[1][1]:,} records (target for 1,000,000 in one file: < 500 MB)")
 
-    feed = export.parent / "hl7"
+    feed = work / "hl7"
     generate("hl7", feed, count=max(n // 4, 100), seed=1)
     label, count, seconds, rss_kb = measure(hl7_replay, feed)
     print(f"{label:<26} {count:>9,} {seconds:>8.1f} {count / seconds:>10,.0f} {rss_kb / 1024:>7.0f} MB"
