@@ -635,7 +635,7 @@ def identity_link(services: Services, review_id: str, patient_id: str | None, as
               help="ODS code of the organisation the export comes from (VCSE rows carry their own; this names the importer).")
 @click.pass_obj
 def import_(services: Services, source: str, paths: tuple[Path, ...], organization: str) -> None:
-    """Import a source's export files (CSV files, folders or zips) into the store.
+    """Import a source's export files (files, folders or zips; - reads standard input) into the store.
 
     Every record is stored (created, updated, unchanged) or quarantined with its reason; records whose
     person cannot be identified safely wait in `fhir-bridge identity review`. Exit 0 when nothing was

@@ -21,6 +21,7 @@ from fhir_bridge.api.auth import authorize
 from fhir_bridge.api.capability import register_operation
 from fhir_bridge.errors import InputError
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
+from fhir_bridge.pipelines.input_files import name_for
 from fhir_bridge.pipelines.sources import SOURCE_NAMES, run_import
 
 router = APIRouter(prefix=ctx.FHIR_BASE)
@@ -66,7 +67,8 @@ def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, 
     if body.get("resourceType") == "Binary":
         if not source_param:
             raise InputError("A Binary upload needs ?source= (one of " + ", ".join(sorted(SOURCE_NAMES)) + ")")
-        return source_param, [("upload.csv", _decoded(body.get("data"), "Binary.data"))]
+        data = _decoded(body.get("data"), "Binary.data")
+        return source_param, [(name_for(source_param, data[:4096]), data)]  # a zip, JSON, HL7 or CSV
     if body.get("resourceType") != "Parameters":
         raise InputError("$ingest takes a Parameters (source, file) or a Binary resource")
     source = source_param

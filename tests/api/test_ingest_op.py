@@ -38,6 +38,29 @@ def test_a_binary_upload_with_source_in_the_url(client, auth):
     assert value(result, "in")["valueInteger"] == 2
 
 
+def test_a_binary_upload_is_read_as_what_it_holds_json_zip_or_hl7(client, auth, tmp_path):
+    """A Binary has no file name: a VCSE export's JSON form was read as CSV and quarantined whole."""
+    import zipfile
+
+    from fhir_bridge.synth import generate
+
+    generate("vcse", tmp_path / "vcse", count=4, seed=6)
+    generate("hl7", tmp_path / "hl7", count=3, seed=6)
+    generate("rio", tmp_path / "rio", count=3, seed=6)
+    with zipfile.ZipFile(tmp_path / "rio.zip", "w") as archive:
+        for extract in sorted((tmp_path / "rio").glob("*.csv")):
+            archive.write(extract, extract.name)
+    for source, data in [("vcse", (tmp_path / "vcse" / "sessions.json").read_bytes()),
+                         ("hl7", (tmp_path / "hl7" / "feed.hl7").read_bytes()),
+                         ("rio", (tmp_path / "rio.zip").read_bytes())]:
+        binary = {"resourceType": "Binary", "contentType": "application/octet-stream",
+                  "data": base64.b64encode(data).decode()}
+        result = expect(client.post(f"/fhir/$ingest?source={source}", json=binary, headers=auth), 200)
+        said = [i["diagnostics"] for i in value(result, "outcome")["resource"]["issue"]]
+        assert value(result, "created")["valueInteger"] > 0, (source, said)
+        assert not any("quarantined: mapping" in line for line in said), (source, said)  # read, not refused
+
+
 def test_bad_requests_are_400_with_a_reason(client, auth):
     unknown = expect(client.post("/fhir/$ingest", json=parameters("spreadsheet", ("x.csv", APP_CSV)), headers=auth), 400)
     assert "unknown source" in unknown["issue"][0]["diagnostics"]

@@ -1,0 +1,49 @@
+"""Inputs that arrive as bytes without a file name: an import's standard input (`-`) and a
+`$ingest` Binary upload. The adapters tell a zip, a JSON file, an HL7 feed and a CSV file apart by
+the file name's suffix, so these are written to a file named for what the bytes are.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["STDIN", "name_for", "stdin_as_file"]
+
+STDIN = Path("-")
+_SNIFF_BYTES = 4096
+_ZIP = b"PK\x03\x04"
+
+
+def name_for(source: str, start: bytes, stem: str = "upload") -> str:
+    """A file name whose suffix says what `start` (the first bytes) begins: a zip, JSON (a VCSE
+    export's JSON form), an HL7 feed, else CSV."""
+    if start.startswith(_ZIP):
+        return f"{stem}.zip"
+    if source == "hl7":
+        return f"{stem}.hl7"
+    if start.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return f"{stem}.json"
+    return f"{stem}.csv"
+
+
+@contextmanager
+def stdin_as_file(source: str, paths: list[Path], stream: BinaryIO | None = None) -> Iterator[list[Path]]:
+    """`paths` with `-` replaced by a temporary file holding standard input (copied a chunk at a
+    time: a zip has to be read from its end, and a file is what every adapter reads), removed
+    when the block ends."""
+    if STDIN not in paths:
+        yield paths
+        return
+    stream = stream if stream is not None else sys.stdin.buffer
+    with tempfile.TemporaryDirectory(prefix="fhir-bridge-stdin-") as folder:
+        start = stream.read(_SNIFF_BYTES)
+        spooled = Path(folder) / name_for(source, start, "stdin")
+        with spooled.open("wb") as out:
+            out.write(start)
+            shutil.copyfileobj(stream, out, 1 << 20)
+        yield [spooled if path == STDIN else path for path in paths]
