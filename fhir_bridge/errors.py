@@ -61,11 +61,16 @@ class Gone(BridgeError):
 
 
 class PreconditionFailed(BridgeError):
-    """A stale If-Match version, or a conditional interaction matching more than one resource."""
+    """A stale If-Match version, or a conditional interaction matching more than one resource.
+    `current_version`: the version to read again, when one resource is meant (answered as ETag)."""
 
     code = "conflict"
     http_status = 412
     exit_code = 2
+
+    def __init__(self, message: str, *, current_version: int | None = None, expression: str | None = None):
+        super().__init__(message, expression=expression)
+        self.current_version = current_version
 
 
 class PreconditionRequired(BridgeError):

@@ -31,8 +31,7 @@ class ActionConflict(PreconditionFailed):
     """An action the session reviews was changed by someone else after the version the partner read."""
 
     def __init__(self, message: str, *, current_version: int, expression: str | None = None):
-        super().__init__(message, expression=expression)
-        self.current_version = current_version
+        super().__init__(message, current_version=current_version, expression=expression)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,8 @@ class ResourceService:
               if_match: int | None = None, uow=None) -> Written:
         current = (uow or self.repository).read(resource_type, resource_id)
         if if_match is not None and if_match != current.version_id:
-            raise PreconditionFailed(f"{resource_type}/{resource_id} is at version {current.version_id}, not {if_match}")
+            raise PreconditionFailed(f"{resource_type}/{resource_id} is at version {current.version_id}, not {if_match}",
+                                     current_version=current.version_id)
         patched = apply_patch(current.resource, patch)
         patched.get("meta", {}).pop("versionId", None)
         issues = self.check(patched, resource_type)

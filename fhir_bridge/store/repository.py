@@ -402,7 +402,8 @@ class UnitOfWork:
             if if_match is not None:
                 if if_match[position] == ABSENT:
                     if not deleted:
-                        raise PreconditionFailed(f"{'/'.join(key)} was created meanwhile (version {version_id})")
+                        raise PreconditionFailed(f"{'/'.join(key)} was created meanwhile (version {version_id})",
+                                                 current_version=version_id)
                 else:
                     _check_if_match(*key, version_id or None, if_match[position])
             if not deleted and same_content(resource, previous):
@@ -656,7 +657,8 @@ def _content(resource: dict) -> bytes:
 def _check_if_match(resource_type: str, resource_id: str, current: int | None, if_match: int | None) -> None:
     if if_match is not None and if_match != current:
         now = f"is at version {current}" if current is not None else "does not exist"
-        raise PreconditionFailed(f"If-Match version {if_match} is stale: {resource_type}/{resource_id} {now}")
+        raise PreconditionFailed(f"If-Match version {if_match} is stale: {resource_type}/{resource_id} {now}",
+                                 current_version=current)
 
 
 def _current_row(stored: Stored, body: bytes) -> dict:

@@ -150,8 +150,10 @@ def test_if_match_locks_optimistically(client, auth, create, make_patient):
     first = {**make_patient(given="First"), "id": pid}
     expect(client.put(f"/fhir/Patient/{pid}", json=first, headers={**auth, "If-Match": 'W/"1"'}), 200)
     stale = {**make_patient(given="Stale"), "id": pid}
-    outcome = expect(client.put(f"/fhir/Patient/{pid}", json=stale, headers={**auth, "If-Match": 'W/"1"'}), 412)
+    refused = client.put(f"/fhir/Patient/{pid}", json=stale, headers={**auth, "If-Match": 'W/"1"'})
+    outcome = expect(refused, 412)
     assert issue_codes(outcome) == ["conflict"]
+    assert refused.headers["ETag"] == 'W/"2"'  # the version to read again
     assert expect(client.get(f"/fhir/Patient/{pid}", headers=auth), 200)["name"][0]["given"] == ["First"]
     expect(client.put(f"/fhir/Patient/{pid}", json=stale, headers={**auth, "If-Match": 'W/"2"'}), 200)
     expect(client.put(f"/fhir/Patient/{pid}", json=stale, headers={**auth, "If-Match": "two"}), 400)
@@ -225,7 +227,9 @@ def test_json_patch_needs_its_content_type(client, auth, create, make_patient):
 def test_json_patch_honours_if_match(client, auth, create, make_patient):
     pid = create(make_patient())["id"]
     ops = [{"op": "replace", "path": "/gender", "value": "other"}]
-    expect(client.patch(f"/fhir/Patient/{pid}", json=ops, headers={**auth, **PATCH, "If-Match": 'W/"9"'}), 412)
+    stale = client.patch(f"/fhir/Patient/{pid}", json=ops, headers={**auth, **PATCH, "If-Match": 'W/"9"'})
+    expect(stale, 412)
+    assert stale.headers["ETag"] == 'W/"1"'
     expect(client.patch(f"/fhir/Patient/{pid}", json=ops, headers={**auth, **PATCH, "If-Match": 'W/"1"'}), 200)
 
 
