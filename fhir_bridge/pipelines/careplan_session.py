@@ -78,6 +78,8 @@ class CarePlanSessions:
         `response_id`: an importer's own (deterministic) id for the ratings, instead of the session's."""
         with self.repository.snapshot() as view:  # one read transaction for all the session reads first
             patient = survivor(view, patient_id)  # 404, 410; a person merged away: the survivor's plan
+            if patient["id"] != patient_id:  # and the survivor wherever the body names the old record
+                parameters = _renamed(parameters, f"Patient/{patient_id}", f"Patient/{patient['id']}")
             patient_id = patient["id"]
             session = self._named(view, parse_session(parameters, patient_id=patient_id, domains=self.domains,
                                                       max_domains=self.max_domains, now=_instant(self.now())))
@@ -327,6 +329,20 @@ def _name(resource: dict | None) -> str | None:
                 return text
     practitioner = resource.get("practitioner")
     return practitioner.get("display") if type(practitioner) is dict else None
+
+
+def _renamed(value, old: str, new: str):
+    """A copy of a JSON tree with every reference to `old` (Type/id, also at the end of a full URL)
+    pointing at `new` instead."""
+    if type(value) is dict:
+        reference = value.get("reference")
+        renamed = {key: _renamed(item, old, new) for key, item in value.items()}
+        if type(reference) is str and (reference == old or reference.endswith("/" + old)):
+            renamed["reference"] = reference[:len(reference) - len(old)] + new
+        return renamed
+    if type(value) is list:
+        return [_renamed(item, old, new) for item in value]
+    return value
 
 
 def _inside(expression: str | None, where: str) -> str | None:
