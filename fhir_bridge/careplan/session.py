@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from fhir_bridge.careplan.codes import AGREED_BY, DOMAIN_SYSTEM, OWNER_TYPES, REVIEW_OUTCOMES, ROLES
 from fhir_bridge.errors import InputError, Unprocessable
@@ -196,7 +196,12 @@ def parse_session(parameters: dict, *, patient_id: str, domains: Mapping[str, st
 
     response_param = next((p for p in top if p.name == "response"), None)
     response = reader.response(response_param)
-    session_date = reader.date_time(_first(top, "date")) or _authored(response) or now
+    date_param = _first(top, "date")
+    session_date = reader.date_time(date_param) or _authored(response) or now
+    latest = (date.fromisoformat(now[:10]) + timedelta(days=1)).isoformat()  # a day's grace: time zones
+    if session_date[:10] > latest:
+        problems.add("business-rule", f"The session's date ({session_date[:10]}) is in the future",
+                     date_param.value_path() if date_param else f"{response_param.where}.resource.authored")
     practitioner = reader.reference(_first(top, "practitioner"), ("Practitioner", "PractitionerRole"))
     chosen = [p for p in top if p.name == "domain"]
     discussions = [reader.discussion(p, domains, session_date[:10]) for p in chosen]
@@ -217,7 +222,7 @@ def parse_session(parameters: dict, *, patient_id: str, domains: Mapping[str, st
         if review.action_id in reviewed:
             problems.add("business-rule", f"Action {review.action_id!r} is reviewed twice in one session", review.where)
         reviewed.add(review.action_id)
-    agreement = reader.agreement(_first(top, "agreement"), session_date)
+    agreement = reader.agreement(_first(top, "agreement"), session_date, latest)
     key_worker = reader.member(_first(top, "keyWorker"), session_date[:10], role="key-worker")
     members = [reader.member(p, session_date[:10]) for p in top if p.name == "careTeamMember"]
     crisis = reader.crisis(_first(top, "crisis"))
@@ -449,7 +454,7 @@ class _Reader:
             return None
         return Review(action_id, outcome, note, param.where)
 
-    def agreement(self, param: _Param | None, session_date: str) -> Agreement | None:
+    def agreement(self, param: _Param | None, session_date: str, latest: str) -> Agreement | None:
         if param is None:
             return None
         parts = self.parts(param, {"agreedBy": True, "date": False, "familyCarePlan": False}, {"date", "familyCarePlan"})
@@ -461,6 +466,10 @@ class _Reader:
         if when is not None and when[:10] < session_date[:10]:
             self.problems.add("business-rule", f"The plan cannot be agreed ({when[:10]}) before the session "
                                                f"({session_date[:10]})", when_param.value_path())
+            return None
+        if when is not None and when[:10] > latest:
+            self.problems.add("business-rule", f"The plan cannot be agreed in the future ({when[:10]})",
+                              when_param.value_path())
             return None
         family = self.flag(_one(parts, "familyCarePlan"))
         if not agreed_by or None in agreed_by:

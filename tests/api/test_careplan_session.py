@@ -157,6 +157,13 @@ BAD_SESSIONS = {
     "due before the session": (lambda p, r: session(domain("accommodation", action("Phone", p.me, due="2024-01-01")),
                                                     key_worker(p.sam), response=r(p.rosa)),
                                422, "business-rule", "Parameters.parameter[1].part[1].part[2].value.ofType(date)"),
+    "a session dated in the future": (lambda p, r: session(key_worker(p.sam), date="2999-01-01T10:00:00Z"),
+                                      422, "business-rule", "Parameters.parameter[0].value.ofType(dateTime)"),
+    "ratings authored in the future": (lambda p, r: session(key_worker(p.sam), response=r(p.rosa, "2999-01-01")),
+                                       422, "business-rule", "Parameters.parameter[0].resource.authored"),
+    "agreed in the future": (lambda p, r: session(key_worker(p.sam), agreement("person", date="2999-01-01"),
+                                                  response=r(p.rosa)),
+                             422, "business-rule", "Parameters.parameter[2].part[1].value.ofType(dateTime)"),
     "no key worker for a first plan": (lambda p, r: session(domain("accommodation"), response=r(p.rosa)),
                                        422, "required", "Parameters.parameter.where(name = 'keyWorker')"),
     "unknown key worker without a name": (lambda p, r: session(key_worker({"reference": "Practitioner/nobody"}),
@@ -208,6 +215,14 @@ def test_a_session_for_a_person_merged_away_goes_to_the_survivors_plan(client, a
     later = session(domain("friendships", action("Call Ola", people.me)), date="2024-03-01T10:00:00Z")
     merged = expect(post(client, "old-record", later, auth), 200)
     assert merged["id"] == plan["id"] and len(merged["activity"]) == 2
+    # A client that knows only the old record names it in the body too: the survivor is meant there.
+    old = {"reference": "Patient/old-record"}
+    again = session(domain("practical-help", action("Open a bank account", old)), date="2024-03-08T10:00:00Z",
+                    response=ratings("old-record", "2024-03-08T10:00:00Z"))
+    merged = expect(post(client, "old-record", again, auth), 200)
+    assert merged["activity"][-1]["detail"]["performer"][0]["reference"] == f"Patient/{people.rosa}"
+    response = merged["supportingInfo"][-1]["reference"]
+    assert expect(client.get(f"/fhir/{response}", headers=auth), 200)["subject"] == {"reference": f"Patient/{people.rosa}"}
 
 
 def test_a_body_that_is_not_parameters_is_a_400(client, auth, people, make_care_plan):

@@ -23,7 +23,9 @@ def context(partner: dict = TRUST, date: str = "2024-02-20T10:00:00Z") -> Sessio
 
 
 def merge(parameters: dict, current: Current | None = None, partner: dict = TRUST):
-    read = parse_session(parameters, patient_id="p1", domains=DOMAINS, max_domains=3, now="2024-02-20T10:00:00Z")
+    dated = next((p["valueDateTime"] for p in parameters["parameter"] if p["name"] == "date"), None)
+    read = parse_session(parameters, patient_id="p1", domains=DOMAINS, max_domains=3,
+                         now=dated or "2024-02-20T10:00:00Z")  # recorded as it happens (a later date is refused)
     return apply_session(read, current or Current(), context(partner, read.date))
 
 
