@@ -2,14 +2,18 @@
 `fhir-bridge import` runs on it, as the partner (its token's ODS code is the organisation).
 
 Input: a Parameters resource with `source` (valueCode) and one or more `file` (valueAttachment
-with base64 `data` and a `title`), or a Binary resource with `?source=`. Output: Parameters with
-the run id, the counts and an OperationOutcome (the run report).
+with base64 `data` and a `title`), a Binary resource with `?source=`, or a multipart/form-data
+upload (a `source` field, or `?source=`, and one or more files), what `curl -F` sends. The files
+of one upload are one export (a RiO export's extracts go together). Output: Parameters with the
+run id, the counts and an OperationOutcome (the run report).
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import tempfile
+from email.parser import BytesParser
+from email.policy import HTTP
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -34,17 +38,24 @@ async def ingest(request: Request) -> Response:
     who = ctx.caller(request, WRITES[0], "write")
     for resource_type in WRITES[1:]:
         authorize(who, resource_type, "write")
-    body = ctx.parse_resource(request, await ctx.read_body(request))
-    source, files = _inputs(body, request.query_params.get("source"))
+    data = await ctx.read_body(request)
+    content_type = request.headers.get("content-type") or ""
+    if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+        source, files = _form(data, content_type, request.query_params.get("source"))
+    else:
+        source, files = _inputs(ctx.parse_resource(request, data), request.query_params.get("source"))
     bridge = ctx.state(request).bridge
 
     def run():
         with tempfile.TemporaryDirectory(prefix="fhir-bridge-ingest-") as folder:
             paths = []
             for index, (title, data) in enumerate(files):
-                path = Path(folder) / f"{index:03d}-{Path(title).name or 'upload.csv'}"
+                name = Path(title).name or "upload.csv"
+                path = Path(folder) / (name if not any(p.name == name for p in paths) else f"{index:03d}-{name}")
                 path.write_bytes(data)
                 paths.append(path)
+            if source == "rio" and len(paths) > 1:  # a RiO export's extracts go together (a zip is one)
+                paths = [Path(folder)]
             return run_import(bridge, source, paths, organization=who.partner, caller=who,
                               quarantine_dir=bridge.settings.data_dir / "quarantine")
 
@@ -84,6 +95,27 @@ def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, 
         raise InputError("$ingest needs a source (one of " + ", ".join(sorted(SOURCE_NAMES)) + ")")
     if not files:
         raise InputError("$ingest needs at least one file (valueAttachment with base64 data)")
+    return source, files
+
+
+def _form(data: bytes, content_type: str, source_param: str | None) -> tuple[str, list[tuple[str, bytes]]]:
+    """A multipart/form-data upload (its size already limited): the `source` field and the files."""
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + data)
+    if not message.is_multipart():
+        raise InputError("The multipart/form-data body could not be read (its boundary is missing or wrong)")
+    source, files = source_param, []
+    for part in message.iter_parts():
+        field, filename = part.get_param("name", header="content-disposition"), part.get_filename()
+        content = part.get_payload(decode=True) or b""
+        if filename is not None:
+            files.append((filename, content))
+        elif field == "source":
+            source = content.decode("utf-8", "replace").strip()
+    if not source:
+        raise InputError("$ingest needs a source (one of " + ", ".join(sorted(SOURCE_NAMES)) + "): a 'source' "
+                         "field or ?source=")
+    if not files:
+        raise InputError("$ingest needs at least one file (a form field with a file name)")
     return source, files
 
 

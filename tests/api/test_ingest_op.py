@@ -61,6 +61,26 @@ def test_a_binary_upload_is_read_as_what_it_holds_json_zip_or_hl7(client, auth, 
         assert not any("quarantined: mapping" in line for line in said), (source, said)  # read, not refused
 
 
+def test_a_multipart_upload_as_curl_sends_it_is_one_export(client, auth, tmp_path):
+    """`curl -F source=rio -F file=@clients.csv -F file=@referrals.csv ...`: the files of one upload
+    are one export (a RiO export's extracts only make sense together)."""
+    from fhir_bridge.synth import generate
+
+    generate("rio", tmp_path / "rio", count=4, seed=8)
+    extracts = [("file", (p.name, p.read_bytes(), "text/csv")) for p in sorted((tmp_path / "rio").glob("*.csv"))]
+    result = expect(client.post("/fhir/$ingest", data={"source": "rio"}, files=extracts, headers=auth), 200)
+    assert value(result, "in")["valueInteger"] > len(extracts) and value(result, "quarantined")["valueInteger"] == 0
+    generate("vcse", tmp_path / "vcse", count=3, seed=8)
+    sessions = [("file", ("sessions.csv", (tmp_path / "vcse" / "sessions.csv").read_bytes(), "text/csv"))]
+    result = expect(client.post("/fhir/$ingest?source=vcse", files=sessions, headers=auth), 200)
+    assert value(result, "created")["valueInteger"] > 0
+    no_source = expect(client.post("/fhir/$ingest", files=sessions, headers=auth), 400)
+    assert "source" in no_source["issue"][0]["diagnostics"]
+    no_file = expect(client.post("/fhir/$ingest", data={"source": "vcse"}, files={"note": (None, "x")},
+                                 headers=auth), 400)
+    assert "file" in no_file["issue"][0]["diagnostics"]
+
+
 def test_bad_requests_are_400_with_a_reason(client, auth):
     unknown = expect(client.post("/fhir/$ingest", json=parameters("spreadsheet", ("x.csv", APP_CSV)), headers=auth), 400)
     assert "unknown source" in unknown["issue"][0]["diagnostics"]
