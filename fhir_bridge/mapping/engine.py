@@ -110,6 +110,12 @@ class MappingEngine:
         if missing := [p for p in mapping.parameters if params.get(p) in (None, "")]:
             raise ConfigurationError(f"mapping {source_name!r} needs parameter(s) {', '.join(missing)}")
         run = _Run(record, params, {}, location or source_name)
+        if missing := [f for f in mapping.required_fields if f not in record]:
+            listed = ", ".join(repr(f) for f in missing)
+            run.problems.append(MappingIssue(
+                "error", "structure", f"the source has no field {listed} (a column renamed or missing: its values "
+                "would be lost)", None, missing[0], "required-fields", run.location))
+            return MappingResult([], run.problems, [])
         compiled = self._compiled[source_name]
         root_scope = _Scope(record, {}, "")
         for name, resource_type, id_keys, _ in compiled:

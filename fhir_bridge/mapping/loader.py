@@ -32,7 +32,8 @@ from fhir_bridge.mapping.rules import (
 from fhir_bridge.mapping.transforms import REGISTRY, build_transform
 from fhir_bridge.terminology import Terminology
 
-FILE_KEYS = {"name", "description", "parameters", "lists", "codes", "blocks", "resources"}
+FILE_KEYS = {"name", "description", "parameters", "lists", "codes", "blocks", "resources", "required-fields"}
+REQUIRED_KEYS = {"each", "fields"}
 RESOURCE_KEYS = {"type", "id", "rules", "description"}
 RULE_KEYS = {"name", "to", "from", "const", "param", "ref", "use", "transform", "codes", "when", "each",
              "required", "note"}
@@ -106,7 +107,29 @@ class _FileLoader:
         specs = tuple(self._resource(n, v) for n, v in resources.items())
         if unused := sorted(set(self.blocks) - self.used_blocks):
             raise self.fail(f"blocks.{unused[0]}", "block is never used")
-        return SourceMapping(name, str(self.path), tuple(self.parameters), specs, dict(self.lists))
+        required = self._required(top.get("required-fields") or [])
+        return SourceMapping(name, str(self.path), tuple(self.parameters), specs, dict(self.lists), required)
+
+    def _required(self, value: Any) -> tuple[str, ...]:
+        """`required-fields`: field names, and `{each: <list>, fields: [templates]}` for one per element."""
+        where = "required-fields"
+        if not isinstance(value, list):
+            raise self.fail(where, "a list of field names, or of {each: <list>, fields: [...]}")
+        fields: list[str] = []
+        for i, entry in enumerate(value):
+            if isinstance(entry, str) and entry:
+                fields.append(entry)
+                continue
+            spec = self._mapping(entry, f"{where}[{i}]", REQUIRED_KEYS)
+            elements = self.lists.get(spec.get("each"))
+            templates = spec.get("fields")
+            if elements is None or not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+                raise self.fail(f"{where}[{i}]", "`each` names a list of this file and `fields` lists field templates")
+            try:
+                fields += [template.format_map(element) for element in elements for template in templates]
+            except (KeyError, ValueError) as exc:
+                raise self.fail(f"{where}[{i}]", f"a template names what the list does not have: {exc}") from None
+        return tuple(dict.fromkeys(fields))
 
     def _mapping(self, value: Any, where: str, allowed: set[str] | None) -> dict:
         if not isinstance(value, dict):

@@ -111,3 +111,6 @@ class SourceMapping:
     # The file's `lists`, as loaded: an adapter that needs the same table (which column holds which
     # DIALOG domain) reads it here rather than from the file again.
     lists: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    # Source fields every record must have (blank or not): a column renamed or missing in an
+    # extract would otherwise lose its values without a word.
+    required_fields: tuple[str, ...] = ()

@@ -144,3 +144,17 @@ def test_two_files_with_one_name_are_refused(tmp_path, terminology):
     write(tmp_path, GOOD, "b.yaml")
     with pytest.raises(ConfigurationError, match="mapping name 'tiny' is also used by"):
         load_mappings(tmp_path, terminology)
+
+
+def test_required_fields_expand_per_list_element_and_a_bad_entry_names_itself(tmp_path, terminology):
+    with_required = GOOD.replace("resources:\n", 'required-fields:\n  - id\n  - {each: things, fields: ["{column} Flag"]}\n'
+                                                "resources:\n", 1)
+    mapping = load_mapping(write(tmp_path, with_required), terminology)
+    assert mapping.required_fields == ("id", "Alpha Flag", "Beta Flag")
+    for bad, message in [("  - {each: nothing, fields: [x]}\n", "`each` names a list"),
+                         ('  - {each: things, fields: ["{colour}"]}\n', "does not have"),
+                         ("  - {each: things, fields: [x], also: 1}\n", "unknown key 'also'")]:
+        path = write(tmp_path, GOOD.replace("resources:\n", f"required-fields:\n{bad}resources:\n", 1), "bad.yaml")
+        with pytest.raises(ConfigurationError, match=message) as raised:
+            load_mapping(path, terminology)
+        assert "required-fields[0]" in str(raised.value)

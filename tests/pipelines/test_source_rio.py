@@ -26,7 +26,12 @@ from tests.conftest import EXAMPLES, REPO
 TRUST = Caller("RV3", "Example Mental Health NHS Foundation Trust")
 IMPORTED = ("clients.csv", "referrals.csv", "care_contacts.csv", "key_workers.csv", "dialog_assessments.csv")
 HEADER_CLIENTS = "ClientID,NHSNumber,NHSNumberStatus,Surname,Forename,DateOfBirth,Gender,EthnicCategory,Postcode,GPPracticeCode\n"
-HEADER_DIALOG = "AssessmentID,ClientID,CompletedDateTime,Purpose,Timepoint,Item01_MentalHealth\n"
+DIALOG_COLUMNS = ["01_MentalHealth", "02_PhysicalHealth", "03_JobSituation", "04_Accommodation", "05_LeisureActivities",
+                  "06_Friendships", "07_PartnerFamily", "08_PersonalSafety", "09_Medication", "10_PracticalHelp",
+                  "11_Meetings"]
+HEADER_DIALOG = ",".join(["AssessmentID,ClientID,CompletedDateTime,Purpose,Timepoint",
+                          *(f"Item{c},Help{c}" for c in DIALOG_COLUMNS)]) + "\n"
+BLANK_ITEMS = "," * (2 * len(DIALOG_COLUMNS) - 1)  # after the first rating: the other items and helps blank
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +132,26 @@ def test_a_missing_file_is_one_quarantined_record_naming_it(bridge, engine, tmp_
     assert b"dialog_assessments.csv is missing" in entry.outcome
 
 
+def test_a_renamed_or_missing_rating_column_quarantines_the_rows_naming_it(bridge, engine, tmp_path):
+    """Item06_Friends for Item06_Friendships: every DIALOG would be stored without its friendships
+    rating, without a word. The rows are quarantined saying which column is missing; renamed back,
+    a retry would store them."""
+    generate("rio", tmp_path / "export", count=6, seed=2)
+    extract = tmp_path / "export" / "dialog_assessments.csv"
+    extract.write_text(extract.read_text(encoding="utf-8-sig").replace("Item06_Friendships", "Item06_Friends"))
+    report = run(bridge, engine, tmp_path / "export")
+    assessments = len(_csv(extract))
+    assert report.balanced and report.quarantined == {"mapping": assessments}
+    assert not all_of(bridge, "QuestionnaireResponse")
+    [first, *_] = bridge.repository.quarantined(source="rio")
+    assert b"no field 'Item06_Friendships'" in first.outcome and b"renamed or missing" in first.outcome
+
+
 def test_a_dialog_of_a_quarantined_client_is_quarantined_with_the_reason(bridge, engine, tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "clients.csv").write_text(HEADER_CLIENTS + "42,9990000019,01,Okafor,Ada,02/04/1980,2,N,E1 4NS,\n")
-    (folder / "dialog_assessments.csv").write_text(HEADER_DIALOG + "7,42,2024-05-01 10:00,PROM,Assessment,4\n")
+    (folder / "dialog_assessments.csv").write_text(HEADER_DIALOG + f"7,42,2024-05-01 10:00,PROM,Assessment,4{BLANK_ITEMS}\n")
     report = run(bridge, engine, folder)
     assert report.balanced and report.quarantined == {"mapping": 2}
     reasons = {e.location.rsplit("/", 1)[-1]: e.outcome for e in bridge.repository.quarantined(source="rio")}
