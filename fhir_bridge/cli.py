@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -398,6 +399,15 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
     _run(command)
 
 
+def _ods_code(value: str) -> str:
+    """An ODS code as given (letters and digits, e.g. RV3, X1A2B), else a usage error: it names the
+    importer in every record and Provenance, and a blank one failed each record instead."""
+    code = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9]{2,10}", code):
+        raise click.BadParameter(f"{value!r} is not an ODS code (letters and digits, e.g. RV3)")
+    return code
+
+
 def _stop(_signal: int, _frame) -> None:
     raise SystemExit(EXIT_OK)
 
@@ -630,8 +640,8 @@ def identity_link(services: Services, review_id: str, patient_id: str | None, as
 # -- import ------------------------------------------------------------------------------------------
 @main.command("import")
 @click.argument("source", type=click.Choice(["dialog-app", "hl7", "rio", "vcse"]))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--organization", required=True,
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True, path_type=Path))
+@click.option("--organization", required=True, callback=lambda _c, _p, value: _ods_code(value),
               help="ODS code of the organisation the export comes from (VCSE rows carry their own; this names the importer).")
 @click.pass_obj
 def import_(services: Services, source: str, paths: tuple[Path, ...], organization: str) -> None:

@@ -118,3 +118,14 @@ def test_standard_input_imports_as_the_file_would(tmp_path, monkeypatch):
         assert int(total) > 0
         again = run("import", source, str(same_as_file), "--organization", organization)
         assert f"{total} in = 0 created + 0 updated + {total} unchanged + 0 quarantined" in again.output, source
+
+
+def test_a_path_that_does_not_exist_or_a_blank_organization_is_a_usage_error(tmp_path, monkeypatch):
+    """Said at once, exit 2, rather than a run that quarantines an entry no retry can resolve or
+    fails every record for its blank organisation."""
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    missing = run("import", "rio", str(tmp_path / "nowhere"), "--organization", "RV3")
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    blank = run("import", "vcse", str(tmp_path), "--organization", " ")
+    assert blank.exit_code == 2 and "not an ODS code" in blank.output
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
