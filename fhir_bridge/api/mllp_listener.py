@@ -21,7 +21,7 @@ from typing import Callable
 
 from fhir_bridge.errors import BridgeError
 from fhir_bridge.formats.hl7v2 import build_ack, decode, message_segments
-from fhir_bridge.formats.mllp import DEFAULT_MAX_SIZE, MllpDecoder, frame, read_messages
+from fhir_bridge.formats.mllp import DEFAULT_MAX_SIZE, MllpDecoder, Oversize, frame, read_messages
 
 log = logging.getLogger("fhir_bridge.mllp")
 
@@ -81,7 +81,7 @@ class MllpListener:
         try:
             async for raw in read_messages(reader, decoder, self.idle_timeout):
                 self.stats.messages += 1
-                ack = await asyncio.to_thread(self.answer, raw)
+                ack = self.too_large(raw) if isinstance(raw, Oversize) else await asyncio.to_thread(self.answer, raw)
                 writer.write(frame(ack.encode("utf-8")))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -93,6 +93,12 @@ class MllpListener:
                 await writer.wait_closed()
             except ConnectionError:
                 pass
+
+    def too_large(self, head: Oversize) -> str:
+        """AR for a message over the size limit, read no further than its first bytes."""
+        self.stats.rejected += 1
+        return build_ack(decode(head), "AR", f"the message is over {self.max_message_bytes} bytes: not read",
+                         now=self.clock(), error_code="207")
 
     def answer(self, raw: bytes) -> str:
         """The ACK for one message (synchronous: runs in a worker thread)."""

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-__all__ = ["START_BLOCK", "END_BLOCK", "CARRIAGE_RETURN", "frame", "MllpDecoder", "read_messages"]
+__all__ = ["START_BLOCK", "END_BLOCK", "CARRIAGE_RETURN", "frame", "MllpDecoder", "Oversize", "read_messages"]
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
@@ -26,6 +26,12 @@ _log = logging.getLogger(__name__)
 _OUTSIDE = 0   # between frames: waiting for a start block
 _INSIDE = 1    # collecting a message
 _SKIPPING = 2  # inside an oversize message: dropping bytes until its end block (or a new start)
+OVERSIZE_HEAD = 4096  # what is kept of an oversize message: enough for its MSH, to answer it
+
+
+class Oversize(bytes):
+    """Yielded in place of a complete message over the size limit: its first bytes, so that the
+    listener can answer it (AR, its control id echoed) instead of leaving the sender waiting."""
 
 
 def frame(message: bytes) -> bytes:
@@ -51,6 +57,7 @@ class MllpDecoder:
         self._state = _OUTSIDE
         self._buffer = bytearray()
         self._swallow_cr = False  # the end block was the last byte of a chunk: a CR may follow
+        self._head: bytes | None = None  # the first bytes of the oversize message being skipped
 
     @property
     def pending(self) -> int:
@@ -77,6 +84,7 @@ class MllpDecoder:
             stop = data.find(END_BLOCK, pos)
             restart = data.find(START_BLOCK, pos)
             if restart >= 0 and (stop < 0 or restart < stop):
+                self._head = None  # no end block: a broken message, not one to answer
                 if self._state == _INSIDE:
                     # Counted the same however the bytes were chunked: too long is oversize first
                     if len(self._buffer) + restart - pos > self.max_size:
@@ -94,6 +102,8 @@ class MllpDecoder:
                 if len(self._buffer) + piece_end - pos > self.max_size:
                     self.oversize += 1
                     _log.warning("MLLP: message over %d bytes dropped", self.max_size)
+                    kept = bytes(self._buffer[:OVERSIZE_HEAD])
+                    self._head = kept + data[pos:pos + OVERSIZE_HEAD - len(kept)]
                     self._buffer.clear()
                     self._state = _SKIPPING
                 else:
@@ -105,6 +115,9 @@ class MllpDecoder:
                     messages.append(bytes(self._buffer))
                 else:
                     self.empty += 1
+            elif self._head is not None:  # the end of an oversize message: answered, not read
+                messages.append(Oversize(self._head))
+                self._head = None
             self._buffer.clear()
             self._state, pos = _OUTSIDE, stop + 1
             # The CR after the end block is optional in practice: take it if it is there
@@ -121,7 +134,7 @@ class MllpDecoder:
             self.broken += 1
             _log.warning("MLLP: connection closed mid-message, %d bytes dropped", len(self._buffer))
         self._buffer.clear()
-        self._state, self._swallow_cr = _OUTSIDE, False
+        self._state, self._swallow_cr, self._head = _OUTSIDE, False, None
 
     def _discard(self, count: int) -> None:
         if count:

@@ -112,6 +112,25 @@ def test_ar_for_what_cannot_be_parsed(server, stored):
     assert msa(ack)[0] == "AR" and stored == []
 
 
+def test_a_message_over_the_size_limit_is_answered_ar_and_the_next_one_served(stored):
+    """The sender waits for an answer to every message: one too large to read gets AR, its control
+    id echoed, instead of silence until the sender times out."""
+    def handler(text):
+        stored.append(control_id(parse_message(text)))
+        return Verdict("AA")
+
+    server = Server(handler, idle_timeout=2, max_message_bytes=2000)
+    try:
+        with server.connect() as sock:
+            huge = oru("BIG1") + b"\r" + b"NTE|1||" + b"x" * 5000
+            sock.sendall(frame(huge) + frame(oru("M9")))
+            too_large, next_one = acks(sock, 2)
+        assert msa(too_large) == ("AR", "BIG1") and "over 2000 bytes" in too_large
+        assert msa(next_one) == ("AA", "M9") and stored == ["M9"]
+    finally:
+        server.close()
+
+
 def test_many_messages_split_across_packets_are_answered_in_order(server, stored):
     wire = b"".join(frame(oru(f"S{n}")) for n in range(5))
     with server.connect() as sock:

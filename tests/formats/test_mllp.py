@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from fhir_bridge.formats.mllp import MllpDecoder, frame, read_messages
+from fhir_bridge.formats.mllp import OVERSIZE_HEAD, MllpDecoder, Oversize, frame, read_messages
 
 MSG1 = b"MSH|^~\\&|RIO|RAT|FHIRBRIDGE|NELFT|20240305160000||ORU^R01|ORU0001|P|2.4\rPID|1||9434765919^^^NHS^NH"
 MSG2 = b"MSH|^~\\&|RIO|RAT|FHIRBRIDGE|NELFT|20240305160001||ADT^A28|MSG0002|P|2.4\rPID|1||RX1^^^RAT^MR"
@@ -75,7 +75,10 @@ def test_oversize_message_is_dropped_without_buffering_it() -> None:
         got += decoder.feed((b"\x0b" if i == 0 else b"") + big[i:i + 64])
         assert decoder.pending <= 100
     got += decoder.feed(b"\x1c\r" + frame(MSG1[:90]))
-    assert got == [MSG1[:90]]
+    oversize, short = got
+    assert short == MSG1[:90]
+    # In its place, once its end block came: its first bytes, so the listener can answer it
+    assert isinstance(oversize, Oversize) and big.startswith(oversize) and 100 < len(oversize) <= OVERSIZE_HEAD
     assert decoder.oversize == 1 and decoder.broken == 0
 
 
