@@ -292,3 +292,15 @@ def test_a_blank_feed_file_is_refused_as_empty_however_long(tmp_path, engine):
         else:
             [record] = records
             assert isinstance(record.data, Unreadable) and record.data.error.message == "empty HL7 file", name
+
+
+def test_an_oru_cut_off_before_its_ratings_is_quarantined_not_stored_empty(tmp_path, bridge, engine):
+    """A batch file truncated mid-message leaves an ORU with its header and no OBX: it was stored
+    as a completed DIALOG with no item."""
+    cut = "\r".join(GOOD_ORU.format(control="C1", rating="4").split("\r")[:3])  # MSH, PID, OBR
+    (tmp_path / "feed.hl7").write_text(cut + "\r" + GOOD_ORU.format(control="C2", rating="5"))
+    source = Hl7Source(engine, ORG, bridge)
+    report = ingest(bridge, source).run(source.records([tmp_path / "feed.hl7"]))
+    assert report.balanced and sum(report.quarantined.values()) == 1
+    [entry] = bridge.repository.quarantined(source="hl7")
+    assert entry.location.endswith("feed.hl7:1") and b"dlg-qr-4" in entry.outcome

@@ -147,6 +147,24 @@ def test_a_renamed_or_missing_rating_column_quarantines_the_rows_naming_it(bridg
     assert b"no field 'Item06_Friendships'" in first.outcome and b"renamed or missing" in first.outcome
 
 
+def test_a_dialog_with_every_rating_blank_is_quarantined_not_stored_empty(bridge, engine, tmp_path):
+    import csv
+
+    generate("rio", tmp_path / "export", count=3, seed=3)
+    extract = tmp_path / "export" / "dialog_assessments.csv"
+    rows = list(csv.DictReader(extract.open(encoding="utf-8-sig", newline="")))
+    rows[0].update({k: "" for k in rows[0] if k.startswith(("Item", "Help"))})
+    with extract.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = run(bridge, engine, tmp_path / "export")
+    assert report.balanced and sum(report.quarantined.values()) == 1
+    assert len(all_of(bridge, "QuestionnaireResponse")) == len(rows) - 1
+    [entry] = bridge.repository.quarantined(source="rio")
+    assert entry.location.endswith("dialog_assessments.csv:2") and b"dlg-qr-4" in entry.outcome
+
+
 def test_a_dialog_of_a_quarantined_client_is_quarantined_with_the_reason(bridge, engine, tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()

@@ -87,6 +87,16 @@ def test_rating_8_is_accepted_as_not_answered(validator, qr):
     assert any("not applicable" in i.message and "item[" in i.expression for i in info)
 
 
+def test_a_completed_dialog_with_no_item_is_an_error_one_in_progress_is_not(validator, qr):
+    """A blank or cut-off record (an RiO row with every rating blank, an ORU cut before its OBX
+    segments) is not a DIALOG: stored as completed, it was an empty PROM counted in reports."""
+    del qr["item"]
+    assert ("error", "invariant", "QuestionnaireResponse") in keys(validator.validate(qr))
+    assert any("dlg-qr-4" in e.message for e in validator.validate(qr).errors)
+    qr["status"] = "in-progress"
+    assert validator.validate(qr).valid
+
+
 @pytest.mark.parametrize("code", ["0", "9", "seven", "07"])
 def test_ratings_outside_1_to_7_are_errors(validator, qr, code):
     rating(qr, "mental-health")["code"] = code
