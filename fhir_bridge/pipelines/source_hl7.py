@@ -291,6 +291,10 @@ def _person_key(record: dict[str, Any]) -> str | None:
     return f"{value}@{record.get('PID-3.4', '')}" if value else None
 
 
+REVIEW_TEXT = ("the person could not be matched safely (no NHS number, and no exact match on name, birth date "
+               "and postcode): the message waits for a person to link it (fhir-bridge identity review), nothing lost")
+
+
 def mllp_handler(ingest: Ingest, source: Hl7Source) -> Callable[[str], Verdict]:
     """For `MllpListener`: store one message through `ingest.one`; AA once stored (or already
     stored: a resend after a lost ACK is `unchanged`), AE with the quarantine reason otherwise."""
@@ -310,7 +314,7 @@ def mllp_handler(ingest: Ingest, source: Hl7Source) -> Callable[[str], Verdict]:
         if status in STATUSES:
             return Verdict("AA")
         reason = status.partition(":")[2]
-        detail = _first_issue(ingest, record)
+        detail = REVIEW_TEXT if reason == "identity-review" else _first_issue(ingest, record)
         return Verdict("AE", f"{reason}: {detail}" if detail else reason)
 
     return handle

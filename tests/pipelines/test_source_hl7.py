@@ -179,6 +179,11 @@ def test_mllp_aa_after_storing_ae_with_the_reason_ar_for_garbage(bridge, engine)
             sock.sendall(frame(GOOD_ORU.format(control="M3", rating="4").encode()))  # a resend: unchanged
             [resent] = acks(sock, 1)
             assert msa(resent) == ("AA", "M3")
+
+            unknown = GOOD_ORU.format(control="M4", rating="4").replace("9434765919^^^NHS^NH~R12345", "R99999")
+            sock.sendall(frame(unknown.replace("Okafor^Ada", "Okafor^Adaeze").encode()))  # no NHS number, a near match
+            [held] = acks(sock, 1)
+            assert msa(held) == ("AE", "M4") and "identity review" in held and "nothing lost" in held
     finally:
         server.close()
 
