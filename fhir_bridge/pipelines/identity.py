@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from fhir_bridge.identifiers import is_valid_nhs_number, normalise_nhs_number
 from fhir_bridge.pipelines.patient_links import replaced_by, surviving_patient
@@ -245,11 +245,14 @@ class IdentityResolver:
             mine, theirs = existing.get(element), incoming.get(element)
             if theirs is None or mine == theirs:
                 continue
+            # Reported when two sources say different things: not a source updating what it said,
+            # nor the same thing written differently (a name's `use`, letter case, spaces).
+            differ = mine is not None and source != held_by and _said(mine) != _said(theirs)
             if mine is None or incoming_wins:
                 merged[element] = theirs
-                if mine is not None:
+                if differ:
                     result.disagreements.append(Disagreement(element, theirs, mine, source, held_by))
-            else:
+            elif differ:
                 result.disagreements.append(Disagreement(element, mine, theirs, held_by, source))
         merged["meta"] = {**{k: v for k, v in (existing.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")},
                           "source": SOURCE_BASE + (source if incoming_wins else held_by)}
@@ -271,3 +274,15 @@ def new_patient_id(nhs: str | None, *, source: str | None = None, local_id: str 
     if source and local_id:
         return str(uuid.uuid5(PATIENT_NAMESPACE, f"{source}|{local_id}"))
     return None
+
+
+def _said(value: Any) -> Any:
+    """What a demographic value says, for comparing two sources: without `use` and `period` (how a
+    system labels a name or address, not what it is), strings without case and outer spaces."""
+    if type(value) is dict:
+        return {k: _said(v) for k, v in value.items() if k not in ("use", "period")}
+    if type(value) is list:
+        return [_said(v) for v in value]
+    if type(value) is str:
+        return " ".join(value.split()).casefold()
+    return value

@@ -88,10 +88,20 @@ class RunReport:
     quarantined: Counter = field(default_factory=Counter)   # by reason
     disagreements: list[dict] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)  # quarantine entries this run closed
+    _told: set[str] = field(default_factory=set, repr=False, compare=False)  # disagreements reported
 
     @property
     def balanced(self) -> bool:
         return self.records_in == sum(self.counts[s] for s in STATUSES) + sum(self.quarantined.values())
+
+    def add_disagreements(self, patient_id: str, found: list) -> None:
+        """Each disagreement once a run, however many of the person's records met it."""
+        for d in found:
+            entry = _disagreement(patient_id, d)
+            key = repr(sorted(entry.items()))
+            if key not in self._told:
+                self._told.add(key)
+                self.disagreements.append(entry)
 
     def to_json(self) -> dict:
         return {"run": self.run_id, "source": self.source, "started": self.started, "finished": self.finished,
@@ -289,7 +299,7 @@ class Ingest:
             return {**incoming, "id": patient_id or incoming["id"], "meta": meta}
         existing = self.bridge.identity.patient(patient_id, pending)
         merge = self.bridge.identity.merge(existing, incoming, self.source)
-        self.report.disagreements += [_disagreement(patient_id, d) for d in merge.disagreements]
+        self.report.add_disagreements(patient_id, merge.disagreements)
         return merge.patient
 
     def _decided(self, record: SourceRecord, resources: list[dict]) -> tuple[str, str] | None:
@@ -345,7 +355,7 @@ class Ingest:
             reason = "access" if isinstance(exc, Forbidden) else "merge"
             return self._quarantine(record, reason, [Issue("error", exc.code, exc.message, exc.expression)])
         self.pending = PendingPatients()  # the holders it remembered: the survivor now holds the old ids too
-        self.report.disagreements += [_disagreement(merge.survivor_id, d) for d in merge.disagreements]
+        self.report.add_disagreements(merge.survivor_id, merge.disagreements)
         self.report.counts[merge.status] += 1
         return merge.status
 

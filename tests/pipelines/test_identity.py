@@ -111,6 +111,21 @@ def test_merge_unites_identifiers_and_the_more_trusted_source_wins(resolver):
     assert trusted.disagreements[0].kept_from == "pds"
 
 
+def test_only_two_sources_saying_different_things_is_a_disagreement(resolver):
+    """Not the same name written differently (its `use`, letter case, spaces), nor a source
+    updating what it said itself (a new postcode from the same feed): those were most of the
+    report's lines."""
+    rio = {"source": "https://fhir-bridge.example.org/source/rio"}
+    existing = patient("a", nhs="9434765919", meta=rio, postcode="E8 4WW")
+    existing["name"] = [{"use": "official", "family": "Nguyen", "given": ["Lan"]}]
+    written_otherwise = patient(family="NGUYEN ", given="Lan", postcode="E8 4WW")
+    assert not resolver.merge(existing, written_otherwise, "hl7").disagreements
+    moved = resolver.merge(existing, patient(family="Nguyen", given="Lan", postcode="E8 3XY"), "rio")
+    assert not moved.disagreements and moved.patient["address"] == [{"postalCode": "E8 3XY"}]
+    other = resolver.merge(existing, patient(family="Nguyen", given="Lan", postcode="N1 1AA"), "vcse")
+    assert [d.element for d in other.disagreements] == ["address"]
+
+
 LOCAL = {"system": "https://vcse.example.org/client", "value": "C-17"}
 
 

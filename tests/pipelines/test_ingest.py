@@ -169,8 +169,9 @@ def test_a_crash_loses_nothing_stored_and_a_rerun_completes(bridge):
 
 def test_demographic_disagreement_is_reported_and_trust_decides(bridge):
     ingest(bridge, source="rio").run([rec(1, nhs="9434765919", gender="female")])
-    report = ingest(bridge, source="vcse").run([rec(2, nhs="9434765919", gender="male")])
-    [d] = report.disagreements
+    report = ingest(bridge, source="vcse").run([rec(2, nhs="9434765919", gender="male"),
+                                                 rec(3, nhs="9434765919", gender="male")])
+    [d] = report.disagreements  # told once a run, not once a record
     assert (d["element"], d["kept"], d["keptFrom"], d["other"]) == ("gender", "female", "rio", "male")
 
 
