@@ -3,6 +3,8 @@ transaction or not) must meet, run inside the write's transaction (a ResourceSer
 
 - one open main plan per person: a second is refused (409, issue `duplicate`) naming the existing
   plan, since partners must add to the person's one plan, not start their own;
+- a crisis plan is `partOf` its person's main plan (else 422), and a main plan has one open crisis
+  plan (a second: 409 naming it); a plan's care team is its person's (422 naming the reference);
 - an update of an existing shared plan must say which version it replaces (If-Match), else 428:
   without it, one partner's PUT silently overwrites another's actions;
 - its actions get stable ids (so later sessions can review them), and its narrative is made
@@ -15,8 +17,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from fhir_bridge.careplan.codes import MAIN_PLAN, OPEN_STATUSES
-from fhir_bridge.errors import Duplicate, Gone, NotFound, PreconditionRequired
+from fhir_bridge.careplan.codes import CRISIS_PLAN, MAIN_PLAN, OPEN_STATUSES
+from fhir_bridge.errors import Duplicate, Gone, NotFound, PreconditionRequired, Unprocessable
 from fhir_bridge.pipelines.careplan_views import is_dialog_plus, local_id, open_main_plans, plan_type, with_narrative
 from fhir_bridge.store.repository import read_if_live
 
@@ -57,7 +59,47 @@ class SharedCarePlanRule:
         patient_id = local_id(resource.get("subject"), "Patient")
         if plan_type(resource) == MAIN_PLAN and resource.get("status") in OPEN_STATUSES and patient_id:
             refuse_second_plan(uow, patient_id, resource["id"])
+        if plan_type(resource) == CRISIS_PLAN and resource.get("status") in OPEN_STATUSES and patient_id:
+            _refuse_second_crisis_plan(uow, resource, patient_id)
+        if patient_id:
+            _check_team(uow, resource, patient_id)
         return with_narrative(uow, _with_action_ids(resource), self.domain_order)
+
+
+def _refuse_second_crisis_plan(uow, plan: dict, patient_id: str) -> None:
+    """A crisis plan is part of its person's DIALOG+ plan (422 if not), and the only open one of it
+    (409 naming the other: a session then would not know which to add to)."""
+    parents = [local_id(ref, "CarePlan") for ref in plan.get("partOf") or ()]
+    if len(parents) != 1 or parents[0] is None:
+        raise Unprocessable("A crisis plan is partOf its person's DIALOG+ plan: one CarePlan reference",
+                            expression="CarePlan.partOf")
+    try:
+        uow.lock("Patient", patient_id)  # two writers at once cannot both see no crisis plan
+    except (NotFound, Gone):
+        pass
+    main = read_if_live(uow, "CarePlan", parents[0])
+    if main is None or plan_type(main.resource) != MAIN_PLAN \
+            or local_id(main.resource.get("subject"), "Patient") != patient_id:
+        raise Unprocessable(f"CarePlan/{parents[0]} is not the DIALOG+ plan of Patient/{patient_id}: a crisis plan "
+                            "is part of its own person's plan", expression="CarePlan.partOf[0]")
+    others = [s for s in uow.referring("CarePlan", "part-of", "CarePlan", parents[0])
+              if s.resource_id != plan.get("id") and plan_type(s.resource) == CRISIS_PLAN
+              and s.resource.get("status") in OPEN_STATUSES]
+    if others:
+        raise Duplicate(f"CarePlan/{parents[0]} already has an open crisis plan: CarePlan/{others[0].resource_id} "
+                        f"(version {others[0].version_id}). Update it with If-Match.", expression="CarePlan.partOf[0]")
+
+
+def _check_team(uow, plan: dict, patient_id: str) -> None:
+    """The plan's care team, when stored here, is about the plan's person: the plan's text names
+    its key worker, and a partner on it sees the person."""
+    for position, ref in enumerate(plan.get("careTeam") or ()):
+        team_id = local_id(ref, "CareTeam")
+        team = read_if_live(uow, "CareTeam", team_id) if team_id else None
+        subject = local_id((team.resource if team else {}).get("subject"), "Patient")
+        if subject is not None and subject != patient_id:
+            raise Unprocessable(f"CareTeam/{team_id} is the care team of Patient/{subject}, not of Patient/{patient_id}",
+                                expression=f"CarePlan.careTeam[{position}]")
 
 
 class PlanNarrativeFollower:

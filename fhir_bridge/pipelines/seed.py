@@ -43,7 +43,8 @@ def seed_examples(bridge: Bridge, examples_dir: Path, served_types: frozenset[st
     records = [r for r in read_records(paths, bridge.validator.model)
                if r.error is None and not expected_invalid(r)]
     rank = {rtype: i for i, rtype in enumerate(SEED_ORDER)}
-    records.sort(key=lambda r: rank.get(r.resource.get("resourceType"), len(rank)))
+    # a plan part of another (a crisis plan) after the plans: it must name its person's stored plan
+    records.sort(key=lambda r: (rank.get(r.resource.get("resourceType"), len(rank)), bool(r.resource.get("partOf"))))
     report = SeedReport()
     for record in records:
         resource, name = record.resource, example_name(record.label, examples_dir)

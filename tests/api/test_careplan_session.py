@@ -235,7 +235,8 @@ def test_a_session_needs_every_write_it_makes(client, token_for, people, ratings
 
 
 # -- one open plan per person -------------------------------------------------------------------------------
-def test_a_second_plan_is_refused_with_a_pointer_to_the_first(client, auth, people, ratings, make_care_plan):
+def test_a_second_plan_is_refused_with_a_pointer_to_the_first(client, auth, people, ratings, make_care_plan,
+                                                              make_patient):
     plan = expect(post(client, people.rosa, first_session(people, ratings), auth), 200)
     outcome = expect(client.post("/fhir/CarePlan", json=make_care_plan(f"Patient/{people.rosa}"), headers=auth), 409)
     assert issue_codes(outcome) == ["duplicate"] and f"CarePlan/{plan['id']}" in outcome["issue"][0]["diagnostics"]
@@ -245,6 +246,17 @@ def test_a_second_plan_is_refused_with_a_pointer_to_the_first(client, auth, peop
     crisis = make_care_plan(f"Patient/{people.rosa}", category="12")
     crisis["partOf"] = [{"reference": f"CarePlan/{plan['id']}"}]
     expect(client.post("/fhir/CarePlan", json=crisis, headers=auth), 201)  # a crisis plan is part of it, not a second
+    # One open crisis plan per plan, and part of the person's own plan
+    second = expect(client.post("/fhir/CarePlan", json=crisis, headers=auth), 409)
+    assert issue_codes(second) == ["duplicate"] and second["issue"][0]["expression"] == ["CarePlan.partOf[0]"]
+    theo = expect(client.post("/fhir/Patient", json=make_patient(2, given="Theo"), headers=auth), 201)["id"]
+    for part_of in ("CarePlan/nowhere", f"CarePlan/{plan['id']}"):
+        stray = {**make_care_plan(f"Patient/{theo}", category="12"), "partOf": [{"reference": part_of}]}
+        refused = expect(client.post("/fhir/CarePlan", json=stray, headers=auth), 422)
+        assert refused["issue"][0]["expression"] == ["CarePlan.partOf[0]"]
+    theirs = {**make_care_plan(f"Patient/{theo}", status="completed"), "careTeam": plan["careTeam"]}
+    refused = expect(client.post("/fhir/CarePlan", json=theirs, headers=auth), 422)  # Rosa's team on Theo's plan
+    assert refused["issue"][0]["expression"] == ["CarePlan.careTeam[0]"]
     assert match_ids(expect(client.get("/fhir/CarePlan", params={"subject": f"Patient/{people.rosa}", "category": "10"},
                                        headers=auth), 200)) == [plan["id"]]
 

@@ -145,7 +145,7 @@ def test_observations_by_subject_code_date_and_derived_from(search, create, make
 def test_care_plans_by_subject_status_and_category(search, create, make_care_plan, people):
     rosa, chidi = (f"Patient/{people[name]['id']}" for name in ("rosa", "chidi"))
     plan = create(make_care_plan(rosa))
-    crisis = create(make_care_plan(rosa, category="12"))
+    crisis = create({**make_care_plan(rosa, category="12"), "partOf": [{"reference": f"CarePlan/{plan['id']}"}]})
     old = create(make_care_plan(chidi, status="completed"))
     assert set(match_ids(search("CarePlan", subject=rosa))) == {plan["id"], crisis["id"]}
     assert match_ids(search("CarePlan", status="completed")) == [old["id"]]
