@@ -7,7 +7,7 @@ import io
 from click.testing import CliRunner
 
 from fhir_bridge.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, synthetic_exports
 
 GOLDEN = REPO / "tests" / "golden" / "dialog-app"
 
@@ -97,20 +97,11 @@ def test_a_vcse_export_imports_csv_then_json_unchanged(tmp_path, monkeypatch):
 def test_standard_input_imports_as_the_file_would(tmp_path, monkeypatch):
     """`-` reads standard input: an HL7 feed, a VCSE export as CSV or JSON (told apart by its
     content), a RiO export as a zip; the same records as from the files (all unchanged after)."""
-    import zipfile
-
-    from fhir_bridge.synth import generate
-
     monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
-    generate("hl7", tmp_path / "hl7", count=10, seed=2)
-    generate("vcse", tmp_path / "vcse", count=8, seed=3)
-    generate("rio", tmp_path / "rio", count=6, seed=4)
-    with zipfile.ZipFile(tmp_path / "rio.zip", "w") as archive:
-        for extract in sorted((tmp_path / "rio").glob("*.csv")):
-            archive.write(extract, extract.name)
-    cases = [("hl7", "X1A2B", (tmp_path / "hl7" / "feed.hl7").read_bytes(), tmp_path / "hl7"),
-             ("vcse", "X1A2B", (tmp_path / "vcse" / "sessions.json").read_bytes(), tmp_path / "vcse" / "sessions.csv"),
-             ("rio", "RV3", (tmp_path / "rio.zip").read_bytes(), tmp_path / "rio")]
+    exports = synthetic_exports(tmp_path, 2, hl7=10, vcse=8, rio=6)
+    cases = [("hl7", "X1A2B", exports["hl7"].read_bytes(), exports["hl7"]),
+             ("vcse", "X1A2B", (exports["vcse"] / "sessions.json").read_bytes(), exports["vcse"] / "sessions.csv"),
+             ("rio", "RV3", exports["rio.zip"].read_bytes(), exports["rio"])]
     for source, organization, piped, same_as_file in cases:
         result = CliRunner().invoke(main, ["import", source, "-", "--organization", organization], input=piped)
         assert result.exit_code == 0 and " 0 quarantined" in result.output, (source, result.output)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 
 from tests.api.helpers import expect
-from tests.conftest import REPO
+from tests.conftest import REPO, synthetic_exports
 
 APP_CSV = (REPO / "tests" / "golden" / "dialog-app" / "complete-session" / "input.csv").read_bytes()
 
@@ -40,19 +40,9 @@ def test_a_binary_upload_with_source_in_the_url(client, auth):
 
 def test_a_binary_upload_is_read_as_what_it_holds_json_zip_or_hl7(client, auth, tmp_path):
     """A Binary has no file name: a VCSE export's JSON form was read as CSV and quarantined whole."""
-    import zipfile
-
-    from fhir_bridge.synth import generate
-
-    generate("vcse", tmp_path / "vcse", count=4, seed=6)
-    generate("hl7", tmp_path / "hl7", count=3, seed=6)
-    generate("rio", tmp_path / "rio", count=3, seed=6)
-    with zipfile.ZipFile(tmp_path / "rio.zip", "w") as archive:
-        for extract in sorted((tmp_path / "rio").glob("*.csv")):
-            archive.write(extract, extract.name)
-    for source, data in [("vcse", (tmp_path / "vcse" / "sessions.json").read_bytes()),
-                         ("hl7", (tmp_path / "hl7" / "feed.hl7").read_bytes()),
-                         ("rio", (tmp_path / "rio.zip").read_bytes())]:
+    exports = synthetic_exports(tmp_path, 6, hl7=3, vcse=4, rio=3)
+    for source, data in [("vcse", (exports["vcse"] / "sessions.json").read_bytes()),
+                         ("hl7", exports["hl7"].read_bytes()), ("rio", exports["rio.zip"].read_bytes())]:
         binary = {"resourceType": "Binary", "contentType": "application/octet-stream",
                   "data": base64.b64encode(data).decode()}
         result = expect(client.post(f"/fhir/$ingest?source={source}", json=binary, headers=auth), 200)
