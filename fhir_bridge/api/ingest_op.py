@@ -50,7 +50,8 @@ async def ingest(request: Request) -> Response:
         with tempfile.TemporaryDirectory(prefix="fhir-bridge-ingest-") as folder:
             paths = []
             for index, (title, data) in enumerate(files):
-                name = Path(title).name or "upload.csv"
+                name = Path(title).name  # a file name only: no folder of the sender's choosing
+                name = name if name not in ("", ".", "..") else "upload.csv"
                 path = Path(folder) / (name if not any(p.name == name for p in paths) else f"{index:03d}-{name}")
                 path.write_bytes(data)
                 paths.append(path)

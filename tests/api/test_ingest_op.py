@@ -64,6 +64,8 @@ def test_a_multipart_upload_as_curl_sends_it_is_one_export(client, auth, tmp_pat
     sessions = [("file", ("sessions.csv", (tmp_path / "vcse" / "sessions.csv").read_bytes(), "text/csv"))]
     result = expect(client.post("/fhir/$ingest?source=vcse", files=sessions, headers=auth), 200)
     assert value(result, "created")["valueInteger"] > 0
+    sneaky = [("file", ("../../sessions.csv", sessions[0][1][1], "text/csv")), ("file", ("..", b"x", "text/csv"))]
+    assert value(expect(client.post("/fhir/$ingest?source=vcse", files=sneaky, headers=auth), 200), "in")["valueInteger"]
     no_source = expect(client.post("/fhir/$ingest", files=sessions, headers=auth), 400)
     assert "source" in no_source["issue"][0]["diagnostics"]
     no_file = expect(client.post("/fhir/$ingest", data={"source": "vcse"}, files={"note": (None, "x")},
