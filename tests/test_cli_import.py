@@ -35,6 +35,18 @@ def test_app_sessions_wait_for_identity_review_then_store(tmp_path, monkeypatch)
     assert "1 open review(s)" in run("identity", "review").output
 
 
+def test_an_app_export_with_a_rank_column_renamed_is_quarantined_naming_it(tmp_path, monkeypatch):
+    """Not held for review and stored later without that domain's rating."""
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    renamed = tmp_path / "export.csv"
+    text = (GOLDEN / "complete-session" / "input.csv").read_bytes().decode("utf-8-sig")
+    renamed.write_text(text.replace("Friendships Rank", "Friends Rank", 1), encoding="utf-8")
+    result = run("import", "dialog-app", str(renamed), "--organization", "RV3")
+    assert result.exit_code == 1 and "quarantined, mapping: 2" in result.output
+    assert "no field 'Friendships Rank'" in run("quarantine", "list").output + run(
+        "quarantine", "show", run("quarantine", "list").output.split()[0]).output
+
+
 def test_an_app_session_the_plan_refuses_at_identity_link_says_why(tmp_path, monkeypatch):
     """Rosa's session agreed actions; as a new person she has no plan, and the app names no key worker."""
     monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path))
