@@ -51,8 +51,10 @@ class ListenerStats:
 
 class MllpListener:
     def __init__(self, handler: Handler, *, idle_timeout: float = 300.0, max_message_bytes: int = DEFAULT_MAX_SIZE,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 keep_rejected: Callable[[str], None] | None = None):
         self.handler = handler
+        self.keep_rejected = keep_rejected  # what cannot be parsed (AR) is kept too, e.g. in quarantine
         self.idle_timeout = idle_timeout
         self.max_message_bytes = max_message_bytes
         self.clock = clock
@@ -107,6 +109,11 @@ class MllpListener:
             message_segments(text)
         except BridgeError as exc:
             self.stats.rejected += 1
+            if self.keep_rejected is not None:
+                try:
+                    self.keep_rejected(text)
+                except Exception:  # noqa: BLE001 - keeping it failed: the AR still goes, the log says why
+                    log.exception("MLLP: a rejected message could not be kept")
             return build_ack(text, "AR", exc.message, now=self.clock(), error_code="102")
         try:
             verdict = self.handler(text)

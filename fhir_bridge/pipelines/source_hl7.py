@@ -295,29 +295,41 @@ REVIEW_TEXT = ("the person could not be matched safely (no NHS number, and no ex
                "and postcode): the message waits for a person to link it (fhir-bridge identity review), nothing lost")
 
 
-def mllp_handler(ingest: Ingest, source: Hl7Source) -> Callable[[str], Verdict]:
-    """For `MllpListener`: store one message through `ingest.one`; AA once stored (or already
-    stored: a resend after a lost ACK is `unchanged`), AE with the quarantine reason otherwise."""
+def mllp_handler(ingest: Ingest, source: Hl7Source) -> "MllpFeed":
+    """For `MllpListener`: the handler (`feed(text)`) and its keeper of rejected messages."""
+    return MllpFeed(ingest, source)
 
-    # The listener runs each connection's messages in worker threads: one message at a time across
-    # all connections, so two senders naming the same new person cannot both create a Patient, and
-    # the run report's counters are not raced.
-    one_at_a_time = threading.Lock()
 
-    def handle(text: str) -> Verdict:
-        record = source.record("mllp", text)
+class MllpFeed:
+    """Stores one message through `ingest.one`: AA once stored (or already stored: a resend after a
+    lost ACK is `unchanged`), AE with the quarantine reason otherwise. A message the listener
+    rejects (AR: it cannot be parsed) is kept in quarantine, raw, as the same bytes in a file are."""
+
+    def __init__(self, ingest: Ingest, source: Hl7Source):
+        self.ingest, self.source = ingest, source
+        # The listener runs each connection's messages in worker threads: one message at a time
+        # across all connections, so two senders naming the same new person cannot both create a
+        # Patient, and the run report's counters are not raced.
+        self._one_at_a_time = threading.Lock()
+
+    def __call__(self, text: str) -> Verdict:
+        record = self.source.record("mllp", text)
         if not isinstance(record.data, Unreadable):  # located by its control id, as the sender knows it
             record = replace(record, location=f"mllp:{record.data.get('MSH-10', '')}")
-        with one_at_a_time:
-            ingest.report.records_in += 1
-            status = ingest.one(record)
+        status = self._store(record)
         if status in STATUSES:
             return Verdict("AA")
         reason = status.partition(":")[2]
-        detail = REVIEW_TEXT if reason == "identity-review" else _first_issue(ingest, record)
+        detail = REVIEW_TEXT if reason == "identity-review" else _first_issue(self.ingest, record)
         return Verdict("AE", f"{reason}: {detail}" if detail else reason)
 
-    return handle
+    def keep_rejected(self, text: str) -> None:
+        self._store(self.source.record("mllp", text))
+
+    def _store(self, record: SourceRecord) -> str:
+        with self._one_at_a_time:
+            self.ingest.report.records_in += 1
+            return self.ingest.one(record)
 
 
 def _first_issue(ingest: Ingest, record: SourceRecord) -> str:
@@ -340,7 +352,8 @@ async def serve_mllp(bridge, host: str, port: int, organization: str, *,
     engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
     source = Hl7Source(engine, organization, bridge)
     ingest = Ingest(bridge, source.name, source.map, operator_caller(organization))  # the trust's own feed
-    listener = MllpListener(mllp_handler(ingest, source), idle_timeout=idle_timeout)
+    feed = mllp_handler(ingest, source)
+    listener = MllpListener(feed, idle_timeout=idle_timeout, keep_rejected=feed.keep_rejected)
     try:
         address = await listener.start(host, port)
     except OSError as exc:  # port taken, address not on this machine: a sentence, not a traceback

@@ -209,7 +209,11 @@ def test_serve_mllp_listens_until_cancelled(bridge):
     with socket.create_connection(bound[0], timeout=10) as sock:
         sock.sendall(frame(GOOD_ORU.format(control="S1", rating="5").encode()))
         [ack] = acks(sock, 1)
-    assert msa(ack) == ("AA", "S1")
+        sock.sendall(frame(b"\x00\x01 not HL7 at all"))  # answered AR, and kept: nothing lost
+        [rejected] = acks(sock, 1)
+    assert msa(ack) == ("AA", "S1") and msa(rejected)[0] == "AR"
+    [kept] = bridge.repository.quarantined(source="hl7")
+    assert kept.raw == b"\x00\x01 not HL7 at all" and kept.location == "mllp"
     loop, task = running[0]
     loop.call_soon_threadsafe(task.cancel)
     thread.join(10)
