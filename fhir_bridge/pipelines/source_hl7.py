@@ -212,15 +212,12 @@ class Hl7Source:
         for path in _files(paths):
             try:
                 with path.open("rb") as feed:  # read as it is imported: a year's feed in one file is fine
-                    first = feed.read(_FIRST_BYTES)
-                    while len(first) == _FIRST_BYTES and not first.strip():  # blank lines are skipped anyway
-                        first = feed.read(_FIRST_BYTES)
-                    if not first.strip():
-                        yield unreadable(self.name, f"{path}:1", InputError("empty HL7 file", location=str(path)),
-                                         first, file=str(path))
-                        continue
-                    for number, text in split_batch(_Rewound(first, feed)):
+                    number = 0
+                    for number, text in split_batch(feed):
                         yield self.record(f"{path}:{number}", text)
+                if number == 0:  # blank, or batch wrappers with no message in them
+                    yield unreadable(self.name, f"{path}:1", InputError("empty HL7 file", location=str(path)), b"",
+                                     file=str(path))
             except OSError as exc:
                 yield unreadable(self.name, str(path), InputError(f"cannot read {path}: {exc.strerror}"), b"",
                                  file=str(path))
@@ -259,22 +256,6 @@ class Hl7Source:
         return Mapped(result.resources, problems)
 
 
-_FIRST_BYTES = 1 << 16  # read until something is not blank, to tell an empty (all blank) file
-
-
-class _Rewound:
-    """A binary file read from the start again, its first bytes having been read already."""
-
-    def __init__(self, first: bytes, rest):
-        self.first, self.rest = first, rest
-
-    def read(self, size: int) -> bytes:
-        if self.first:
-            data, self.first = self.first, b""
-            return data
-        return self.rest.read(size)
-
-
 def _files(paths: list[Path]) -> Iterator[Path]:
     """Files as given; a folder gives every file under it, in name order (feeds land as one file
     per message or per batch, with any extension)."""
@@ -295,13 +276,8 @@ REVIEW_TEXT = ("the person could not be matched safely (no NHS number, and no ex
                "and postcode): the message waits for a person to link it (fhir-bridge identity review), nothing lost")
 
 
-def mllp_handler(ingest: Ingest, source: Hl7Source) -> "MllpFeed":
-    """For `MllpListener`: the handler (`feed(text)`) and its keeper of rejected messages."""
-    return MllpFeed(ingest, source)
-
-
 class MllpFeed:
-    """Stores one message through `ingest.one`: AA once stored (or already stored: a resend after a
+    """`MllpListener`'s handler: stores one message through `ingest.one`: AA once stored (or already stored: a resend after a
     lost ACK is `unchanged`), AE with the quarantine reason otherwise. A message the listener
     rejects (AR: it cannot be parsed) is kept in quarantine, raw, as the same bytes in a file are."""
 
@@ -352,7 +328,7 @@ async def serve_mllp(bridge, host: str, port: int, organization: str, *,
     engine = MappingEngine(load_mappings(bridge.settings.mappings_dir, bridge.terminology), bridge.terminology)
     source = Hl7Source(engine, organization, bridge)
     ingest = Ingest(bridge, source.name, source.map, operator_caller(organization))  # the trust's own feed
-    feed = mllp_handler(ingest, source)
+    feed = MllpFeed(ingest, source)
     listener = MllpListener(feed, idle_timeout=idle_timeout, keep_rejected=feed.keep_rejected)
     try:
         address = await listener.start(host, port)

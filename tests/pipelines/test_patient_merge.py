@@ -17,7 +17,7 @@ from fhir_bridge.pipelines.identity import NHS_SYSTEM
 from fhir_bridge.pipelines.ingest import Ingest
 from fhir_bridge.pipelines.patient_merge import surviving_patient
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_hl7 import Hl7Source, hl7_record, mllp_handler
+from fhir_bridge.pipelines.source_hl7 import Hl7Source, MllpFeed, hl7_record
 from fhir_bridge.store.search import parse_search
 from fhir_bridge.synth import generate
 from tests.api.test_mllp_listener import Server, acks, msa
@@ -245,7 +245,7 @@ def test_surviving_patient_follows_a_chain_and_refuses_a_loop(bridge):
 
 def test_mllp_answers_aa_for_a_merge_and_ae_with_the_reason_for_a_bad_one(bridge, engine):
     source = Hl7Source(engine, ORG, bridge)
-    server = Server(mllp_handler(Ingest(bridge, source.name, source.map, Caller(ORG, ORG)), source), idle_timeout=2)
+    server = Server(MllpFeed(Ingest(bridge, source.name, source.map, Caller(ORG, ORG)), source), idle_timeout=2)
     try:
         with server.connect() as sock:
             for text in (adt("A1", SURVIVOR_PID), adt("A2", DUPLICATE_PID), a40("M1"),

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,18 @@ from fhir_bridge.pipelines.sources import build_adapter, ingest_for, run_import
 from fhir_bridge.synth import generate
 
 TRUST = Caller("RV3", "Example Mental Health NHS Foundation Trust")
+
+
+@contextmanager
+def rio_records(tmp_path: Path, validator, count: int, seed: int):
+    """(adapter, records) of a synthetic RiO export, read with a store that is closed afterwards."""
+    generate("rio", tmp_path / "export", count=count, seed=seed)
+    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
+    try:
+        adapter = build_adapter(bridge, "rio", "RV3")
+        yield adapter, list(adapter.records([tmp_path / "export"]))
+    finally:
+        bridge.close()
 
 
 def imported(tmp_path: Path, name: str, validator, export: Path, pool: PreparePool | None):
@@ -127,11 +140,7 @@ def test_the_importing_process_prepares_records_while_it_would_wait(tmp_path, va
     """While the chunk it needs next is not back from a worker (here: the worker is still starting),
     the importing process prepares the records after it itself; every record comes back once, in
     input order, prepared as anywhere else. With `share=0` it only waits."""
-    generate("rio", tmp_path / "export", count=40, seed=8)
-    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
-    try:
-        adapter = build_adapter(bridge, "rio", "RV3")
-        records = list(adapter.records([tmp_path / "export"]))
+    with rio_records(tmp_path, validator, count=40, seed=8) as (adapter, records):
         here = []
 
         def fallback(record):
@@ -149,18 +158,12 @@ def test_the_importing_process_prepares_records_while_it_would_wait(tmp_path, va
         alone = [prepare(record, adapter.map, validator) for record in records]
         assert [(p.mapped.resources if p.mapped else None, p.mapping_errors, p.invalid) for _, p in got] == \
             [(p.mapped.resources if p.mapped else None, p.mapping_errors, p.invalid) for p in alone]
-    finally:
-        bridge.close()
 
 
 def test_a_pool_that_broke_before_a_chunk_was_handed_over_costs_nothing(tmp_path, validator):
     """A worker killed between two chunks breaks the pool: handing it the next chunk raises at once.
     That chunk and the rest are prepared here, in order, like those of a worker that died with them."""
-    generate("rio", tmp_path / "export", count=10, seed=9)
-    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
-    try:
-        adapter = build_adapter(bridge, "rio", "RV3")
-        records = list(adapter.records([tmp_path / "export"]))
+    with rio_records(tmp_path, validator, count=10, seed=9) as (adapter, records):
         pool = PreparePool(Recipe(Settings(), "rio", "RV3"), workers=1, chunk=8, share=0)
         pool.start()
         pool._executor.submit(int).result()  # the worker is up ...
@@ -177,18 +180,12 @@ def test_a_pool_that_broke_before_a_chunk_was_handed_over_costs_nothing(tmp_path
 
         got = list(pool.prepared(records, fallback))
         assert [id(record) for record, _ in got] == [id(record) for record in records] == [id(r) for r in here]
-    finally:
-        bridge.close()
 
 
 def test_a_worker_that_dies_while_the_importing_process_shares_costs_no_record_twice(tmp_path, validator):
     """The worker dies while the importing process is preparing records after its chunks: what was
     prepared here is kept, the worker's chunks and the rest are prepared here, each record once, in order."""
-    generate("rio", tmp_path / "export", count=20, seed=10)
-    bridge = Bridge(Settings(data_dir=tmp_path / "store"), validator=validator)
-    try:
-        adapter = build_adapter(bridge, "rio", "RV3")
-        records = list(adapter.records([tmp_path / "export"]))
+    with rio_records(tmp_path, validator, count=20, seed=10) as (adapter, records):
         pool = PreparePool(Recipe(Settings(), "rio", "RV3"), workers=1, chunk=8, share=4)
         here = []
 
@@ -202,8 +199,6 @@ def test_a_worker_that_dies_while_the_importing_process_shares_costs_no_record_t
         got = list(pool.prepared(records, fallback))
         assert [id(record) for record, _ in got] == [id(record) for record in records]
         assert sorted(map(id, here)) == sorted(map(id, records))  # every record here, once
-    finally:
-        bridge.close()
 
 @pytest.mark.parametrize("mapper, reason", [
     (lambda record: (_ for _ in ()).throw(ValueError("a bug")), "mapping failed: ValueError('a bug')"),

@@ -22,7 +22,7 @@ from fhir_bridge.fhir.codec import loads_json
 from fhir_bridge.pipelines.identity import NHS_SYSTEM, nhs_number_of
 from fhir_bridge.pipelines.ingest import Ingest
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_hl7 import Hl7Source, hl7_record, mllp_handler, serve_mllp
+from fhir_bridge.pipelines.source_hl7 import Hl7Source, MllpFeed, hl7_record, serve_mllp
 from fhir_bridge.pipelines.source_records import Unreadable
 from fhir_bridge.synth import generate
 from tests.api.test_mllp_listener import Server, acks, msa
@@ -158,7 +158,7 @@ def test_a_message_type_not_imported_is_a_mapping_problem(engine):
 # -- MLLP -------------------------------------------------------------------------------------------
 def test_mllp_aa_after_storing_ae_with_the_reason_ar_for_garbage(bridge, engine):
     source = Hl7Source(engine, ORG, bridge)
-    server = Server(mllp_handler(ingest(bridge, source), source), idle_timeout=2)
+    server = Server(MllpFeed(ingest(bridge, source), source), idle_timeout=2)
     try:
         with server.connect() as sock:
             sock.sendall(frame(GOOD_ORU.format(control="M1", rating="4").encode()))
@@ -285,14 +285,14 @@ def test_a_feed_folder_counts_every_file_it_holds(tmp_path):
 
 
 def test_a_blank_feed_file_is_refused_as_empty_however_long(tmp_path, engine):
-    """Feeds are read a chunk at a time; an empty or blank file is still one record refused as
-    empty, and blank lines before the first message cost nothing."""
-    from fhir_bridge.pipelines.source_hl7 import _FIRST_BYTES
-
+    """Feeds are read a chunk at a time; an empty or blank file, or batch wrappers with no message,
+    is still one record refused as empty, and blank lines before the first message cost nothing."""
     source = Hl7Source(engine, ORG)
     message = GOOD_ORU.format(control="B1", rating="4").encode()
-    for name, data in [("empty", b""), ("blank", b"\r\n \n"), ("long", b"\r\n" * _FIRST_BYTES),
-                       ("late", b"\n" * (2 * _FIRST_BYTES + 3) + message)]:
+    long = 3 << 20  # longer than a chunk
+    for name, data in [("empty", b""), ("blank", b"\r\n \n"), ("long", b"\r\n" * long),
+                       ("wrappers", b"FHS|^~\\&|RIO\rBHS|^~\\&|RIO\rBTS|0\rFTS|1\r"),
+                       ("late", b"\n" * (long + 3) + message)]:
         (tmp_path / name).write_bytes(data)
         records = list(source.records([tmp_path / name]))
         if name == "late":
