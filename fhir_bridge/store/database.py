@@ -67,8 +67,9 @@ def open_database(url: str | None, data_dir: Path) -> Database:
                                  "use sqlite:///<file> or postgresql://...")
     if dialect == "sqlite":
         in_memory = not parsed.database or parsed.database == ":memory:"
-        return Database(_sqlite_engine(parsed), dialect, None if in_memory else WalCheckpointer(parsed.database),
-                        WriterLock(None if in_memory else parsed.database))
+        writers = WriterLock(None if in_memory else parsed.database)
+        return Database(_sqlite_engine(parsed), dialect,
+                        None if in_memory else WalCheckpointer(parsed.database, writers=writers), writers)
     # psycopg prepares a statement after five runs, and PostgreSQL then keeps the generic plan it
     # made while the tables were small: the bulk path's id lookup became a sequential scan, and
     # create_many fell from ~10,000 to ~1,700 resources/s as the table grew past 12,000 rows.

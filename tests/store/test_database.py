@@ -208,6 +208,53 @@ def test_commits_within_the_interval_share_one_checkpoint(tmp_path: Path):
         connection.close()
 
 
+class _CommitDuringEveryPass(WalCheckpointer):
+    """As under steady writes: another writer commits while each unlocked pass copies."""
+
+    def __init__(self, path: Path, writer: sqlite3.Connection, writers: WriterLock | None):
+        super().__init__(str(path), writers=writers, restart_frames=1)
+        self.writer = writer
+
+    def _pass(self, connection) -> int:
+        frames = super()._pass(connection)
+        if self.writers is None or not self.writers._threads.locked():
+            self.writer.execute("INSERT INTO t VALUES (randomblob(20000))")
+        return frames
+
+
+@pytest.mark.parametrize("locked_pass", [True, False])
+def test_a_long_wal_starts_again_from_the_top_though_commits_land_during_each_pass(tmp_path: Path,
+                                                                                    locked_pass: bool):
+    """The last pass holds the writer lock, so nothing is left uncopied when the next writer begins
+    and it writes from the WAL's start; without it the WAL only grows (till a writer checkpoints)."""
+    path = tmp_path / "x.db"
+    writer = _wal_file_never_checkpointed_by_its_writer(path)
+    writers = WriterLock(str(path))
+    checkpointer = _CommitDuringEveryPass(path, writer, writers if locked_pass else None)
+    own = sqlite3.connect(path, isolation_level=None)
+    try:
+        for _ in range(3):
+            writer.execute("INSERT INTO t VALUES (randomblob(20000))")
+        checkpointer._checkpoint(own)
+        writer.execute("INSERT INTO t VALUES (1)")  # a page or two
+        frames = own.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        # the last commit's frames alone; else the blob committed during the last pass is still there
+        assert (frames <= 3) if locked_pass else (frames > 3)
+        assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == (6 if locked_pass else 5)
+    finally:
+        own.close()
+        writer.close()
+        writers.close()
+
+
+def test_the_stores_checkpoint_thread_queues_on_its_writer_lock(tmp_path: Path):
+    database = open_database(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+    try:
+        assert database.checkpointer.writers is database.writers
+    finally:
+        database.dispose()
+
+
 def test_in_memory_stores_have_no_checkpoint_thread(tmp_path: Path):
     database = open_database("sqlite://", tmp_path)
     try:
