@@ -77,11 +77,17 @@ class VcseSource:
         for line, text, value in elements:
             location, raw = f"{label}:{line}", text.encode("utf-8")
             try:
-                row = flatten(value)
+                row = self._answered(flatten(value))
             except InputError as exc:
                 yield unreadable(self.name, location, exc, raw)
                 continue
             yield self._session(location, raw, row, self._json_context)
+
+    def _answered(self, row: dict[str, str]) -> dict[str, str]:
+        """A JSON record leaves out the domains it has no answer for: blank, as in the CSV, whose
+        columns the mapping requires (a CSV without one would lose every row's answer quietly)."""
+        blanks = {f"{column} {kind}": "" for column in self._domain_columns() for kind in ("rating", "help")}
+        return blanks | row
 
     def _session(self, location: str, raw: bytes, row: dict[str, str], context: str) -> SourceRecord:
         row = {**row, **{c: _MIDNIGHT.sub("", row[c]) for c in _DATE_COLUMNS if c in row}}
@@ -97,7 +103,7 @@ class VcseSource:
         if "header" in context:
             return self._session(entry.location, entry.raw, csv_row_from_entry(entry, context).values, entry.context)
         try:
-            row = flatten(json.loads(entry.raw))
+            row = self._answered(flatten(json.loads(entry.raw)))
         except (ValueError, InputError) as exc:  # it was read once: only a changed reader gets here
             raise NotRetryable(f"the kept JSON record cannot be read again: {exc}") from exc
         return self._session(entry.location, entry.raw, row, entry.context)
@@ -121,9 +127,16 @@ class VcseSource:
         """VCSE domain name (lower case) -> dialog-domain code, from the mapping file's `dialog-domains`
         list (the names its rating columns use), built once."""
         if self._names is None:
-            items = self.engine.mappings[self.name].lists.get("dialog-domains", ())
-            self._names = {" ".join(str(i["column"]).lower().split()): str(i["domain"]) for i in items}
+            self._names = {" ".join(column.lower().split()): domain for domain, column in self._domains()}
         return self._names
+
+    def _domain_columns(self) -> list[str]:
+        return [column for _, column in self._domains()]
+
+    def _domains(self) -> list[tuple[str, str]]:
+        """(dialog-domain code, the domain's name in column headers), from the mapping file."""
+        items = self.engine.mappings[self.name].lists.get("dialog-domains", ())
+        return [(str(i["domain"]), str(i["column"])) for i in items]
 
 
 def json_elements(data: bytes) -> list[tuple[int, str, object]]:

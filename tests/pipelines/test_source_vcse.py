@@ -149,6 +149,30 @@ def test_a_misnamed_domain_column_is_an_error_not_a_lost_answer(source):
         "(mappings/vcse/README.md)"]
 
 
+def test_an_export_missing_a_domain_column_is_an_error_naming_it(source, tmp_path):
+    """A CSV without 'Friendships help' would otherwise store every session without that answer."""
+    with (GOLDEN / "complete-session" / "input.csv").open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    with (tmp_path / "s.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, [c for c in rows[0] if c != "Friendships help"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    [record] = source.records([tmp_path / "s.csv"])
+    assert any("no field 'Friendships help'" in i.message for i in source.map(record).problems if i.is_error)
+
+
+def test_a_json_record_leaving_out_unanswered_domains_imports(source, tmp_path):
+    [record] = source.records([GOLDEN / "complete-session" / "input.csv"])
+    record_json = _as_json(record.data)
+    record_json["ratings"] = {"Accommodation": {"rating": 3, "help": True}}  # nothing else asked
+    (tmp_path / "s.json").write_text(json.dumps([record_json]))
+    [json_record] = source.records([tmp_path / "s.json"])
+    result = source.map(json_record)
+    assert not [i for i in result.problems if i.is_error]
+    [response] = [r for r in result.resources if r["resourceType"] == "QuestionnaireResponse"]
+    assert [item["linkId"] for item in response["item"]] == ["accommodation", "accommodation.more-help"]
+
+
 def test_a_midnight_birth_date_from_a_spreadsheet_is_a_date(source, tmp_path):
     text = (GOLDEN / "complete-session" / "input.csv").read_text().replace("23/09/1986", "23/09/1986 00:00")
     (tmp_path / "s.csv").write_text(text)
