@@ -123,6 +123,17 @@ def test_standard_input_imports_as_the_file_would(tmp_path, monkeypatch):
         assert f"{total} in = 0 created + 0 updated + {total} unchanged + 0 quarantined" in again.output, source
 
 
+def test_a_bad_row_from_standard_input_is_located_in_stdin_and_kept_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    text = (GOLDEN / "complete-session" / "input.csv").read_bytes().decode("utf-8-sig")
+    bad = text.replace("Friendships Rank", "Friends Rank", 1).encode()
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["import", "dialog-app", "-", "--organization", "RV3"], input=bad)
+        assert result.exit_code == 1 and "quarantined, mapping: 2" in result.output
+    listed = run("quarantine", "list").output
+    assert listed.count("stdin.csv:") == 2 and "fhir-bridge-stdin-" not in listed
+
+
 def test_a_path_that_does_not_exist_or_a_blank_organization_is_a_usage_error(tmp_path, monkeypatch):
     """Said at once, exit 2, rather than a run that quarantines an entry no retry can resolve or
     fails every record for its blank organisation."""

@@ -58,7 +58,7 @@ async def ingest(request: Request) -> Response:
             if source == "rio" and len(paths) > 1:  # a RiO export's extracts go together (a zip is one)
                 paths = [Path(folder)]
             return run_import(bridge, source, paths, organization=who.partner, caller=who,
-                              quarantine_dir=bridge.settings.data_dir / "quarantine")
+                              quarantine_dir=bridge.settings.data_dir / "quarantine", shown={Path(folder): "$ingest"})
 
     report = await run_in_threadpool(run)
     summary = report.to_json()

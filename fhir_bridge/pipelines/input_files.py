@@ -7,12 +7,13 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["STDIN", "name_for", "stdin_as_file"]
+__all__ = ["STDIN", "name_for", "shown_as", "stdin_as_file"]
 
 STDIN = Path("-")
 _SNIFF_BYTES = 4096
@@ -31,11 +32,27 @@ def name_for(source: str, start: bytes, stem: str = "upload") -> str:
     return f"{stem}.csv"
 
 
+def shown_as(records: Iterable, names: dict[Path, str]) -> Iterator:
+    """`records` with a temporary path at the start of their location shown as the name given
+    (`stdin.csv:12`, not `/tmp/fhir-bridge-stdin-x1y2/stdin.csv:12`): what quarantine, reports and
+    reviews show, and part of a quarantine entry's id, so the same bad row sent twice is one entry."""
+    if not names:
+        yield from records
+        return
+    prefixes = sorted(((str(path), name) for path, name in names.items()), key=lambda p: -len(p[0]))
+    for record in records:
+        for prefix, name in prefixes:
+            if record.location.startswith(prefix):
+                record = replace(record, location=name + record.location[len(prefix):])
+                break
+        yield record
+
+
 @contextmanager
 def stdin_as_file(source: str, paths: list[Path], stream: BinaryIO | None = None) -> Iterator[list[Path]]:
     """`paths` with `-` replaced by a temporary file holding standard input (copied a chunk at a
     time: a zip has to be read from its end, and a file is what every adapter reads), removed
-    when the block ends."""
+    when the block ends. The file's name says what it holds (`stdin.csv`, `stdin.zip` ...)."""
     if STDIN not in paths:
         yield paths
         return

@@ -14,7 +14,7 @@ from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.dialog_app_sessions import session_parameters
 from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
-from fhir_bridge.pipelines.input_files import stdin_as_file
+from fhir_bridge.pipelines.input_files import shown_as, stdin_as_file
 from fhir_bridge.pipelines.prepare import PreparePool, Recipe
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
@@ -93,21 +93,25 @@ PARALLEL_BYTES = 1_000_000  # an input this large is mapped in worker processes,
 
 
 def run_import(bridge, source: str, paths: list[Path], *, organization: str, caller: Caller,
-               quarantine_dir: Path | None, show_progress: bool = False, workers: int = 0) -> RunReport:
+               quarantine_dir: Path | None, show_progress: bool = False, workers: int = 0,
+               shown: dict[Path, str] | None = None) -> RunReport:
     """The one way files are imported, from the command line or from `$ingest` (`-` among `paths`:
     standard input). `workers`: worker processes that map and validate a large input while this
-    process links and stores (0: none)."""
+    process links and stores (0: none). `shown`: names to show for temporary paths (an upload's)."""
     from fhir_bridge.pipelines.quarantine_retry import closing_file_faults
 
     adapter = build_adapter(bridge, source, organization)
-    with stdin_as_file(source, paths) as paths:
+    with stdin_as_file(source, paths) as spooled:
+        shown = {**(shown or {}), **{path: path.name for path in spooled if path not in paths}}  # stdin's file
+        paths = spooled
         size = _size(paths)
         progress = Progress(size) if show_progress else None
         # Workers take a second to start: worth it for a large input (or one whose size is unknown)
         worth_workers = workers > 0 and (size is None or size >= PARALLEL_BYTES)
         pool = PreparePool(Recipe(bridge.settings, source, organization), workers) if worth_workers else None
         ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir, pool=pool)
-        return ingest.run(closing_file_faults(bridge, ingest.report, adapter.records(paths)), progress)
+        records = shown_as(adapter.records(paths), shown)
+        return ingest.run(closing_file_faults(bridge, ingest.report, records), progress)
 
 
 def adapter_factory(source: str) -> Callable:

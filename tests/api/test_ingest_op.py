@@ -32,6 +32,17 @@ def test_an_uploaded_app_export_runs_through_the_pipeline(client, auth, bridge):
     assert run["source"] == "dialog-app" and run["finished"] is not None
 
 
+def test_an_uploads_quarantined_rows_are_located_by_its_file_name_and_kept_once(client, auth, bridge):
+    """Not by the temporary folder it was written to: that name means nothing to the partner, and
+    changed with every upload, so the same bad row sent twice was two open entries."""
+    bad = APP_CSV.decode("utf-8-sig").replace("Friendships Rank", "Friends Rank", 1).encode()
+    for _ in range(2):
+        expect(client.post("/fhir/$ingest", json=parameters("dialog-app", ("export.csv", bad)), headers=auth), 200)
+    entries = bridge.repository.quarantined(source="dialog-app")
+    assert sorted(e.location for e in entries) == ["$ingest/export.csv:2", "$ingest/export.csv:3"]
+    assert all("$ingest/export.csv:" in e.outcome.decode() and "/tmp" not in e.outcome.decode() for e in entries)
+
+
 def test_a_binary_upload_with_source_in_the_url(client, auth):
     binary = {"resourceType": "Binary", "contentType": "text/csv", "data": base64.b64encode(APP_CSV).decode()}
     result = expect(client.post("/fhir/$ingest?source=dialog-app", json=binary, headers=auth), 200)
