@@ -117,7 +117,7 @@ def apply_session(session: Session, current: Current, ctx: SessionContext) -> Me
         goals.append(goal)
         _append(plan.setdefault("goal", []), {"reference": f"Goal/{goal['id']}"}, key=_ref_key)
         for action in discussion.actions:
-            _add_action(plan, goal, action, ctx)
+            _add_action(plan, goal, action, ctx, session.day)
     problems.check()
     if conflicts:
         first = conflicts[0]
@@ -237,13 +237,13 @@ def _discuss(goal: dict, discussion, session: Session, ctx: SessionContext) -> N
             _append(goal.setdefault("note", []), note, key=lambda n: (n.get("time"), n.get("text"), str(n.get("extension"))))
 
 
-def _add_action(plan: dict, goal: dict, action, ctx: SessionContext) -> None:
+def _add_action(plan: dict, goal: dict, action, ctx: SessionContext, day: str) -> None:
     activity_id = action_id(ctx.session_key, action.domain, action.description)
     if find_activity(plan, activity_id) is not None:
         return
     detail: dict = {"goal": [{"reference": f"Goal/{goal['id']}"}], "status": "not-started"}
-    if action.due:
-        detail["scheduledPeriod"] = {"end": action.due}
+    # From the day it was agreed (a review cannot come before it), by when if the session said
+    detail["scheduledPeriod"] = {"start": day, **({"end": action.due} if action.due else {})}
     detail["performer"] = list(action.owners)
     detail["description"] = action.description
     plan.setdefault("activity", []).append({
@@ -263,6 +263,10 @@ def _review(plan: dict, current: Current, session: Session, ctx: SessionContext,
             problems.add("not-found", f"The plan has no action {review.action_id!r} to review",
                          f"{review.where}.part.where(name = 'action')")
             continue
+        if earlier := _reviewed_too_early(activity, session.day):
+            problems.add("business-rule", f"The review of action {review.action_id!r} ({session.day}) is dated "
+                                          f"before {earlier}", review.where)
+            continue
         if current.base_plan is not None:
             seen = find_activity(current.base_plan, review.action_id)
             if seen != find_activity(current.plan, review.action_id):
@@ -280,6 +284,17 @@ def _review(plan: dict, current: Current, session: Session, ctx: SessionContext,
                 "text": f"Reviewed: {words}." + (f" {review.note}" if review.note else "")}
         _append(activity.setdefault("progress", []), note, key=lambda n: (n.get("time"), n.get("text")))
     return conflicts
+
+
+def _reviewed_too_early(activity: dict, day: str) -> str | None:
+    """What a review on `day` would come before: the day the action was agreed, or its last review."""
+    agreed = ((activity.get("detail") or {}).get("scheduledPeriod") or {}).get("start")  # plans since 2026-12
+    if agreed and day < agreed[:10]:
+        return f"the action was agreed ({agreed[:10]})"
+    reviewed = max((str(note.get("time", ""))[:10] for note in activity.get("progress", ())), default="")
+    if day < reviewed:
+        return f"its last review ({reviewed})"
+    return None
 
 
 def _agree(plan: dict, session: Session) -> None:

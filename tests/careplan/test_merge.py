@@ -45,7 +45,7 @@ def test_a_first_session_makes_the_plan_team_and_goal():
     assert plan["careTeam"] == [{"reference": "CareTeam/team-1"}] and plan["author"] == SAM
     assert plan["goal"] == [{"reference": f"Goal/{goal['id']}"}]
     [activity] = plan["activity"]
-    assert activity["detail"]["performer"] == [ME] and activity["detail"]["scheduledPeriod"] == {"end": "2024-03-01"}
+    assert activity["detail"]["performer"] == [ME] and activity["detail"]["scheduledPeriod"] == {"start": "2024-02-20", "end": "2024-03-01"}
     assert activity["detail"]["status"] == "not-started" and activity["id"].startswith("action-")
     assert current_key_worker(team)["member"] == SAM
     assert goal["description"]["text"] == "A dry flat"
@@ -112,6 +112,22 @@ def test_a_review_of_an_action_the_plan_lacks_is_refused():
         merge(session(review("action-000000000000", "done"), date="2024-04-01T09:00:00Z"), then(merge(FIRST)))
     assert caught.value.outcome["issue"][0]["code"] == "not-found"
     assert caught.value.outcome["issue"][0]["expression"] == ["Parameters.parameter[1].part.where(name = 'action')"]
+
+
+def test_a_review_dated_before_the_action_was_agreed_or_last_reviewed_is_refused():
+    """Dates in the wrong order (issue 5): the first session agreed the action on 2024-02-20."""
+    first = merge(FIRST)
+    activity_id = first.plan["activity"][0]["id"]
+    with pytest.raises(Unprocessable) as caught:
+        merge(session(review(activity_id, "done"), date="2024-02-01T09:00:00Z"), then(first))
+    [issue] = caught.value.outcome["issue"]
+    assert issue["code"] == "business-rule" and issue["expression"] == ["Parameters.parameter[1]"]
+    assert "(2024-02-01) is dated before the action was agreed (2024-02-20)" in issue["diagnostics"]
+    reviewed = merge(session(review(activity_id, "in-progress"), date="2024-04-01T09:00:00Z"), then(first))
+    with pytest.raises(Unprocessable, match=r"before its last review \(2024-04-01\)"):
+        merge(session(review(activity_id, "done"), date="2024-03-01T09:00:00Z"), then(reviewed, 2))
+    on_the_day = merge(session(review(activity_id, "done"), date="2024-02-20T16:00:00Z"), then(first))
+    assert find_activity(on_the_day.plan, activity_id)["detail"]["status"] == "completed"
 
 
 def test_a_review_of_an_action_changed_since_the_version_read_is_a_conflict():

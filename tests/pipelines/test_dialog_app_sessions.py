@@ -207,7 +207,8 @@ def test_the_review_holds_the_session_and_resolving_it_lands_the_actions_in_the_
     assert by_domain == {"Book a GP appointment": "physical-health", PROMISE: "mental-health",
                          "Keep mood diary": "mental-health", "Meet employment adviser": "job-situation"}
     added = [a["detail"] for a in plan["activity"] if a["detail"]["description"] != "Book a GP appointment"]
-    assert all(d["performer"] == [{"reference": "Patient/rosa"}] and "scheduledPeriod" not in d for d in added)
+    assert all(d["performer"] == [{"reference": "Patient/rosa"}] and d["scheduledPeriod"] == {"start": "2024-02-06"}
+               for d in added)  # agreed that day; the app says by when for none
     assert plan["author"]["display"] == "Sam Adeyemi"  # the plan keeps the key worker the trust named
     # The app's ratings are the session's response, for care planning, about Rosa
     response_ids = {r["reference"] for r in plan["supportingInfo"]}
