@@ -55,7 +55,8 @@ class Bridge:
         self.resources.followers.append(PlanNarrativeFollower([code for code, _ in domains]))
         self.careplans = CarePlanSessions(self.repository, self.validator, self.resources, search=self.search_request,
                                           domains=domains, dialog_url=self.dialog.url,
-                                          max_domains=settings.dialog_plus_max_domains, access=self.access)
+                                          max_domains=settings.dialog_plus_max_domains, access=self.access,
+                                          base_url=settings.base_url)
 
     def find(self, resource_type: str, params: list[tuple[str, str]], base_url: str = "") -> list[Stored]:
         """Current resources matching search criteria (conditional create/update/references)."""

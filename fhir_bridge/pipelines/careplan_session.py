@@ -29,7 +29,7 @@ from fhir_bridge.errors import Conflict, Gone, NotFound, PreconditionFailed, Pre
 from fhir_bridge.fhir.codec import json_copy
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.pipelines.careplan_views import local_id, open_main_plans, plan_type, with_narrative
-from fhir_bridge.pipelines.patient_links import survivor
+from fhir_bridge.pipelines.patient_links import repointed, survivor
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
 from fhir_bridge.store.repository import ABSENT, read_if_live, same_content
@@ -61,8 +61,10 @@ class _Prepared:
 class CarePlanSessions:
     def __init__(self, repository, validator, resources: ResourceService, *, search: Callable,
                  domains: Sequence[tuple[str, str]], dialog_url: str, max_domains: int,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc), access=None):
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc), access=None,
+                 base_url: str | None = None):
         self.repository = repository
+        self.base_url = base_url                # this server's: its absolute references are local ones
         self.access = access                    # CareAccess: only a partner that cares for the person
         self.validator = validator
         self.resources = resources
@@ -79,7 +81,7 @@ class CarePlanSessions:
         with self.repository.snapshot() as view:  # one read transaction for all the session reads first
             patient = survivor(view, patient_id)  # 404, 410; a person merged away: the survivor's plan
             if patient["id"] != patient_id:  # and the survivor wherever the body names the old record
-                parameters = _renamed(parameters, f"Patient/{patient_id}", f"Patient/{patient['id']}")
+                parameters = repointed(parameters, patient_id, patient["id"], self.base_url)
             patient_id = patient["id"]
             session = self._named(view, parse_session(parameters, patient_id=patient_id, domains=self.domains,
                                                       max_domains=self.max_domains, now=_instant(self.now())))
@@ -329,20 +331,6 @@ def _name(resource: dict | None) -> str | None:
                 return text
     practitioner = resource.get("practitioner")
     return practitioner.get("display") if type(practitioner) is dict else None
-
-
-def _renamed(value, old: str, new: str):
-    """A copy of a JSON tree with every reference to `old` (Type/id, also at the end of a full URL)
-    pointing at `new` instead."""
-    if type(value) is dict:
-        reference = value.get("reference")
-        renamed = {key: _renamed(item, old, new) for key, item in value.items()}
-        if type(reference) is str and (reference == old or reference.endswith("/" + old)):
-            renamed["reference"] = reference[:len(reference) - len(old)] + new
-        return renamed
-    if type(value) is list:
-        return [_renamed(item, old, new) for item in value]
-    return value
 
 
 def _inside(expression: str | None, where: str) -> str | None:

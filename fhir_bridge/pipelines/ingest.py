@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections import Counter
@@ -36,6 +35,7 @@ from fhir_bridge.pipelines.care_access import limited
 from fhir_bridge.pipelines.identity import NO_PENDING, SOURCE_BASE, Disagreement, PendingPatients
 from fhir_bridge.pipelines.ingest_sessions import (SESSION_REFUSED, held_caller, held_session, importer,
                                                    record_held_session, record_session)
+from fhir_bridge.pipelines.patient_links import repointed
 from fhir_bridge.pipelines.patient_merge import merge_patients
 from fhir_bridge.pipelines.prepare import Prepared, PreparePool, prepare
 from fhir_bridge.pipelines.progress import Progress
@@ -291,7 +291,8 @@ class Ingest:
             return self._quarantine(record, "store", [Issue("error", exc.code, exc.message, exc.expression)])
         if pending is not NO_PENDING:
             pending.add(linked)
-        return [linked if r is incoming else _rewrite_references(r, incoming.get("id"), linked["id"]) for r in resources]
+        old, new = incoming.get("id"), linked["id"]
+        return [linked if r is incoming else repointed(r, old, new) if old and old != new else r for r in resources]
 
     def _linked_patient(self, incoming: dict, action: str, patient_id: str, pending: PendingPatients) -> dict:
         if action == "new":
@@ -409,14 +410,6 @@ def _status(results) -> str:
     if any(r.created and not r.unchanged for r in results):
         return "created"
     return "unchanged" if all(r.unchanged for r in results) else "updated"
-
-
-def _rewrite_references(resource: dict, old_id: str | None, new_id: str) -> dict:
-    if not old_id or old_id == new_id:
-        return resource
-    pattern = re.compile(rf'"reference":"Patient/{re.escape(old_id)}"')
-    text = dumps_json(resource).decode()
-    return loads_json(pattern.sub(f'"reference":"Patient/{new_id}"', text).encode())
 
 
 def _disagreement(patient_id: str, d: Disagreement) -> dict:

@@ -8,9 +8,11 @@ identity.py and patient_merge.py can use it.
 """
 from __future__ import annotations
 
+import re
+
 from fhir_bridge.errors import Conflict
 
-__all__ = ["MAX_MERGE_CHAIN", "replaced_by", "surviving_patient", "survivor"]
+__all__ = ["MAX_MERGE_CHAIN", "replaced_by", "repointed", "surviving_patient", "survivor"]
 
 # A person merged more often than this is a loop of links (A replaced-by B replaced-by A), not history.
 MAX_MERGE_CHAIN = 16
@@ -43,3 +45,24 @@ def survivor(repository, patient_id: str) -> dict:
         seen.append(target)
         current = repository.read("Patient", target).resource
     return current
+
+
+def repointed(value, old_id: str, new_id: str, base_url: str | None = None):
+    """A copy of a JSON tree (a resource, a Parameters body) with every reference to Patient/old_id
+    (relative, versioned, or absolute on this server's `base_url`) now to Patient/new_id,
+    unversioned: the new record holds what the old one did. References to other servers are left
+    alone. The one rewrite of a person's references: a merge, an import linking the person's
+    record, a session sent for a person merged away."""
+    bases = "|".join(re.escape(b) for b in ("", *([base_url.rstrip("/") + "/"] if base_url else [])))
+    pattern = re.compile(rf"(?P<base>{bases})Patient/{re.escape(old_id)}(?:/_history/[A-Za-z0-9.-]+)?")
+
+    def walk(item):
+        if type(item) is dict:
+            return {k: (f"{match['base']}Patient/{new_id}"
+                        if k == "reference" and type(v) is str and (match := pattern.fullmatch(v)) else walk(v))
+                    for k, v in item.items()}
+        if type(item) is list:
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)

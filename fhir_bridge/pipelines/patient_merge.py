@@ -30,13 +30,12 @@ Decisions, as a trust's integration engineer would expect of a receiving system:
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from fhir_bridge.errors import Unprocessable
 from fhir_bridge.pipelines.careplan_merge import consolidate_plans
 from fhir_bridge.pipelines.identity import NHS_SYSTEM, SOURCE_BASE, Disagreement, nhs_number_of, source_of
-from fhir_bridge.pipelines.patient_links import replaced_by, surviving_patient
+from fhir_bridge.pipelines.patient_links import replaced_by, repointed, surviving_patient
 from fhir_bridge.pipelines.resources import DATA_OPERATION, ODS, PARTICIPANT_TYPE, Caller
 from fhir_bridge.store.repository import read_if_live
 from fhir_bridge.store.types import Stored, WriteResult
@@ -106,7 +105,7 @@ def merge_patients(bridge, request: MergeRequest, caller: Caller, source: str) -
             for stored in uow.referring_to("Patient", merged_id):
                 if stored.resource_type in NOT_MOVED:
                     continue
-                moved_resource = _moved(stored.resource, merged_id, survivor_id, bridge.settings.base_url)
+                moved_resource = repointed(stored.resource, merged_id, survivor_id, bridge.settings.base_url)
                 written.append(uow.update(moved_resource))
                 moved.append(f"{stored.resource_type}/{stored.resource_id}")
             # Both had a DIALOG+ plan: the person keeps one (pipelines/careplan_merge.py says how).
@@ -200,25 +199,6 @@ def _nhs_disagreement(survivor: dict, merged: dict, source: str) -> list[Disagre
     if other is None or other == kept:
         return []
     return [Disagreement("identifier (NHS number, not merged)", kept, other, source, source_of(merged) or source)]
-
-
-def _moved(resource: dict, old_id: str, new_id: str, base_url: str | None) -> dict:
-    """`resource` with every reference to Patient/old_id (relative, versioned, or absolute on this
-    server's base) now to Patient/new_id, unversioned: the survivor's record holds what the old
-    version did. References to other servers are left alone."""
-    bases = "|".join(re.escape(b) for b in ("", *([base_url.rstrip("/") + "/"] if base_url else [])))
-    pattern = re.compile(rf"(?P<base>{bases})Patient/{re.escape(old_id)}(?:/_history/[A-Za-z0-9.-]+)?")
-
-    def walk(value):
-        if type(value) is dict:
-            return {k: (f"{match['base']}Patient/{new_id}"
-                        if k == "reference" and type(v) is str and (match := pattern.fullmatch(v)) else walk(v))
-                    for k, v in value.items()}
-        if type(value) is list:
-            return [walk(v) for v in value]
-        return value
-
-    return walk(resource)
 
 
 def _check(bridge, patient: dict) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 
 
@@ -48,7 +49,6 @@ class VcseSource:
         self.engine = engine
         self.organization = organization
         self._json_context = record_context(organization=organization, format="json")
-        self._names: dict[str, str] | None = None
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
         for path in paths:
@@ -86,8 +86,7 @@ class VcseSource:
     def _answered(self, row: dict[str, str]) -> dict[str, str]:
         """A JSON record leaves out the domains it has no answer for: blank, as in the CSV, whose
         columns the mapping requires (a CSV without one would lose every row's answer quietly)."""
-        blanks = {f"{column} {kind}": "" for column in self._domain_columns() for kind in ("rating", "help")}
-        return blanks | row
+        return self._blank_answers | row
 
     def _session(self, location: str, raw: bytes, row: dict[str, str], context: str) -> SourceRecord:
         row = {**row, **{c: _MIDNIGHT.sub("", row[c]) for c in _DATE_COLUMNS if c in row}}
@@ -120,23 +119,23 @@ class VcseSource:
                      for column in result.unmapped if _DOMAIN_COLUMN.search(column)]
         # A DIALOG+ session that agreed actions goes into the person's plan (pipelines/ingest_sessions.py).
         patient = next((r for r in result.resources if r.get("resourceType") == "Patient"), None)
-        session = session_parameters(row, self._domain_names(), patient["id"]) if patient and not problems else None
+        session = session_parameters(row, self._domain_names, patient["id"]) if patient and not problems else None
         return Mapped(result.resources, problems, session=session)
 
+    @cached_property
     def _domain_names(self) -> dict[str, str]:
         """VCSE domain name (lower case) -> dialog-domain code, from the mapping file's `dialog-domains`
-        list (the names its rating columns use), built once."""
-        if self._names is None:
-            self._names = {" ".join(column.lower().split()): domain for domain, column in self._domains()}
-        return self._names
+        list (the names its rating columns use)."""
+        return {" ".join(str(i["column"]).lower().split()): str(i["domain"]) for i in self._domain_list}
 
-    def _domain_columns(self) -> list[str]:
-        return [column for _, column in self._domains()]
+    @cached_property
+    def _blank_answers(self) -> dict[str, str]:
+        """Every domain's rating and help column, blank (not answered)."""
+        return {f"{i['column']} {kind}": "" for i in self._domain_list for kind in ("rating", "help")}
 
-    def _domains(self) -> list[tuple[str, str]]:
-        """(dialog-domain code, the domain's name in column headers), from the mapping file."""
-        items = self.engine.mappings[self.name].lists.get("dialog-domains", ())
-        return [(str(i["domain"]), str(i["column"])) for i in items]
+    @property
+    def _domain_list(self):
+        return self.engine.mappings[self.name].lists.get("dialog-domains", ())
 
 
 def json_elements(data: bytes) -> list[tuple[int, str, object]]:
