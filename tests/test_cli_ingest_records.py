@@ -89,3 +89,24 @@ def test_quarantine_retry_after_the_mapping_is_fixed(tmp_path, monkeypatch):
     assert session_id in run("quarantine", "list", "--state", "resolved").output
     assert "resolved by run " in run("quarantine", "show", session_id).output
     assert "1 quarantined record(s)" in run("quarantine", "list").output  # the empty file, until it is sent again
+
+
+def test_a_row_fixed_at_its_source_and_imported_again_closes_its_quarantine_entry(tmp_path, monkeypatch):
+    """Found by its record key (VCSE: organisation and session id), not its line: the fixed export
+    has another session above it. Retrying the entry could not help: it holds the bad row."""
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    header, row = (REPO / "tests" / "golden" / "vcse" / "complete-session" / "input.csv").read_text(
+        encoding="utf-8-sig").splitlines()[:2]
+    export = tmp_path / "sessions.csv"
+    export.write_text(f"{header}\n{row.replace(',DIALOG+,3,Yes,', ',DIALOG+,9,Yes,')}\n", encoding="utf-8")
+    bad = run("import", "vcse", str(export), "--organization", "8ZX01")
+    assert bad.exit_code == 1 and "1 quarantined" in bad.output
+    other = row.replace("S00000101", "S00000100").replace("06/02/2024", "01/02/2024")
+    export.write_text(f"{header}\n{other}\n{row}\n", encoding="utf-8")
+    fixed = run("import", "vcse", str(export), "--organization", "8ZX01")
+    assert fixed.exit_code == 0 and "0 quarantined" in fixed.output
+    assert "resolved 1 quarantine entries of earlier imports" in fixed.output
+    assert "sessions.csv:2" in run("quarantine", "list", "--state", "resolved").output
+    assert "0 quarantined record(s)" in run("quarantine", "list").output

@@ -32,7 +32,8 @@ from fhir_bridge.mapping.rules import (
 from fhir_bridge.mapping.transforms import REGISTRY, build_transform
 from fhir_bridge.terminology import Terminology
 
-FILE_KEYS = {"name", "description", "parameters", "lists", "codes", "blocks", "resources", "required-fields"}
+FILE_KEYS = {"name", "description", "parameters", "lists", "codes", "blocks", "resources", "required-fields",
+             "record-key"}
 REQUIRED_KEYS = {"each", "fields"}
 RESOURCE_KEYS = {"type", "id", "rules", "description"}
 RULE_KEYS = {"name", "to", "from", "const", "param", "ref", "use", "transform", "codes", "when", "each",
@@ -108,7 +109,11 @@ class _FileLoader:
         if unused := sorted(set(self.blocks) - self.used_blocks):
             raise self.fail(f"blocks.{unused[0]}", "block is never used")
         required = self._required(top.get("required-fields") or [])
-        return SourceMapping(name, str(self.path), tuple(self.parameters), specs, dict(self.lists), required)
+        key = top.get("record-key") or []
+        if not isinstance(key, list) or not all(isinstance(f, str) and f for f in key):
+            raise self.fail("record-key", "a list of the field names that name a record in its source")
+        return SourceMapping(name, str(self.path), tuple(self.parameters), specs, dict(self.lists), required,
+                             tuple(key))
 
     def _required(self, value: Any) -> tuple[str, ...]:
         """`required-fields`: field names, and `{each: <list>, fields: [templates]}` for one per element."""

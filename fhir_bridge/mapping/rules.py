@@ -114,3 +114,14 @@ class SourceMapping:
     # Source fields every record must have (blank or not): a column renamed or missing in an
     # extract would otherwise lose its values without a word.
     required_fields: tuple[str, ...] = ()
+    # Source fields that name a record in its source (an assessment id ...): a record fixed at the
+    # source and imported again closes the quarantine entries it left (pipelines/ingest.py).
+    record_key: tuple[str, ...] = ()
+
+    def key_of(self, record: Mapping[str, Any]) -> str | None:
+        """The record's key (this mapping's name and its key fields, compared without case or outer
+        spaces), or None when the mapping names none or a key field is blank."""
+        if not self.record_key:
+            return None
+        values = [str(record.get(f) or "").strip().casefold() for f in self.record_key]
+        return "|".join([self.name, *values]) if all(values) else None

@@ -65,6 +65,9 @@ class SourceRecord:
     # JSON the adapter needs, besides `raw`, to rebuild this record alone (`record_from_entry`);
     # quarantine keeps it. None for input that could not be read: there is nothing to retry.
     context: str | None = None
+    # The record's own name in its source (its mapping's `record-key`: an assessment id ...): the
+    # same record fixed there and imported again closes the quarantine entries it left.
+    record_key: str | None = None
 
 
 class Mapped(Protocol):
@@ -128,6 +131,7 @@ class Ingest:
         self.quarantine_file = (quarantine_dir / f"{self.report.run_id}.jsonl") if quarantine_dir else None
         self.batch_size = batch_size
         self.pending = PendingPatients()  # linked in the batch in hand, not yet stored
+        self._fixable: dict[str, list[str]] = {}  # record key -> open quarantine entries of earlier runs
 
     def run(self, records: Iterable[SourceRecord], progress: Progress | None = None) -> RunReport:
         """Import `records` in batches: each record is mapped, validated and linked as it comes, and
@@ -135,6 +139,7 @@ class Ingest:
         statements per batch rather than per record). Records are counted only once committed."""
         repo = self.bridge.repository
         repo.start_run(self.report.run_id, self.source, self.report.started)
+        self._fixable = _open_entries_by_key(repo, self.source)
         try:
             with fewer_collections():
                 self._run(records, progress)
@@ -237,8 +242,8 @@ class Ingest:
                 self._store_linked(record, linked)
         else:
             position = 0
-            for _, linked in batch:
-                self.report.counts[_status(results[position:position + len(linked)])] += 1
+            for record, linked in batch:
+                self.counted(record, _status(results[position:position + len(linked)]))
                 position += len(linked)
         batch.clear()
         self.pending.clear()
@@ -261,9 +266,7 @@ class Ingest:
             reason = "access" if isinstance(exc, Forbidden) else "store"
             return self._quarantine(record, reason, [Issue("error", exc.code, exc.message, exc.expression)],
                                     caller=caller)
-        status = _status(results)
-        self.report.counts[status] += 1
-        return status
+        return self.counted(record, _status(results))
 
     def _link(self, record: SourceRecord, resources: list[dict], decision: tuple[str, str] | None,
               pending: PendingPatients = NO_PENDING) -> list[dict] | str:
@@ -342,10 +345,22 @@ class Ingest:
     @staticmethod
     def _retry_context(record: SourceRecord, caller: Caller) -> str | None:
         """The record's context for `quarantine retry`; a partner's upload's says so (`limited`): its
-        retry writes as that partner, as limited by care relationships (pipelines/care_access.py)."""
-        if record.context is None or not limited(caller):
+        retry writes as that partner, as limited by care relationships (pipelines/care_access.py).
+        With the record's key: a later import that stores the fixed record closes the entry."""
+        extra = {**({"limited": True} if limited(caller) else {}),
+                 **({"key": record.record_key} if record.record_key else {})}
+        if record.context is None or not extra:
             return record.context
-        return json.dumps({**json.loads(record.context), "limited": True}, ensure_ascii=False, sort_keys=True)
+        return json.dumps({**json.loads(record.context), **extra}, ensure_ascii=False, sort_keys=True)
+
+    def counted(self, record: SourceRecord, status: str) -> str:
+        """Count a stored record; the entries it left in quarantine in earlier runs (found by its
+        key) are resolved by this run: the record was fixed at its source and is stored now."""
+        self.report.counts[status] += 1
+        for entry_id in self._fixable.pop(record.record_key, ()) if record.record_key else ():
+            self.bridge.repository.resolve_quarantined(entry_id, self.report.run_id)
+            self.report.resolved.append(entry_id)
+        return status
 
     def _merge(self, record: SourceRecord, request) -> str:
         """Two people merged into one (HL7 ADT^A40), in a unit of work of its own: see
@@ -410,6 +425,16 @@ def _status(results) -> str:
     if any(r.created and not r.unchanged for r in results):
         return "created"
     return "unchanged" if all(r.unchanged for r in results) else "updated"
+
+
+def _open_entries_by_key(repository, source: str) -> dict[str, list[str]]:
+    """The open quarantine entries of `source` that name their record's key, by key."""
+    found: dict[str, list[str]] = {}
+    for entry_id, context in repository.open_quarantine_contexts(source):
+        key = json.loads(context).get("key")
+        if key:
+            found.setdefault(key, []).append(entry_id)
+    return found
 
 
 def _disagreement(patient_id: str, d: Disagreement) -> dict:

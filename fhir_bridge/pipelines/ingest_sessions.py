@@ -75,8 +75,7 @@ def record_session(ingest, record, mapped, *, decision: tuple[str, str] | None =
         status = "created"
     else:
         status = "updated" if result.changed or any(not w.unchanged for w in stored) else "unchanged"
-    ingest.report.counts[status] += 1
-    return status
+    return ingest.counted(record, status)
 
 
 def _for_person(parameters: dict, mapped_id: str | None, patient_id: str) -> dict:

@@ -89,9 +89,11 @@ class RioSource:
                 yield from self._rows(f"{path}/{member}", mapping, data)
 
     def _rows(self, label: str, mapping: str, data: bytes | Path) -> Iterator[SourceRecord]:
+        keyed = self.engine.mappings[mapping].key_of
+
         def make(row, location: str, raw: bytes, context: str) -> SourceRecord:
             return SourceRecord(self.name, location, raw, RioRow(mapping, row.values), row.values.get("ClientID"),
-                                context)
+                                context, keyed(row.values))
 
         return csv_records(self.name, label, data, make, organization=self.parameters["organization"], mapping=mapping)
 

@@ -93,7 +93,7 @@ class VcseSource:
         # One key per session, not per person: a review holds one record's resources, so two sessions
         # of one unmatched person under one key would leave only the later one waiting.
         key = f"{_ods(row)}/{row.get('ClientRef', '')}/{row.get('SessionID', '')}"
-        return SourceRecord(self.name, location, raw, row, key, context)
+        return SourceRecord(self.name, location, raw, row, key, context, self.engine.mappings[self.name].key_of(row))
 
     def record_from_entry(self, entry) -> SourceRecord:
         """A quarantined session, rebuilt alone for a retry: a CSV row from its header line and raw

@@ -158,3 +158,15 @@ def test_required_fields_expand_per_list_element_and_a_bad_entry_names_itself(tm
         with pytest.raises(ConfigurationError, match=message) as raised:
             load_mapping(path, terminology)
         assert "required-fields[0]" in str(raised.value)
+
+
+def test_a_record_key_names_a_record_without_case_or_spaces_and_only_when_whole(tmp_path, terminology):
+    keyed = GOOD.replace("resources:\n", "record-key: [id, kind]\nresources:\n", 1)
+    mapping = load_mapping(write(tmp_path, keyed), terminology)
+    assert mapping.key_of({"id": " A7 ", "kind": "Visit"}) == mapping.key_of({"id": "a7", "kind": "VISIT"})
+    assert mapping.key_of({"id": "a7", "kind": "visit"}) == f"{mapping.name}|a7|visit"
+    assert mapping.key_of({"id": "a7", "kind": " "}) is None and mapping.key_of({"id": "a7"}) is None
+    assert load_mapping(write(tmp_path, GOOD), terminology).key_of({"id": "a7"}) is None  # none named
+    with pytest.raises(ConfigurationError, match="record-key"):
+        load_mapping(write(tmp_path, GOOD.replace("resources:\n", "record-key: id\nresources:\n", 1), "bad.yaml"),
+                     terminology)
