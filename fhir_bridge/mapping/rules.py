@@ -118,10 +118,12 @@ class SourceMapping:
     # source and imported again closes the quarantine entries it left (pipelines/ingest.py).
     record_key: tuple[str, ...] = ()
 
-    def key_of(self, record: Mapping[str, Any]) -> str | None:
-        """The record's key (this mapping's name and its key fields, compared without case or outer
-        spaces), or None when the mapping names none or a key field is blank."""
+    def key_of(self, record: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str | None:
+        """The record's key: this mapping's name, its parameters' values (the organisation whose
+        export it is: two trusts' RiO ids are not one record) and its key fields, compared without
+        case or outer spaces; None when the mapping names none or a key field is blank."""
         if not self.record_key:
             return None
         values = [str(record.get(f) or "").strip().casefold() for f in self.record_key]
-        return "|".join([self.name, *values]) if all(values) else None
+        scope = [str((params or {}).get(p) or "") for p in self.parameters]
+        return "|".join([self.name, *scope, *values]) if all(values) else None

@@ -93,7 +93,7 @@ class RioSource:
 
         def make(row, location: str, raw: bytes, context: str) -> SourceRecord:
             return SourceRecord(self.name, location, raw, RioRow(mapping, row.values), row.values.get("ClientID"),
-                                context, keyed(row.values))
+                                context, keyed(row.values, self.parameters))
 
         return csv_records(self.name, label, data, make, organization=self.parameters["organization"], mapping=mapping)
 

@@ -47,7 +47,7 @@ class DialogAppSource:
 
     def _record(self, row, location: str, raw: bytes, context: str) -> SourceRecord:
         return SourceRecord(self.name, location, raw, row.values, row.values.get("Client Name"), context,
-                            self.engine.mappings[self.name].key_of(row.values))
+                            self.engine.mappings[self.name].key_of(row.values, self.parameters))
 
     def record_from_entry(self, entry) -> SourceRecord:
         """A quarantined row, rebuilt alone for a retry (NotRetryable when it could not be read)."""

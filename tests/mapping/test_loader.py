@@ -164,7 +164,9 @@ def test_a_record_key_names_a_record_without_case_or_spaces_and_only_when_whole(
     keyed = GOOD.replace("resources:\n", "record-key: [id, kind]\nresources:\n", 1)
     mapping = load_mapping(write(tmp_path, keyed), terminology)
     assert mapping.key_of({"id": " A7 ", "kind": "Visit"}) == mapping.key_of({"id": "a7", "kind": "VISIT"})
-    assert mapping.key_of({"id": "a7", "kind": "visit"}) == f"{mapping.name}|a7|visit"
+    assert mapping.key_of({"id": "a7", "kind": "visit"}, {"org": "RV3"}) == "tiny|RV3|a7|visit"
+    assert mapping.key_of({"id": "a7", "kind": "visit"}, {"org": "RAT"}) != mapping.key_of(
+        {"id": "a7", "kind": "visit"}, {"org": "RV3"})  # another trust's record of the same local id
     assert mapping.key_of({"id": "a7", "kind": " "}) is None and mapping.key_of({"id": "a7"}) is None
     assert load_mapping(write(tmp_path, GOOD), terminology).key_of({"id": "a7"}) is None  # none named
     with pytest.raises(ConfigurationError, match="record-key"):

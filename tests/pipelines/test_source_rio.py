@@ -267,3 +267,29 @@ def test_items_go_by_domain_and_blank_or_8_is_never_a_rating(engine):
     assert answers["accommodation"] == answers["medication"] == "8"  # kept as not applicable
     linked = [i["linkId"] for i in response["item"]]
     assert linked.index("friendships") < linked.index("partner-family")  # the Questionnaire's order
+
+
+def test_an_assessment_fixed_in_rio_resolves_its_entry_and_only_this_trusts(bridge, engine, tmp_path):
+    """By AssessmentID within the trust's export: another trust's assessment of the same local id is
+    another record, and leaves the entry open."""
+    import csv
+
+    generate("rio", tmp_path / "export", count=3, seed=4)
+    extract = tmp_path / "export" / "dialog_assessments.csv"
+    good = extract.read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(good.splitlines()))
+    item = next(k for k in rows[0] if k.startswith("Item"))
+    rows[0][item] = "9"
+    with extract.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert sum(run(bridge, engine, tmp_path / "export").quarantined.values()) == 1
+    [entry] = bridge.repository.quarantined(source="rio")
+    extract.write_text(good, encoding="utf-8")
+    other_trust = RioSource(engine, "RAT", bridge)
+    elsewhere = ingest_for(bridge, other_trust, Caller("RAT", "Another trust")).run(
+        other_trust.records([tmp_path / "export"]))
+    assert elsewhere.resolved == [] and bridge.repository.quarantine_entry(entry.entry_id).state == "open"
+    fixed = run(bridge, engine, tmp_path / "export")
+    assert fixed.resolved == [entry.entry_id] and bridge.repository.quarantine_entry(entry.entry_id).state == "resolved"
