@@ -333,9 +333,12 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
             tokens, dev_token = TokenStore.with_dev_token()
         limit = {"max_body_bytes": max_body_bytes} if max_body_bytes else {}  # else the app's default
 
-        def serve_here(bridge, sockets=None, with_mllp: bool = True) -> None:
-            """One server process on `bridge`: on the port itself, or on `sockets` a worker was given."""
+        def serve_here(bridge, handed=None, with_mllp: bool = True) -> None:
+            """One server process on `bridge`: on the port itself, or (a worker) on the connections
+            the parent hands it, `handed(config)` being the uvicorn server for those."""
             app = create_app(bridge, tokens=tokens, **limit)
+            config = uvicorn.Config(app, host=host, port=port, log_level="info")
+            server = handed(config) if handed is not None else None
             # uvicorn stops gracefully on SIGTERM, then raises it again for the handler it found: the
             # default one would kill the process before the database is closed. This one ends the
             # command through the caller's `finally`, with exit code 0.
@@ -343,12 +346,11 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
             try:
                 with frozen_start():
                     if mllp_port is not None and with_mllp:
-                        _serve_with_mllp(uvicorn.Config(app, host=host, port=port, log_level="info"), bridge,
-                                         mllp_host, mllp_port, mllp_organization, sockets)
-                    elif sockets is None:
+                        _serve_with_mllp(config, bridge, mllp_host, mllp_port, mllp_organization, server)
+                    elif server is None:
                         uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
                     else:
-                        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=sockets)
+                        server.run()
             finally:
                 signal.signal(signal.SIGTERM, previous)
 
@@ -373,7 +375,7 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
                 return EXIT_OK
         finally:
             bridge.close()  # with workers: before the fork, which no connection or thread may cross
-        from fhir_bridge.api.workers import bind, run_workers, worker_socket
+        from fhir_bridge.api.workers import bind, serve_workers
 
         try:
             sock = bind(host, port)
@@ -381,18 +383,16 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         sys.stdout.flush()
 
-        def worker(index: int) -> int:
-            listening = worker_socket(sock, host)
+        def worker(index: int, handed) -> int:
             own = Bridge(services.settings, validator=services.validator)
             try:
-                serve_here(own, sockets=[listening], with_mllp=index == 0)
+                serve_here(own, handed, with_mllp=index == 0)
             finally:
                 own.close()
-                listening.close()
             return EXIT_OK
 
         try:
-            return EXIT_OK if run_workers(workers, worker) == 0 else EXIT_INTERNAL
+            return EXIT_OK if serve_workers(workers, sock, worker) == 0 else EXIT_INTERNAL
         finally:
             sock.close()
 
@@ -412,7 +412,7 @@ def _stop(_signal: int, _frame) -> None:
     raise SystemExit(EXIT_OK)
 
 
-def _serve_with_mllp(config, bridge, host: str, port: int, organization: str, sockets=None) -> None:
+def _serve_with_mllp(config, bridge, host: str, port: int, organization: str, server=None) -> None:
     import asyncio
 
     from fhir_bridge.api.serving import serve_with_mllp
@@ -420,7 +420,7 @@ def _serve_with_mllp(config, bridge, host: str, port: int, organization: str, so
     def ready(address) -> None:
         click.echo(f"fhir-bridge MLLP listener: {address[0]}:{address[1]} (feed of {organization})")
 
-    asyncio.run(serve_with_mllp(config, bridge, host, port, organization, ready=ready, sockets=sockets))
+    asyncio.run(serve_with_mllp(config, bridge, host, port, organization, ready=ready, server=server))
 
 
 def _print_seed_report(report: SeedReport, examples_dir: Path) -> None:

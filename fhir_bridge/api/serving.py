@@ -20,10 +20,12 @@ log = logging.getLogger("fhir_bridge.serve")
 
 
 async def serve_with_mllp(config: uvicorn.Config, bridge, host: str, port: int, organization: str, *,
-                          ready: Callable[[tuple[str, int]], None] | None = None, sockets=None) -> None:
+                          ready: Callable[[tuple[str, int]], None] | None = None,
+                          server: uvicorn.Server | None = None) -> None:
     """Run uvicorn's server for `config` and the MLLP listener on host:port (messages imported as
     `organization`) until the server stops (SIGTERM, SIGINT); then the listener is cancelled and
-    its run closed. `ready` gets the listener's bound address; `sockets`: already bound for the server."""
+    its run closed. `ready` gets the listener's bound address; `server`: uvicorn's server to run
+    (a worker's, serving the connections handed to it), else one for `config`."""
     bound: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     mllp = asyncio.create_task(serve_mllp(bridge, host, port, organization,
                                           ready=lambda address: bound.done() or bound.set_result(address)))
@@ -32,7 +34,7 @@ async def serve_with_mllp(config: uvicorn.Config, bridge, host: str, port: int, 
         mllp.result()  # it ended before binding: raises why (a port in use ...)
     if ready is not None:
         ready(bound.result())
-    server = uvicorn.Server(config)
+    server = server or uvicorn.Server(config)
 
     def listener_ended(task: asyncio.Task) -> None:
         if not task.cancelled():
@@ -41,7 +43,7 @@ async def serve_with_mllp(config: uvicorn.Config, bridge, host: str, port: int, 
 
     mllp.add_done_callback(listener_ended)
     try:
-        await server.serve(sockets=sockets)
+        await server.serve()
     finally:
         mllp.remove_done_callback(listener_ended)
         mllp.cancel()

@@ -168,6 +168,58 @@ def test_worker_processes_share_the_port_and_one_that_dies_stops_the_server(star
     assert "stopping the others" in server.output()
 
 
+def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def _connections_held(pid: int, port: int) -> int:
+    """Established TCP connections to `port` whose socket the process holds open (/proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            held += local_port == port and state == "01" and inode in inodes
+    return held
+
+
+def test_workers_get_keep_alive_clients_in_turn_not_by_the_luck_of_a_hash(start_server, tokens_file):
+    """Ten keep-alive clients on two workers: five each. A client stays with the worker that got it,
+    so an uneven split (the kernel's SO_REUSEPORT hash made 7 and 3 as often as not) left the busier
+    worker's clients waiting while the other had time to spare."""
+    server = start_server("--tokens", str(tokens_file), "--workers", "2")
+    port = int(server.base.rsplit(":", 1)[1].split("/")[0])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    clients = [httpx.Client(base_url=server.base, headers=auth, timeout=10) for _ in range(10)]
+    try:
+        for client in clients:  # each opens its connection and keeps it
+            assert client.get("/metadata").status_code == 200
+        workers = _children(server.process.pid)
+        assert sorted(_connections_held(pid, port) for pid in workers) == [5, 5]
+        assert _connections_held(server.process.pid, port) == 0  # the parent hands them on
+        for client in clients[0:8:2]:  # four of one worker's clients leave (the clients came in turn)
+            client.close()
+        assert _wait_until(lambda: sorted(_connections_held(pid, port) for pid in workers) == [1, 5])
+        for _ in range(4):  # the next four go to that worker
+            clients.append(httpx.Client(base_url=server.base, headers=auth, timeout=10))
+            assert clients[-1].get("/metadata").status_code == 200
+        assert sorted(_connections_held(pid, port) for pid in workers) == [5, 5]
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_workers_on_a_taken_port_fail_once_with_a_sentence(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -1,10 +1,12 @@
 """Opening databases: the default SQLite file and its settings, URLs, write transactions."""
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from sqlalchemy import text
 from fhir_bridge.config import REPO_ROOT, Settings
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.store.database import Database, open_database
+from fhir_bridge.store import wal_checkpoint
 from fhir_bridge.store.repository import Repository
 from fhir_bridge.store.wal_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from fhir_bridge.store.writer_lock import WriterLock
@@ -245,6 +248,57 @@ def test_a_long_wal_starts_again_from_the_top_though_commits_land_during_each_pa
         own.close()
         writer.close()
         writers.close()
+
+
+def test_the_locked_pass_waits_for_a_reader_of_an_older_snapshot_so_the_wal_starts_again(tmp_path: Path,
+                                                                                         monkeypatch):
+    """A reader of another process still in a snapshot of the WAL kept the next writer from starting
+    it again, and the WAL grew; the locked pass now waits (a little) for such readers to finish."""
+    monkeypatch.setattr(wal_checkpoint, "RESTART_WAIT_MS", 5000)  # here the reader takes 0.2 s
+    path = tmp_path / "x.db"
+    writer = _wal_file_never_checkpointed_by_its_writer(path)
+    writers = WriterLock(str(path))
+    for _ in range(3):
+        writer.execute("INSERT INTO t VALUES (randomblob(20000))")
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # a snapshot that ends in the WAL
+    ends = threading.Timer(0.2, reader.execute, ("COMMIT",))
+    checkpointer = WalCheckpointer(str(path), writers=writers, restart_frames=1)
+    own = sqlite3.connect(path, isolation_level=None)
+    try:
+        ends.start()
+        checkpointer._checkpoint(own)
+        writer.execute("INSERT INTO t VALUES (1)")  # a page or two, from the WAL's start
+        assert own.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] <= 3
+    finally:
+        ends.join()
+        for each in (own, reader, writer):
+            each.close()
+        writers.close()
+
+
+def test_one_process_checkpoints_at_a_time_and_the_others_take_their_turn_after(tmp_path: Path):
+    """Workers of one server share the file: their threads copied the same WAL at once, each slowing
+    the other. A thread whose turn it is not (another holds the checkpoint lock) copies nothing,
+    and copies its commits once the turn is free, without another poke."""
+    path = tmp_path / "x.db"
+    connection = _wal_file_never_checkpointed_by_its_writer(path)
+    other = os.open(f"{path}.checkpoint-lock", os.O_RDWR | os.O_CREAT)  # another process's thread, copying
+    fcntl.flock(other, fcntl.LOCK_EX)
+    checkpointer = WalCheckpointer(str(path), idle_seconds=5, interval_seconds=0.01)
+    try:
+        before = path.stat().st_size
+        connection.execute("INSERT INTO t VALUES (randomblob(50000))")
+        checkpointer.poke()
+        time.sleep(0.3)
+        assert path.stat().st_size == before
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert _wait_for(lambda: path.stat().st_size > before + 40000)
+    finally:
+        checkpointer.close()
+        connection.close()
+        os.close(other)
 
 
 def test_the_stores_checkpoint_thread_queues_on_its_writer_lock(tmp_path: Path):
