@@ -29,6 +29,8 @@ class Invariant:
     # (keys, prefixes): it holds on an object with none of the keys and no key starting with a
     # prefix, so the walker skips it there (CompiledExpression.absence_guard)
     guard: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    # True when the invariant surely holds on an object, asked before evaluating (sure_invariants.py)
+    sure: Callable[[dict], bool] | None = None
 
 
 class Rule:

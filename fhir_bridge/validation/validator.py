@@ -24,6 +24,7 @@ from fhir_bridge.validation.nodes import BaseCompiler, Invariant, Node
 from fhir_bridge.validation.primitives import primitive_checks
 from fhir_bridge.validation.profiles import ProfileCompiler
 from fhir_bridge.validation.questionnaire import CompiledQuestionnaire, QuestionnaireChecker, compile_questionnaire
+from fhir_bridge.validation.sure_invariants import sure_check
 from fhir_bridge.validation.walker import Context, Walker
 
 RESPONSE_PROFILE_EXT = "https://fhir-bridge.example.org/StructureDefinition/questionnaire-response-profile"
@@ -87,7 +88,8 @@ class Validator:
         except FhirPathError as exc:
             self.uncompiled[c.key] = exc.message
             return Invariant(c.key, severity, c.human, c.expression, None, source)
-        return Invariant(c.key, severity, c.human, c.expression, compiled.holds, source, compiled.absence_guard())
+        return Invariant(c.key, severity, c.human, c.expression, compiled.holds, source, compiled.absence_guard(),
+                         sure_check(c.expression))
 
     def _structure_definitions(self) -> list[dict]:
         return [sd for sd in self.package.of_type("StructureDefinition") if sd.get("derivation") == "constraint"]

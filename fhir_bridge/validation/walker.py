@@ -303,8 +303,11 @@ class Walker:
             if inv.evaluate is None:
                 ctx.unevaluated.add(inv.key)
                 continue
-            if inv.guard is not None and type(focus) is dict and _lacks(focus, inv.guard):
-                continue  # holds: it reads nothing the object has
+            if type(focus) is dict:
+                if inv.guard is not None and _lacks(focus, inv.guard):
+                    continue  # holds: it reads nothing the object has
+                if inv.sure is not None and inv.sure(focus):
+                    continue  # holds: the ordinary shape, told without FHIRPath
             try:
                 holds = inv.evaluate(focus, resource, root)
             except Exception:  # noqa: BLE001

@@ -220,6 +220,23 @@ def test_workers_get_keep_alive_clients_in_turn_not_by_the_luck_of_a_hash(start_
             client.close()
 
 
+def test_workers_end_when_their_parent_is_killed_outright(start_server, tokens_file):
+    """SIGKILL reaches no handler: the workers learn it from the connection channel closing, and
+    do not stay behind serving a port nobody accepts on any more."""
+    server = start_server("--tokens", str(tokens_file), "--workers", "2")
+    workers = _children(server.process.pid)
+    server.process.kill()
+    server.process.wait(timeout=15)
+    assert _wait_until(lambda: not any(_alive(pid) for pid in workers))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
 def test_workers_on_a_taken_port_fail_once_with_a_sentence(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
