@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.store.driver_statements import run_driver_sql
 from fhir_bridge.store.wal_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from fhir_bridge.store.writer_lock import WriterLock
 
@@ -107,7 +108,8 @@ def _sqlite_engine(url: URL) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(_WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # on the driver's cursor: SQLAlchemy's execution path cost ~15 us a transaction, two a session
+        run_driver_sql(connection, "BEGIN IMMEDIATE" if write else "BEGIN", ())
 
     return engine
 
