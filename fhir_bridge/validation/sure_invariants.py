@@ -28,8 +28,8 @@ def _value_or_extensions(obj: dict) -> bool:
     values = 0
     for key, value in obj.items():
         if key.startswith("value"):
-            if value is None or value == [] or value == {}:
-                return False
+            if not key[5:6].isupper() or value is None or value == [] or value == {}:
+                return False  # not a value[x] key, or an empty one: let the expression decide
             values += 1
         elif key.startswith("_value"):
             return False  # a primitive's extension-only half: let the expression decide

@@ -21,7 +21,7 @@ SHAPES = {
     "ext-1": [{"url": "u", **({} if ext is None else {"extension": ext}), **({} if key is None else {key: value})}
               for ext, key, value in itertools.product(EXTENSIONS, [None, "valueString", "valueCoding"], VALUES)]
     + [{"url": "u", "_valueString": {"extension": [{"url": "x", "valueBoolean": True}]}},
-       {"url": "u", "valueString": "a", "valueBoolean": True}],
+       {"url": "u", "valueString": "a", "valueBoolean": True}, {"url": "u", "value": "x"}, {"url": "u", "valueset": "x"}],
     "qrs-1": [{"linkId": "a", **({} if a is None else {"answer": a}), **({} if i is None else {"item": i})}
               for a, i in itertools.product([None, [], [{"valueInteger": 1}], 0, {}], [None, [], [{"linkId": "b"}], ""])],
 }
