@@ -53,7 +53,7 @@ class Bridge:
         domains = [(d.code, d.display) for d in self.dialog.domains]
         self.resources.write_rules.append(SharedCarePlanRule([code for code, _ in domains]))
         self.resources.followers.append(PlanNarrativeFollower([code for code, _ in domains]))
-        self.careplans = CarePlanSessions(self.repository, self.validator, self.resources, search=self.search_request,
+        self.careplans = CarePlanSessions(self.repository, self.validator, self.resources,
                                           domains=domains, dialog_url=self.dialog.url,
                                           max_domains=settings.dialog_plus_max_domains, access=self.access,
                                           base_url=settings.base_url)

@@ -315,6 +315,8 @@ def serve(services: Services, host: str, port: int, seed_examples: bool, insecur
     if mllp_port and not mllp_organization:
         raise click.UsageError("the MLLP listener needs the feed's organisation: --mllp-organization ODS "
                                "(or FHIR_BRIDGE_MLLP_ORGANIZATION)")
+    if mllp_port:
+        mllp_organization = _ods_code(mllp_organization)
 
     def command() -> int:
         import uvicorn
@@ -670,7 +672,7 @@ def import_(services: Services, source: str, paths: tuple[Path, ...], organizati
             click.echo(f"  quarantined, {reason}: {n}")
         if report.resolved:
             click.echo(f"  resolved {len(report.resolved)} quarantine entries of earlier imports: "
-                       "the files they could not read were read this time")
+                       "what they could not read or store was read and stored this time")
         for d in report.disagreements:
             click.echo(f"  Patient/{d['patient']} {d['element']}: kept {d['kept']!r} ({d['keptFrom']}), "
                        f"not {d['other']!r} ({d['otherFrom']})")
@@ -731,6 +733,7 @@ def mllp(services: Services, host: str | None, port: int | None, organization: s
     organization = organization or settings.mllp_organization
     if not organization:
         raise click.UsageError("say whose feed this is: --organization ODS (or FHIR_BRIDGE_MLLP_ORGANIZATION)")
+    organization = _ods_code(organization)
 
     from fhir_bridge.pipelines.bulk_gc import frozen_start
     from fhir_bridge.pipelines.source_hl7 import serve_mllp

@@ -68,8 +68,8 @@ class PreconditionFailed(BridgeError):
     http_status = 412
     exit_code = 2
 
-    def __init__(self, message: str, *, current_version: int | None = None, expression: str | None = None):
-        super().__init__(message, expression=expression)
+    def __init__(self, message: str, *, current_version: int | None = None, **kw):
+        super().__init__(message, **kw)
         self.current_version = current_version
 
 

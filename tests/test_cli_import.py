@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 
 from click.testing import CliRunner
 
@@ -132,6 +133,26 @@ def test_a_bad_row_from_standard_input_is_located_in_stdin_and_kept_once(tmp_pat
         assert result.exit_code == 1 and "quarantined, mapping: 2" in result.output
     listed = run("quarantine", "list").output
     assert listed.count("stdin.csv:") == 2 and "fhir-bridge-stdin-" not in listed
+
+
+def test_an_incomplete_export_on_standard_input_is_named_by_what_was_sent_and_resolved_when_sent_whole(
+        tmp_path, monkeypatch):
+    """A file-level fault from standard input names `stdin.zip`, not the temporary file it was
+    spooled to, in its reason and in the file it is about: so the whole export piped later resolves it."""
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    exports = synthetic_exports(tmp_path, 2, hl7=1, vcse=1, rio=4)
+    partial = tmp_path / "partial.zip"
+    with zipfile.ZipFile(exports["rio.zip"]) as whole, zipfile.ZipFile(partial, "w") as out:
+        for name in whole.namelist():
+            if name != "dialog_assessments.csv":
+                out.writestr(name, whole.read(name))
+    first = CliRunner().invoke(main, ["import", "rio", "-", "--organization", "RV3"], input=partial.read_bytes())
+    assert first.exit_code == 1 and "quarantined" in first.output, first.output
+    listed = run("quarantine", "list").output
+    assert "stdin.zip" in listed and "fhir-bridge-stdin-" not in listed
+    whole = CliRunner().invoke(main, ["import", "rio", "-", "--organization", "RV3"], input=exports["rio.zip"].read_bytes())
+    assert whole.exit_code == 0 and "resolved" in whole.output, whole.output
+    assert "dialog_assessments" not in run("quarantine", "list").output
 
 
 def test_a_path_that_does_not_exist_or_a_blank_organization_is_a_usage_error(tmp_path, monkeypatch):

@@ -91,7 +91,7 @@ def page_response(request: Request, plan_id: str, who) -> Response:
 def _page(request: Request, plan_id: str, who) -> str:
     bridge = ctx.state(request).bridge
     bridge.access.check_read(who, bridge.repository.read("CarePlan", plan_id))  # the person's team, not anyone
-    return render_page(bridge.repository, bridge.find, plan_id, [d.code for d in bridge.dialog.domains])
+    return render_page(bridge.repository, plan_id, [d.code for d in bridge.dialog.domains])
 
 
 def _html(page: str) -> Response:

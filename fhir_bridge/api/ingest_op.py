@@ -44,17 +44,15 @@ async def ingest(request: Request) -> Response:
         source, files = _form(data, content_type, request.query_params.get("source"))
     else:
         source, files = _inputs(ctx.parse_resource(request, data), request.query_params.get("source"))
+    files = _named(source, files)
     bridge = ctx.state(request).bridge
 
     def run():
         with tempfile.TemporaryDirectory(prefix="fhir-bridge-ingest-") as folder:
             paths = []
-            for index, (title, data) in enumerate(files):
-                name = Path(title).name  # a file name only: no folder of the sender's choosing
-                name = name if name not in ("", ".", "..") else "upload.csv"
-                path = Path(folder) / (name if not any(p.name == name for p in paths) else f"{index:03d}-{name}")
-                path.write_bytes(data)
-                paths.append(path)
+            for name, data in files:
+                paths.append(Path(folder) / name)
+                paths[-1].write_bytes(data)
             if source == "rio" and len(paths) > 1:  # a RiO export's extracts go together (a zip is one)
                 paths = [Path(folder)]
             return run_import(bridge, source, paths, organization=who.partner, caller=who,
@@ -75,12 +73,26 @@ async def ingest(request: Request) -> Response:
     return ctx.render(request, result)
 
 
-def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, bytes]]]:
+def _named(source: str, files: list[tuple[str | None, bytes]]) -> list[tuple[str, bytes]]:
+    """Each file under its own name only (no folder of the sender's choosing); one sent without a
+    usable name is named for what its bytes are (a zip, JSON, HL7 or CSV). Two files of one name
+    are refused: the name is what tells an export's extracts apart, and one would be lost."""
+    named, seen = [], set()
+    for number, (title, data) in enumerate(files, 1):
+        name = Path(title).name if title else ""
+        name = name if name not in ("", ".", "..") else name_for(source, data, f"file-{number}")
+        if name.casefold() in seen:
+            raise InputError(f"Two files named {name!r} in one upload: send each extract once")
+        seen.add(name.casefold())
+        named.append((name, data))
+    return named
+
+
+def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str | None, bytes]]]:
     if body.get("resourceType") == "Binary":
         if not source_param:
             raise InputError("A Binary upload needs ?source= (one of " + ", ".join(sorted(SOURCE_NAMES)) + ")")
-        data = _decoded(body.get("data"), "Binary.data")
-        return source_param, [(name_for(source_param, data[:4096]), data)]  # a zip, JSON, HL7 or CSV
+        return source_param, [(None, _decoded(body.get("data"), "Binary.data"))]
     if body.get("resourceType") != "Parameters":
         raise InputError("$ingest takes a Parameters (source, file) or a Binary resource")
     source = source_param
@@ -90,7 +102,7 @@ def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, 
             source = p.get("valueCode") or p.get("valueString")
         elif p.get("name") == "file":
             attachment = p.get("valueAttachment") or {}
-            files.append((attachment.get("title") or f"file-{i}.csv",
+            files.append((attachment.get("title"),
                           _decoded(attachment.get("data"), f"Parameters.parameter[{i}].valueAttachment.data")))
     if not source:
         raise InputError("$ingest needs a source (one of " + ", ".join(sorted(SOURCE_NAMES)) + ")")
@@ -99,7 +111,7 @@ def _inputs(body: dict, source_param: str | None) -> tuple[str, list[tuple[str, 
     return source, files
 
 
-def _form(data: bytes, content_type: str, source_param: str | None) -> tuple[str, list[tuple[str, bytes]]]:
+def _form(data: bytes, content_type: str, source_param: str | None) -> tuple[str, list[tuple[str | None, bytes]]]:
     """A multipart/form-data upload (its size already limited): the `source` field and the files."""
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + data)
     if not message.is_multipart():

@@ -1,6 +1,7 @@
 """The MLLP listener: HL7 v2 messages over TCP, each answered with an ACK.
 
-- AR: the message cannot be parsed (no MSH, broken encoding characters ...).
+- AR: the message cannot be parsed (no MSH, broken encoding characters ...), or it is over the
+  size limit (answered from its first bytes, its control id echoed; not kept, it was not read whole).
 - AE: it parses but cannot be accepted (the handler says why: a mapping or validation problem,
   a record quarantined).
 - AA: only after the handler has returned, i.e. after the data is committed.
@@ -79,7 +80,7 @@ class MllpListener:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
-        decoder = MllpDecoder(self.max_message_bytes)
+        decoder = MllpDecoder(self.max_message_bytes, oversize_heads=True)
         try:
             async for raw in read_messages(reader, decoder, self.idle_timeout):
                 self.stats.messages += 1

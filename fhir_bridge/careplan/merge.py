@@ -98,8 +98,9 @@ def current_key_worker(team: dict | None) -> dict | None:
 # -- the merge ----------------------------------------------------------------------------------------
 def apply_session(session: Session, current: Current, ctx: SessionContext) -> Merged:
     """The plan, team and goals after the session. Unprocessable (422) for reviews of unknown
-    actions, a key worker change dated before the current one, a first plan without a key worker;
-    ActionConflict (412) for a review of an action changed since the version the partner read."""
+    actions, a review dated before its action was agreed or last reviewed, a key worker change
+    dated before the current one, a first plan without a key worker; ActionConflict (412) for a
+    review of an action changed since the version the partner read (before its dates are judged)."""
     problems = Problems()
     plan = json_copy(current.plan) if current.plan else _new_plan(ctx, session)
     team = json_copy(current.team) if current.team else _new_team(ctx, session)
@@ -263,15 +264,15 @@ def _review(plan: dict, current: Current, session: Session, ctx: SessionContext,
             problems.add("not-found", f"The plan has no action {review.action_id!r} to review",
                          f"{review.where}.part.where(name = 'action')")
             continue
-        if earlier := _reviewed_too_early(activity, session.day):
-            problems.add("business-rule", f"The review of action {review.action_id!r} ({session.day}) is dated "
-                                          f"before {earlier}", review.where)
-            continue
-        if current.base_plan is not None:
+        if current.base_plan is not None:  # first: a review the partner never saw is a conflict, not its dates
             seen = find_activity(current.base_plan, review.action_id)
             if seen != find_activity(current.plan, review.action_id):
                 conflicts.append(f"Action {review.action_id!r} was changed by someone else after the version you read.")
                 continue
+        if earlier := _reviewed_too_early(activity, session.day):
+            problems.add("business-rule", f"The review of action {review.action_id!r} ({session.day}) is dated "
+                                          f"before {earlier}", review.where)
+            continue
         detail = activity.setdefault("detail", {})
         status = {"done": "completed", "in-progress": "in-progress"}.get(review.outcome)
         if status is None:  # dropped: R4 `stopped` once work had begun, `cancelled` before
@@ -288,7 +289,8 @@ def _review(plan: dict, current: Current, session: Session, ctx: SessionContext,
 
 def _reviewed_too_early(activity: dict, day: str) -> str | None:
     """What a review on `day` would come before: the day the action was agreed, or its last review."""
-    agreed = ((activity.get("detail") or {}).get("scheduledPeriod") or {}).get("start")  # plans since 2026-12
+    # an action agreed before the agreed day was recorded (scheduledPeriod.start) has only its reviews
+    agreed = ((activity.get("detail") or {}).get("scheduledPeriod") or {}).get("start")
     if agreed and day < agreed[:10]:
         return f"the action was agreed ({agreed[:10]})"
     reviewed = max((str(note.get("time", ""))[:10] for note in activity.get("progress", ())), default="")

@@ -2,7 +2,8 @@
 (profiles/OperationDefinition-dialog-plus-session.json) read into plain values.
 
     response        0..1  QuestionnaireResponse  the DIALOG ratings (stored with purpose care-planning)
-    date            0..1  dateTime               when the session took place (default: response.authored, else now)
+    date            0..1  dateTime               when the session took place (default: response.authored, else now;
+                                                 not in the future, a day's grace)
     practitioner    0..1  Reference              the worker who ran it (Practitioner or PractitionerRole)
     domain          0..n  parts                  a domain the person chose to discuss (up to the setting, 3)
       code          1..1  code | Coding          a dialog-domain code (mental-health, accommodation ...)
@@ -11,13 +12,14 @@
         description 1..1  string                 what will be done
         owner       1..*  Reference              who: the person, a Practitioner(Role), an Organization, a RelatedPerson
         due         0..1  date                   by when
-    review          0..*  parts                  what became of an action of the plan
+    review          0..*  parts                  what became of an action of the plan (dated the session's day: not
+                                                 before the action was agreed or last reviewed)
       action        1..1  id | string            the action's id (CarePlan.activity.id)
       status        1..1  code                   done | in-progress | dropped
       note          0..1  string
     agreement       0..1  parts                  MHSDS MHS009
       agreedBy      1..*  code                   person | carer | professional
-      date          0..1  dateTime               default: the session's date
+      date          0..1  dateTime               default: the session's date; not before it, not in the future
       familyCarePlan 0..1 boolean
     keyWorker       0..1  parts                  the named key worker (required for a person's first plan)
       member        1..1  Reference(Practitioner)

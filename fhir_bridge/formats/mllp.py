@@ -30,8 +30,9 @@ OVERSIZE_HEAD = 4096  # what is kept of an oversize message: enough for its MSH,
 
 
 class Oversize(bytes):
-    """Yielded in place of a complete message over the size limit: its first bytes, so that the
-    listener can answer it (AR, its control id echoed) instead of leaving the sender waiting."""
+    """Yielded, by a decoder made with `oversize_heads=True`, in place of a complete message over the
+    size limit: its first bytes, so that the listener can answer it (AR, its control id echoed)
+    instead of leaving the sender waiting."""
 
 
 def frame(message: bytes) -> bytes:
@@ -45,11 +46,14 @@ class MllpDecoder:
     Counters, for the listener's report: ``discarded_bytes`` (bytes outside any frame),
     ``broken`` (half messages dropped because a new start block or EOF came first),
     ``oversize`` (messages dropped for exceeding ``max_size``), ``empty`` (empty frames, which
-    some senders use as keep-alives and must not be answered).
+    some senders use as keep-alives and must not be answered). With ``oversize_heads`` an oversize
+    message, once its end block comes, is yielded as an ``Oversize`` (its first bytes) instead of
+    vanishing: for a listener, which must answer it.
     """
 
-    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE, *, oversize_heads: bool = False) -> None:
         self.max_size = max_size
+        self.oversize_heads = oversize_heads
         self.discarded_bytes = 0
         self.broken = 0
         self.oversize = 0
@@ -102,8 +106,9 @@ class MllpDecoder:
                 if len(self._buffer) + piece_end - pos > self.max_size:
                     self.oversize += 1
                     _log.warning("MLLP: message over %d bytes dropped", self.max_size)
-                    kept = bytes(self._buffer[:OVERSIZE_HEAD])
-                    self._head = kept + data[pos:pos + OVERSIZE_HEAD - len(kept)]
+                    if self.oversize_heads:
+                        kept = bytes(self._buffer[:OVERSIZE_HEAD])
+                        self._head = kept + data[pos:pos + OVERSIZE_HEAD - len(kept)]
                     self._buffer.clear()
                     self._state = _SKIPPING
                 else:
@@ -145,7 +150,8 @@ class MllpDecoder:
 async def read_messages(
     reader: asyncio.StreamReader, decoder: MllpDecoder, idle_timeout: float, chunk_size: int = 65536
 ) -> AsyncIterator[bytes]:
-    """Yield messages from a connection until EOF or until nothing arrives for ``idle_timeout`` s."""
+    """Yield messages from a connection (as its decoder gives them: ``Oversize`` heads too, if it
+    was made to) until EOF or until nothing arrives for ``idle_timeout`` s."""
     while True:
         try:
             data = await asyncio.wait_for(reader.read(chunk_size), idle_timeout)

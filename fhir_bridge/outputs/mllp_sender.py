@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fhir_bridge.errors import BridgeError, PeerUnavailable
 from fhir_bridge.formats.hl7v2 import field, parse_message
-from fhir_bridge.formats.mllp import MllpDecoder, Oversize, frame
+from fhir_bridge.formats.mllp import MllpDecoder, frame
 
 __all__ = ["Ack", "MllpSender", "parse_peer"]
 
@@ -80,7 +80,7 @@ class MllpSender:
             data = self._socket.recv(65536)
             if not data:
                 return None
-            messages = [m for m in self._decoder.feed(data) if not isinstance(m, Oversize)]  # no ACK is that long
+            messages = self._decoder.feed(data)
             if messages:
                 return messages[0]
 

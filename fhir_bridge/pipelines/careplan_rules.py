@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 from fhir_bridge.careplan.codes import CRISIS_PLAN, MAIN_PLAN, OPEN_STATUSES
 from fhir_bridge.errors import Duplicate, Gone, NotFound, PreconditionRequired, Unprocessable
-from fhir_bridge.pipelines.careplan_views import is_dialog_plus, local_id, open_main_plans, plan_type, with_narrative
+from fhir_bridge.pipelines.careplan_views import (is_dialog_plus, local_id, open_crisis_plans, open_main_plans,
+                                                  plan_type, with_narrative)
 from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["PlanNarrativeFollower", "SharedCarePlanRule", "refuse_second_plan"]
@@ -30,10 +31,7 @@ _ACTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.
 def refuse_second_plan(uow, patient_id: str, plan_id: str | None) -> list:
     """The person's open main plans (other than `plan_id`), read with the person's row locked so
     that two writers cannot both see none; Duplicate when there is another."""
-    try:
-        uow.lock("Patient", patient_id)
-    except (NotFound, Gone):
-        pass  # a plan for a person not stored here: nothing to lock, the lookup still guards
+    _lock_person(uow, patient_id)
     plans = open_main_plans(uow, patient_id)
     others = [p for p in plans if p.resource_id != plan_id]
     if others:
@@ -73,21 +71,23 @@ def _refuse_second_crisis_plan(uow, plan: dict, patient_id: str) -> None:
     if len(parents) != 1 or parents[0] is None:
         raise Unprocessable("A crisis plan is partOf its person's DIALOG+ plan: one CarePlan reference",
                             expression="CarePlan.partOf")
-    try:
-        uow.lock("Patient", patient_id)  # two writers at once cannot both see no crisis plan
-    except (NotFound, Gone):
-        pass
+    _lock_person(uow, patient_id)  # two writers at once cannot both see no crisis plan
     main = read_if_live(uow, "CarePlan", parents[0])
     if main is None or plan_type(main.resource) != MAIN_PLAN \
             or local_id(main.resource.get("subject"), "Patient") != patient_id:
         raise Unprocessable(f"CarePlan/{parents[0]} is not the DIALOG+ plan of Patient/{patient_id}: a crisis plan "
                             "is part of its own person's plan", expression="CarePlan.partOf[0]")
-    others = [s for s in uow.referring("CarePlan", "part-of", "CarePlan", parents[0])
-              if s.resource_id != plan.get("id") and plan_type(s.resource) == CRISIS_PLAN
-              and s.resource.get("status") in OPEN_STATUSES]
+    others = [s for s in open_crisis_plans(uow, parents[0]) if s.resource_id != plan.get("id")]
     if others:
         raise Duplicate(f"CarePlan/{parents[0]} already has an open crisis plan: CarePlan/{others[0].resource_id} "
                         f"(version {others[0].version_id}). Update it with If-Match.", expression="CarePlan.partOf[0]")
+
+
+def _lock_person(uow, patient_id: str) -> None:
+    try:
+        uow.lock("Patient", patient_id)
+    except (NotFound, Gone):
+        pass  # a plan for a person not stored here: nothing to lock, the lookup still guards
 
 
 def _check_team(uow, plan: dict, patient_id: str) -> None:

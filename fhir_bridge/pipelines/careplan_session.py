@@ -19,8 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from fhir_bridge.careplan import ActionConflict, Current, SessionContext, apply_session, parse_session
-from fhir_bridge.careplan.codes import (CARE_PLANNING, CRISIS_PLAN, ODS, OPEN_STATUSES, PURPOSE_EXT, PURPOSE_SYSTEM,
-                                        RECORDING_ORG_EXT)
+from fhir_bridge.careplan.codes import CARE_PLANNING, ODS, PURPOSE_EXT, PURPOSE_SYSTEM, RECORDING_ORG_EXT
 from fhir_bridge.careplan.crisis import apply_crisis
 from fhir_bridge.careplan.merge import session_ids, team_id_for
 from fhir_bridge.careplan.narrative import goal_div, team_div, with_text
@@ -28,7 +27,7 @@ from fhir_bridge.careplan.session import Problems, Session, reference_type
 from fhir_bridge.errors import Conflict, Gone, NotFound, PreconditionFailed, PreconditionRequired, Unprocessable
 from fhir_bridge.fhir.codec import json_copy
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
-from fhir_bridge.pipelines.careplan_views import local_id, open_main_plans, plan_type, with_narrative
+from fhir_bridge.pipelines.careplan_views import local_id, open_crisis_plans, open_main_plans, with_narrative
 from fhir_bridge.pipelines.patient_links import repointed, survivor
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller, ResourceService
 from fhir_bridge.store.types import Stored
@@ -59,7 +58,7 @@ class _Prepared:
 
 
 class CarePlanSessions:
-    def __init__(self, repository, validator, resources: ResourceService, *, search: Callable,
+    def __init__(self, repository, validator, resources: ResourceService, *,
                  domains: Sequence[tuple[str, str]], dialog_url: str, max_domains: int,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc), access=None,
                  base_url: str | None = None):
@@ -68,7 +67,6 @@ class CarePlanSessions:
         self.access = access                    # CareAccess: only a partner that cares for the person
         self.validator = validator
         self.resources = resources
-        self.search = search                    # (type, params) -> SearchRequest
         self.domains = dict(domains)            # dialog-domain code -> display, in DIALOG order
         self.dialog_url = dialog_url
         self.max_domains = max_domains
@@ -181,9 +179,7 @@ class CarePlanSessions:
         """The crisis plan with the session's items, and the version it was read at (ABSENT: new)."""
         if not session.crisis:
             return None
-        found = uow.search(self.search("CarePlan", [("part-of", f"CarePlan/{plan['id']}"),
-                                                    ("status", ",".join(OPEN_STATUSES)), ("_count", "20")]))
-        current = next((s for s in found if plan_type(s.resource) == CRISIS_PLAN), None)
+        current = next(iter(open_crisis_plans(uow, plan["id"])), None)
         crisis = apply_crisis(session, current.resource if current else None, plan, context)
         crisis = with_narrative(uow, crisis, tuple(self.domains), team, [])
         return crisis, current.version_id if current else ABSENT

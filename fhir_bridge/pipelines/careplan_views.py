@@ -2,7 +2,7 @@
 narrative and the HTML page. `reader` is the repository, or a unit of work to see its own writes."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from fhir_bridge.careplan import plan_div, plan_page, plan_view
 from fhir_bridge.careplan.codes import CRISIS_PLAN, MAIN_PLAN, OPEN_STATUSES, PLAN_PROFILE, PLAN_TYPE_SYSTEM
@@ -10,7 +10,7 @@ from fhir_bridge.careplan.narrative import with_text
 from fhir_bridge.store.repository import read_if_live
 
 __all__ = ["plan_type", "is_dialog_plus", "local_id", "gather", "with_narrative", "render_page",
-           "main_plans", "open_main_plans"]
+           "main_plans", "open_main_plans", "open_crisis_plans"]
 
 
 def plan_type(plan: dict) -> str | None:
@@ -50,6 +50,12 @@ def open_main_plans(reader, patient_id: str) -> list:
                        if s.resource.get("status") in OPEN_STATUSES])
 
 
+def open_crisis_plans(reader, plan_id: str) -> list:
+    """The open crisis plans (type 12) part of a plan (one at most, normally), as `reader` sees them."""
+    return [s for s in reader.referring("CarePlan", "part-of", "CarePlan", plan_id)
+            if plan_type(s.resource) == CRISIS_PLAN and s.resource.get("status") in OPEN_STATUSES]
+
+
 def gather(reader, plan: dict) -> tuple[dict | None, list[dict]]:
     """The plan's CareTeam and Goals as stored (references elsewhere are left out)."""
     teams = plan.get("careTeam") or [None]
@@ -68,12 +74,10 @@ def with_narrative(reader, plan: dict, domain_order: Sequence[str], team: dict |
     return with_text(plan, plan_div(plan_view(plan, team, goals, domain_order=domain_order)))
 
 
-def render_page(repository, search: Callable[[str, list[tuple[str, str]]], list], plan_id: str,
-                domain_order: Sequence[str]) -> str:
+def render_page(repository, plan_id: str, domain_order: Sequence[str]) -> str:
     """The plan as an HTML page, with its crisis plans (CarePlans of type 12 part of it)."""
     plan = repository.read("CarePlan", plan_id).resource
     team, goals = gather(repository, plan)
     crisis = [] if plan_type(plan) == CRISIS_PLAN else [
-        plan_view(stored.resource, team, ()) for stored in search("CarePlan", [("part-of", f"CarePlan/{plan_id}")])
-        if plan_type(stored.resource) == CRISIS_PLAN and stored.resource.get("status") in OPEN_STATUSES]
+        plan_view(stored.resource, team, ()) for stored in open_crisis_plans(repository, plan_id)]
     return plan_page(plan_view(plan, team, goals, domain_order=domain_order), crisis=tuple(crisis))

@@ -3,8 +3,9 @@
 A merged-away Patient (pipelines/patient_merge.py) stays in the store, inactive, with a link
 `replaced-by` its survivor; it keeps its identifiers, as FHIR's merge does, so history and searches
 by an old identifier still find it. Whoever resolves a person (identity linking, the care plan
-operation) follows those links to the survivor. No imports from the rest of pipelines/, so both
-identity.py and patient_merge.py can use it.
+operation) follows those links to the survivor, and `repointed` is the one rewrite of a person's
+references (the merge, an import's linking, a session for a person merged away). No imports from
+the rest of pipelines/, so every one of those can use it.
 """
 from __future__ import annotations
 

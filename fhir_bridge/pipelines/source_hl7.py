@@ -272,8 +272,10 @@ def _person_key(record: dict[str, Any]) -> str | None:
     return f"{value}@{record.get('PID-3.4', '')}" if value else None
 
 
-REVIEW_TEXT = ("the person could not be matched safely (no NHS number, and no exact match on name, birth date "
-               "and postcode): the message waits for a person to link it (fhir-bridge identity review), nothing lost")
+# Said whatever made the match unsafe (no NHS number and only a weaker match, an NHS number or an
+# identifier held by several people ...): the review names the reason to the person resolving it.
+REVIEW_TEXT = ("the person could not be matched safely: the message waits for a person to link it "
+               "(fhir-bridge identity review), nothing lost")
 
 
 class MllpFeed:

@@ -249,6 +249,12 @@ def test_a_second_plan_is_refused_with_a_pointer_to_the_first(client, auth, peop
     # One open crisis plan per plan, and part of the person's own plan
     second = expect(client.post("/fhir/CarePlan", json=crisis, headers=auth), 409)
     assert issue_codes(second) == ["duplicate"] and second["issue"][0]["expression"] == ["CarePlan.partOf[0]"]
+    orphan = make_care_plan(f"Patient/{people.rosa}", category="12")  # part of no plan: the profile says no
+    del orphan["partOf"]
+    assert "partOf" in expect(client.post("/fhir/CarePlan", json=orphan, headers=auth), 422)["issue"][0]["diagnostics"]
+    twice = {**orphan, "partOf": [{"reference": f"CarePlan/{plan['id']}"}, {"reference": "CarePlan/other"}]}
+    refused = expect(client.post("/fhir/CarePlan", json=twice, headers=auth), 422)  # part of two: which?
+    assert refused["issue"][0]["expression"] == ["CarePlan.partOf"]
     theo = expect(client.post("/fhir/Patient", json=make_patient(2, given="Theo"), headers=auth), 201)["id"]
     for part_of in ("CarePlan/nowhere", f"CarePlan/{plan['id']}"):
         stray = {**make_care_plan(f"Patient/{theo}", category="12"), "partOf": [{"reference": part_of}]}

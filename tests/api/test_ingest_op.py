@@ -92,6 +92,21 @@ def test_bad_requests_are_400_with_a_reason(client, auth):
     assert "base64" in expect(client.post("/fhir/$ingest", json=broken, headers=auth), 400)["issue"][0]["diagnostics"]
     no_file = {"resourceType": "Parameters", "parameter": [{"name": "source", "valueCode": "dialog-app"}]}
     expect(client.post("/fhir/$ingest", json=no_file, headers=auth), 400)
+    # a RiO export read as one folder: a second clients.csv would be lost without a word
+    twice = [("file", ("clients.csv", b"a", "text/csv")), ("file", ("exports/Clients.csv", b"b", "text/csv"))]
+    said = expect(client.post("/fhir/$ingest?source=rio", files=twice, headers=auth), 400)["issue"][0]["diagnostics"]
+    assert "Two files named 'Clients.csv'" in said
+
+
+def test_a_file_sent_without_a_name_is_read_as_what_it_holds(client, auth, tmp_path):
+    """An attachment without a title was named file-1.csv, so a VCSE export's JSON form was read as CSV."""
+    from fhir_bridge.synth import generate
+
+    generate("vcse", tmp_path / "vcse", count=3, seed=4)
+    untitled = parameters("vcse", ("x", (tmp_path / "vcse" / "sessions.json").read_bytes()))
+    del untitled["parameter"][1]["valueAttachment"]["title"]
+    result = expect(client.post("/fhir/$ingest", json=untitled, headers=auth), 200)
+    assert value(result, "quarantined")["valueInteger"] == 0 and value(result, "created")["valueInteger"] > 0
 
 
 def test_ingest_needs_a_token_with_write_scopes(client, token_for):

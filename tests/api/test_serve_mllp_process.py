@@ -91,6 +91,28 @@ def test_serve_starts_the_mllp_listener_acks_after_commit_and_serves_what_it_sto
     assert f"http://127.0.0.1:{http_port}/fhir" in output and "Traceback" not in output
 
 
+def test_with_workers_the_first_runs_the_listener_and_every_worker_reads_what_it_stored(tmp_path):
+    oru = a_dialog(tmp_path)
+    http_port, mllp_port = free_port(), free_port()
+    process, log = start(tmp_path, "--port", str(http_port), "--insecure-dev", "--workers", "2",
+                         "--mllp-port", str(mllp_port), "--mllp-organization", "RV3", env_extra={})
+    base = f"http://127.0.0.1:{http_port}/fhir"
+    try:
+        wait_until_up(process, log, base, mllp_port)
+        with MLLPClient("127.0.0.1", mllp_port) as client:
+            assert msa(client.send_message(oru))[1] == "AA"
+        clients = [httpx.Client(base_url=base, timeout=10) for _ in range(2)]
+        try:  # two connections held at once: one on each worker
+            assert [c.get("/QuestionnaireResponse").json()["total"] for c in clients] == [1, 1]
+        finally:
+            for c in clients:
+                c.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=15)
+    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
+
+
 def test_a_taken_mllp_port_stops_serve_with_a_sentence(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -111,3 +133,7 @@ def test_the_listener_needs_its_organisation_and_a_port_number(tmp_path):
     bad = CliRunner().invoke(main, ["serve"], env={**env, "FHIR_BRIDGE_MLLP_PORT": "twenty"})
     assert bad.exit_code == 2 and "FHIR_BRIDGE_MLLP_PORT must be a TCP port" in bad.output
     assert "Traceback" not in missing.output + bad.output
+    blank = CliRunner().invoke(main, ["serve", "--mllp-port", "2575", "--mllp-organization", " "], env=env)
+    assert blank.exit_code == 2 and "is not an ODS code" in blank.output
+    listener = CliRunner().invoke(main, ["mllp", "--organization", " "], env=env)
+    assert listener.exit_code == 2 and "is not an ODS code" in listener.output

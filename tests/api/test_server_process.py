@@ -16,9 +16,6 @@ import orjson
 import pytest
 
 from fhir_bridge.api.auth import token_hash
-from fhir_bridge.formats.hl7v2 import split_batch
-from fhir_bridge.formats.mllp import MllpDecoder, frame
-from fhir_bridge.synth import generate
 from tests.conftest import REPO
 
 TOKEN = "process-test-token"
@@ -221,38 +218,6 @@ def test_workers_get_keep_alive_clients_in_turn_not_by_the_luck_of_a_hash(start_
     finally:
         for client in clients:
             client.close()
-
-
-def test_the_first_worker_runs_the_mllp_listener_and_every_worker_reads_what_it_stored(start_server, tokens_file,
-                                                                                      tmp_path):
-    generate("hl7", tmp_path / "feed", count=3, seed=2)
-    feed = next((tmp_path / "feed").rglob("*.hl7")).read_bytes()
-    oru = next(text for _, text in split_batch(feed) if "ORU^R01" in text.split("\r", 1)[0])
-    mllp_port = free_port()
-    server = start_server("--tokens", str(tokens_file), "--workers", "2", "--mllp-port", str(mllp_port),
-                          "--mllp-organization", "RV3")
-    assert _wait_until(lambda: _accepts(mllp_port))
-    with socket.create_connection(("127.0.0.1", mllp_port), timeout=10) as sock:
-        sock.sendall(frame(oru.encode()))
-        decoder, acks = MllpDecoder(), []
-        while not acks:
-            acks = decoder.feed(sock.recv(65536))
-    assert next(s for s in acks[0].decode().split("\r") if s.startswith("MSA")).split("|")[1] == "AA"
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    clients = [httpx.Client(base_url=server.base, headers=auth, timeout=10) for _ in range(2)]
-    try:  # two connections held at once: one on each worker
-        assert [client.get("/QuestionnaireResponse").json()["total"] for client in clients] == [1, 1]
-    finally:
-        for client in clients:
-            client.close()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_workers_end_when_their_parent_is_killed_outright(start_server, tokens_file):

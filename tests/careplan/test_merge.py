@@ -129,6 +129,11 @@ def test_a_review_dated_before_the_action_was_agreed_or_last_reviewed_is_refused
         merge(session(review(activity_id, "done"), date="2024-03-01T09:00:00Z"), then(reviewed, 2))
     on_the_day = merge(session(review(activity_id, "done"), date="2024-02-20T16:00:00Z"), then(first))
     assert find_activity(on_the_day.plan, activity_id)["detail"]["status"] == "completed"
+    # a partner who read the plan before that last review: a conflict to read again (412), not its dates
+    stale = Current(plan=reviewed.plan, plan_version=2, team=reviewed.team, base_plan=first.plan)
+    with pytest.raises(ActionConflict) as caught:
+        merge(session(review(activity_id, "done"), date="2024-03-01T09:00:00Z"), stale)
+    assert caught.value.current_version == 2
 
 
 def test_a_review_of_an_action_changed_since_the_version_read_is_a_conflict():

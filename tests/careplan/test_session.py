@@ -102,6 +102,12 @@ def test_dates_in_the_wrong_order_are_refused():
     assert problems(agreed_before) == [("business-rule", "Parameters.parameter[1].part[1].value.ofType(dateTime)")]
 
 
+def test_a_session_dated_tomorrow_is_taken_the_day_after_is_not():
+    """A day's grace for clocks and time zones (NOW is 2024-02-20): later is a session in the future."""
+    assert parse(session(date="2024-02-21T23:00:00Z")).date.startswith("2024-02-21")
+    assert problems(session(date="2024-02-22T00:30:00Z")) == [("business-rule", "Parameters.parameter[0].value.ofType(dateTime)")]
+
+
 def test_malformed_values_are_named():
     parameters = session(domain("accommodation", action("Phone", ME, due="next week")), review("x y", "finished"),
                          agreement("neighbour"))

@@ -68,18 +68,20 @@ def test_cr_after_end_block_in_the_next_chunk_is_not_counted_as_garbage() -> Non
 
 
 def test_oversize_message_is_dropped_without_buffering_it() -> None:
-    decoder = MllpDecoder(max_size=100)
     big = b"MSH|" + b"x" * 1000
-    got = []
-    for i in range(0, len(big), 64):  # arrives in pieces: the buffer must stay bounded
-        got += decoder.feed((b"\x0b" if i == 0 else b"") + big[i:i + 64])
-        assert decoder.pending <= 100
-    got += decoder.feed(b"\x1c\r" + frame(MSG1[:90]))
-    oversize, short = got
-    assert short == MSG1[:90]
-    # In its place, once its end block came: its first bytes, so the listener can answer it
-    assert isinstance(oversize, Oversize) and big.startswith(oversize) and 100 < len(oversize) <= OVERSIZE_HEAD
-    assert decoder.oversize == 1 and decoder.broken == 0
+    for heads in (True, False):
+        decoder = MllpDecoder(max_size=100, oversize_heads=heads)
+        got = []
+        for i in range(0, len(big), 64):  # arrives in pieces: the buffer must stay bounded
+            got += decoder.feed((b"\x0b" if i == 0 else b"") + big[i:i + 64])
+            assert decoder.pending <= 100
+        got += decoder.feed(b"\x1c\r" + frame(MSG1[:90]))
+        assert got[-1] == MSG1[:90] and decoder.oversize == 1 and decoder.broken == 0
+        if heads:  # in its place, once its end block came: its first bytes, so the listener can answer it
+            oversize, _ = got
+            assert isinstance(oversize, Oversize) and big.startswith(oversize) and 100 < len(oversize) <= OVERSIZE_HEAD
+        else:  # a client (the ACKs the MLLP sender reads) never sees one
+            assert len(got) == 1
 
 
 def test_oversize_then_new_start_block_recovers_and_counts_alike_in_any_chunking() -> None:
