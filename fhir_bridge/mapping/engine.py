@@ -17,6 +17,7 @@ from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.mapping.rules import APPEND, PLACEHOLDER, Condition, Each, Rule, SourceMapping, Target, ValueSource
 from fhir_bridge.mapping.transforms import MappingProblem
 from fhir_bridge.terminology import Terminology
+from fhir_bridge.uuid_text import uuid5_text
 
 # The project's id namespace (as measures/extract.py): the same business identifiers give the same
 # id in every run and every process, so re-imports are idempotent and golden files stable.
@@ -25,7 +26,7 @@ _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 def resource_id(resource_type: str, keys: list[str]) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, "|".join([resource_type, *keys])))
+    return uuid5_text(ID_NAMESPACE, "|".join([resource_type, *keys]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import orjson
 
 from fhir_bridge.measures.dialog import DialogScore, score_dialog
 from fhir_bridge.measures.dialog_items import CANONICAL_BASE, DIALOG_SCORE_SYSTEM, DialogDefinition
+from fhir_bridge.uuid_text import uuid5_text
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, CANONICAL_BASE)
 SCORE_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/dialog-score-observation"
@@ -72,7 +73,7 @@ def _common(qr: Mapping[str, Any]) -> dict[str, Any]:
 def _observation(key: str, common: dict[str, Any], coding: Mapping[str, str], value: dict[str, Any]) -> dict:
     return {
         "resourceType": "Observation",
-        "id": str(uuid.uuid5(NAMESPACE, f"Observation|{key}|{coding['code']}")),
+        "id": uuid5_text(NAMESPACE, f"Observation|{key}|{coding['code']}"),
         "meta": {"profile": [SCORE_PROFILE]},
         "status": "final",
         "category": [copy.deepcopy(SURVEY_CATEGORY)],

@@ -26,6 +26,7 @@ from fhir_bridge.identifiers import is_valid_nhs_number, normalise_nhs_number
 from fhir_bridge.pipelines.patient_links import replaced_by, surviving_patient
 from fhir_bridge.store.indexer import date_range, normalize
 from fhir_bridge.store.ingest_records import Demographics
+from fhir_bridge.uuid_text import uuid5_text
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SOURCE_BASE = "https://fhir-bridge.example.org/source/"
@@ -102,7 +103,8 @@ class PendingPatients:
     def clear(self) -> None:
         self._by_id: dict[str, dict] = {}
         self._by_identifier: dict[tuple[str, str], set[str]] = {}
-        self._by_demographics: dict[Demographics, set[str]] = {}
+        # by birth date first: every match, exact or weaker, shares it (a batch holds hundreds of people)
+        self._by_birth_date: dict[str, dict[Demographics, set[str]]] = {}
 
     def add(self, patient: dict) -> None:
         patient_id = patient["id"]
@@ -113,7 +115,7 @@ class PendingPatients:
                 self._known[key] |= {patient_id}
         who = demographics_of(patient)
         if who is not None:
-            self._by_demographics.setdefault(who, set()).add(patient_id)
+            self._by_birth_date.setdefault(who.birth_date, {}).setdefault(who, set()).add(patient_id)
 
     def get(self, patient_id: str) -> dict | None:
         return self._by_id.get(patient_id)
@@ -132,11 +134,10 @@ class PendingPatients:
     def matching(self, who: Demographics) -> tuple[set[str], set[str]]:
         """(exact, weaker), as Repository.patients_matching compares them."""
         exact, weaker = set(), set()
-        for other, ids in self._by_demographics.items():
+        for other, ids in self._by_birth_date.get(who.birth_date, {}).items():
             if other == who:
                 exact |= ids
-            elif other.birth_date == who.birth_date and (
-                    other.family == who.family or (other.given == who.given and other.postcode == who.postcode)):
+            elif other.family == who.family or (other.given == who.given and other.postcode == who.postcode):
                 weaker |= ids
         return exact, weaker
 
@@ -270,9 +271,9 @@ def _identifiers(patient: dict) -> list[tuple[str, str]]:
 def new_patient_id(nhs: str | None, *, source: str | None = None, local_id: str | None = None) -> str | None:
     """Deterministic: the same person from the same source always gets the same id."""
     if nhs:
-        return str(uuid.uuid5(PATIENT_NAMESPACE, f"nhs|{nhs}"))
+        return uuid5_text(PATIENT_NAMESPACE, f"nhs|{nhs}")
     if source and local_id:
-        return str(uuid.uuid5(PATIENT_NAMESPACE, f"{source}|{local_id}"))
+        return uuid5_text(PATIENT_NAMESPACE, f"{source}|{local_id}")
     return None
 
 

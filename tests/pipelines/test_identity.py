@@ -146,3 +146,17 @@ def test_identifiers_held_by_two_patients_is_a_review(bridge, resolver):
     store(bridge, patient("a", identifier=[LOCAL]), patient("b", family="Brown", identifier=[other]))
     link = resolver.resolve(patient(identifier=[LOCAL, other]))
     assert link.action == "review" and set(link.candidates) == {"a", "b"}
+
+
+def test_a_batch_not_yet_stored_is_matched_as_the_store_is(bridge, resolver):
+    """The run's pending Patients: the same exact and weaker matches as stored ones, found by birth
+    date (a different birth date is never a match, however alike the rest)."""
+    from fhir_bridge.pipelines.identity import PendingPatients, demographics_of
+
+    pending = PendingPatients()
+    for pid, details in (("exact", {}), ("weaker", {"given": "Adaeze"}), ("born-later", {"born": "1980-04-03"}),
+                         ("stranger", {"family": "Other", "given": "Bo"})):
+        pending.add(patient(pid, **details))
+    assert pending.matching(demographics_of(patient())) == ({"exact"}, {"weaker"})
+    assert resolver.resolve(patient(), pending) == Link("demographics", "exact")
+    assert resolver.resolve(patient(given="Adaeze", postcode="N1 1AA"), pending).candidates == ("exact", "weaker")
