@@ -164,3 +164,21 @@ def test_a_path_that_does_not_exist_or_a_blank_organization_is_a_usage_error(tmp
     blank = run("import", "vcse", str(tmp_path), "--organization", " ")
     assert blank.exit_code == 2 and "not an ODS code" in blank.output
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_rio_extract_files_named_one_by_one_import_and_a_csv_on_standard_input_asks_for_a_zip(tmp_path, monkeypatch):
+    """Named one by one (the shell's `*.csv`), a RiO export's files are one export: no "missing"
+    faults, exit 0. On standard input a lone CSV cannot say which extract it is: one fault saying
+    to send a zip, exit 1."""
+    from fhir_bridge.synth import generate
+
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path / "data"))
+    generate("rio", tmp_path / "export", count=5, seed=4)
+    files = sorted(str(p) for p in (tmp_path / "export").glob("*.csv"))
+    named = run("import", "rio", *files, "--organization", "RV3")
+    assert named.exit_code == 0 and " 0 quarantined" in named.output, named.output
+    piped = CliRunner().invoke(main, ["import", "rio", "-", "--organization", "RV3"],
+                               input=(tmp_path / "export" / "clients.csv").read_bytes())
+    assert piped.exit_code == 1 and "1 in = 0 created" in piped.output, piped.output
+    entry = run("quarantine", "list").output.split()[0]
+    assert "stdin.csv is not a RiO extract" in run("quarantine", "show", entry).output

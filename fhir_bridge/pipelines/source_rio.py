@@ -14,6 +14,7 @@ linked Patient, and points the response at whichever Patient that is. It asks th
 """
 from __future__ import annotations
 
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,22 +72,23 @@ class RioSource:
         self._referral_clients: OrderedDict[str, str] = OrderedDict()
 
     def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
-        for path in paths:
-            try:
-                files = _by_file_name(read_csv_folder_or_zip(path, lazy=True))
-            except BridgeError as exc:
-                yield unreadable(self.name, str(path), exc, b"", file=str(path))
+        """Each folder or zip is one export, which must hold the clients and the assessments.
+        Extract files named one by one (`clients.csv dialog_assessments.csv`) are one export
+        together, read in import order whatever the order given, and only what is named is read
+        (assessments alone find clients stored before); a file name met again starts the next."""
+        for export in _exports(paths):
+            if isinstance(export, SourceRecord):  # a path that could not be read, or no extract
+                yield export
                 continue
+            where, files, whole = export
             for file_name, mapping in MAPPINGS.items():
-                if file_name not in files:
-                    if file_name in OPTIONAL:
-                        continue
-                    where = f"{path}/{file_name}"
-                    yield unreadable(self.name, where, InputError(f"{file_name} is missing from the RiO export {path}",
-                                                             location=where), b"", file=where)
-                    continue
-                member, data = files[file_name]
-                yield from self._rows(f"{path}/{member}", mapping, data)
+                if file_name in files:
+                    location, data = files[file_name]
+                    yield from self._rows(location, mapping, data)
+                elif whole and file_name not in OPTIONAL:
+                    missing = f"{where}/{file_name}"
+                    yield unreadable(self.name, missing, InputError(
+                        f"{file_name} is missing from the RiO export {where}", location=missing), b"", file=missing)
 
     def _rows(self, label: str, mapping: str, data: bytes | Path) -> Iterator[SourceRecord]:
         keyed = self.engine.mappings[mapping].key_of
@@ -178,9 +180,50 @@ def _with_contact_time(values: dict[str, str]) -> dict[str, str]:
     return {**values, "ContactDateTime": f"{day.replace('T', ' ').split(' ')[0]} {time}"}
 
 
-def _by_file_name(files: Iterator[tuple[str, bytes]]) -> dict[str, tuple[str, bytes]]:
-    """The imported files by name, wherever they are in the folder or zip (a zip often holds one
+# An export as read: where it is (for the faults it has), its extracts by file name, each as
+# (the location its rows name, its bytes or its path), and whether it is a whole export (a folder
+# or zip: it must hold the required extracts) or files named one by one.
+Export = tuple[str, dict[str, tuple[str, bytes | Path]], bool]
+
+
+def _exports(paths: list[Path]) -> Iterator[Export | SourceRecord]:
+    """The exports among `paths` (see RioSource.records), or for a path that cannot be one, the
+    unreadable record saying why."""
+    loose: dict[str, tuple[str, Path]] = {}
+    for path in paths:
+        if path.is_file() and not zipfile.is_zipfile(path):
+            name = path.name.lower()
+            if name not in MAPPINGS:
+                where = str(path)
+                yield unreadable(RioSource.name, where, InputError(
+                    f"{path.name} is not a RiO extract: the files are {', '.join(MAPPINGS)}, named so, in a "
+                    "folder or a zip (on standard input: a zip)", location=where), b"", file=where)
+                continue
+            if name in loose:
+                yield _loose_export(loose)
+                loose = {}
+            loose[name] = (str(path), path)
+            continue
+        if loose:
+            yield _loose_export(loose)
+            loose = {}
+        try:
+            yield str(path), _by_file_name(path, read_csv_folder_or_zip(path, lazy=True)), True
+        except BridgeError as exc:
+            yield unreadable(RioSource.name, str(path), exc, b"", file=str(path))
+    if loose:
+        yield _loose_export(loose)
+
+
+def _loose_export(files: dict[str, tuple[str, Path]]) -> Export:
+    """Extract files given one by one: the export is where the first of them is."""
+    first = next(iter(files.values()))[1]
+    return str(first.parent), dict(files), False
+
+
+def _by_file_name(path: Path, files: Iterator[tuple[str, bytes | Path]]) -> dict[str, tuple[str, bytes | Path]]:
+    """A folder's or zip's extracts by name, wherever they are in it (a zip often holds one
     sub-folder), matched case-insensitively; the member path is kept for locations. The other
-    extracts are dropped here, so their bytes are not held."""
+    files are dropped here, so their bytes are not held."""
     by_name = ((PurePosixPath(member).name.lower(), member, data) for member, data in files)
-    return {name: (member, data) for name, member, data in by_name if name in MAPPINGS}
+    return {name: (f"{path}/{member}", data) for name, member, data in by_name if name in MAPPINGS}

@@ -132,6 +132,46 @@ def test_a_missing_file_is_one_quarantined_record_naming_it(bridge, engine, tmp_
     assert b"dialog_assessments.csv is missing" in entry.outcome
 
 
+def test_extract_files_named_one_by_one_are_one_export_read_in_import_order(bridge, engine, tmp_path):
+    """`import rio dialog_assessments.csv clients.csv`: one export (the assessments find their
+    clients though named first), no "missing" faults for the files named beside, and each row
+    located by its own file; a second export's files named after the first's are their own export."""
+    first = generate("rio", tmp_path / "a", count=6, seed=1)
+    generate("rio", tmp_path / "b", count=6, seed=1)  # the same export again, from another folder
+    named = [tmp_path / "a" / "dialog_assessments.csv", tmp_path / "a" / "clients.csv",
+             tmp_path / "b" / "clients.csv", tmp_path / "b" / "dialog_assessments.csv"]
+    report = run(bridge, engine, *named)
+    assert report.balanced and not report.quarantined, report.to_json()
+    each = first.records("clients.csv") + first.records("dialog_assessments.csv")
+    assert report.records_in == 2 * each and report.counts["created"] == each
+    assert len(all_of(bridge, "QuestionnaireResponse")) == 6
+
+    again = run(bridge, engine, tmp_path / "a")  # the folder: the same records, and its optional files
+    assert again.balanced and not again.quarantined
+    assert again.counts["unchanged"] == first.records("clients.csv") + first.records("dialog_assessments.csv")
+
+
+def test_a_file_named_alone_that_is_no_rio_extract_is_one_fault_naming_the_extracts(bridge, engine, tmp_path):
+    generate("rio", tmp_path / "export", count=3, seed=1)
+    odd = tmp_path / "export" / "assessments-2026.csv"
+    odd.write_bytes((tmp_path / "export" / "dialog_assessments.csv").read_bytes())
+    report = run(bridge, engine, tmp_path / "export" / "clients.csv", odd)
+    assert report.balanced and report.quarantined == {"mapping": 1}
+    [entry] = bridge.repository.quarantined(source="rio")
+    assert entry.location == str(odd)
+    assert b"assessments-2026.csv is not a RiO extract" in entry.outcome and b"dialog_assessments.csv" in entry.outcome
+    assert report.counts["created"] == len(_csv(tmp_path / "export" / "clients.csv"))
+
+
+def test_a_file_named_alone_is_located_by_its_own_path(bridge, engine, tmp_path):
+    generate("rio", tmp_path / "export", count=3, seed=1)
+    clients = tmp_path / "export" / "clients.csv"
+    clients.write_bytes(clients.read_bytes() + b"C999,not-a-number,01,X,Y,1980-01-01,9,A,E1 4NS,F84001\n")
+    run(bridge, engine, clients)
+    [entry] = bridge.repository.quarantined(source="rio")
+    assert entry.location.rpartition(":")[0] == str(clients)
+
+
 def test_a_renamed_or_missing_rating_column_quarantines_the_rows_naming_it(bridge, engine, tmp_path):
     """Item06_Friends for Item06_Friendships: every DIALOG would be stored without its friendships
     rating, without a word. The rows are quarantined saying which column is missing; renamed back,
