@@ -38,7 +38,8 @@ class Bridge:
         migrate(self.database)
         score_rows = ScoreRows(self.dialog, {"sqol": settings.min_answered_sqol,
                                              "treatment": settings.min_answered_treatment})
-        self.repository = Repository(self.database, Indexer(self.registry, base_url=settings.base_url), clock=clock,
+        self.repository = Repository(self.database, Indexer(self.registry, base_url=settings.base_url,
+                                                             model=self.validator.model), clock=clock,
                                      score_rows=score_rows)
         kwargs = {"new_id": new_id} if new_id else {}
         self.resources = ResourceService(self.repository, self.validator, find=self.find, **kwargs)

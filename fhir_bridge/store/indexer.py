@@ -119,9 +119,14 @@ def parse_reference(reference: str, base_url: str | None) -> tuple[str | None, s
 
 
 class Indexer:
-    def __init__(self, registry: SearchParameterRegistry, base_url: str | None = None):
+    def __init__(self, registry: SearchParameterRegistry, base_url: str | None = None, model=None):
+        """`model`: the FHIR base definitions (fhir/model.py StructureModel), which tell for each
+        resource type which elements are choices (`value[x]`); without it every name that is a
+        choice in some resource counts as one (`subject` is, in PlanDefinition), which costs speed
+        (FHIRPath instead of a direct walk), never rows."""
         self.registry = registry
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.model = model
         self._plans: dict[str, list[tuple[SearchParam, Callable, Extractor, tuple[str, ...] | None]]] = {}
 
     def rows(self, resource: dict) -> dict[str, list[Row]]:
@@ -154,20 +159,57 @@ class Indexer:
         return out
 
     def _plan(self, resource_type: str) -> list[tuple[SearchParam, Callable, Extractor, tuple[str, ...] | None]]:
-        plan = [(p, _member_path(p.expression.source) or p.expression, _EXTRACTORS[p.type], _first_keys(p.expression.source))
+        elements = _Elements(self.model, resource_type)
+        plan = [(p, _member_path(p.expression.source, elements) or p.expression, _EXTRACTORS[p.type],
+                 _first_keys(p.expression.source, elements))
                 for p in self.registry.for_type(resource_type).values() if p.indexed]
         self._plans[resource_type] = plan
         return plan
 
 
-def _member_path(expression: str) -> Callable[[dict], list] | None:
+class _Elements:
+    """What the indexer's shortcuts need to know of a resource type's elements: whether a member
+    chain crosses a choice element (its JSON keys are `valueQuantity`..., not `value`), and the
+    JSON keys of a top-level element."""
+
+    def __init__(self, model, resource_type: str):
+        self.model = model if model is not None and model.type(resource_type) is not None else None
+        self.resource_type = resource_type
+
+    def choice_free(self, names: list[str]) -> bool:
+        if self.model is None:
+            return not any(name in CHOICE_NAMES for name in names)
+        type_name, path = self.resource_type, self.resource_type
+        for name in names:
+            if self.model.type(type_name) is None:
+                return False
+            child = self.model.children(type_name, path).get(name)
+            if child is None:  # not an element here, or a choice named bare (`value`)
+                return False
+            # a choice's key names its type (`valueQuantity`, as search_parameters.py casts)
+            type_name, path = (child.type_code, child.type_code) if child.choice else \
+                self.model.resolve_path(type_name, child.element)
+        return True
+
+    def keys_of(self, name: str) -> tuple[str, ...] | None:
+        """The top-level JSON keys of element `name` (a choice's one per type); None if unknown."""
+        if self.model is None:
+            return None if name in CHOICE_NAMES else (name,)
+        children = self.model.children(self.resource_type)
+        if name in children:  # an element, or a choice's key (`valueQuantity`)
+            return (name,)
+        keys = tuple(key for key, c in children.items() if c.choice and c.element.name == f"{name}[x]")
+        return keys or None
+
+
+def _member_path(expression: str, elements: _Elements) -> Callable[[dict], list] | None:
     """For a plain member chain (`subject`, `meta.profile`, `name.given`: most parameters), a
     direct walk over the JSON giving what FHIRPath navigation gives, without its machinery (a
     third of a write's indexing time); None for anything else (choices, functions, unions)."""
     if not _MEMBER_CHAIN.fullmatch(expression):
         return None
     names = expression.split(".")
-    if any(name in CHOICE_NAMES for name in names):
+    if not elements.choice_free(names):
         return None
 
     def walk(resource: dict) -> list:
@@ -190,16 +232,17 @@ def _member_path(expression: str) -> Callable[[dict], list] | None:
     return walk
 
 
-def _first_keys(expression: str) -> tuple[str, ...] | None:
+def _first_keys(expression: str, elements: _Elements) -> tuple[str, ...] | None:
     """The top-level JSON keys without which the expression is surely empty (`name.given` or
-    `Patient.name.given` -> ("name",)); None when that cannot be told (choice elements, operators,
-    `exists()`...)."""
-    keys = []
+    `Patient.name.given` -> ("name",); a choice `effective` -> its keys, `effectiveDateTime`...);
+    None when that cannot be told (an element not known, operators, `exists()`...)."""
+    keys: list[str] = []
     for part in split_union(expression):
         start = _CHAIN_START.match(part)
-        if start is None or start.group(1) in CHOICE_NAMES or not _plain_chain(part):
+        found = elements.keys_of(start.group(1)) if start is not None and _plain_chain(part) else None
+        if found is None:
             return None
-        keys.append(start.group(1))
+        keys.extend(found)
     return tuple(dict.fromkeys(keys))
 
 

@@ -259,11 +259,7 @@ def test_expressions_that_answer_for_absent_elements_are_still_evaluated():
     assert rows_of(rows, "string", "kids") == [("lee", "Lee")]
 
 
-def test_plain_member_paths_are_walked_as_fhirpath_navigates_them(indexer):
-    """The indexer walks plain member chains itself (store/indexer.py `_member_path`): over every
-    example resource and golden output, each such parameter gives what its FHIRPath gives."""
-    from fhir_bridge.store.indexer import _member_path
-
+def _every_example_resource() -> list[dict]:
     files = [*EXAMPLES.rglob("*.json"), *(REPO / "tests" / "golden").rglob("expected*.json")]
     resources = []
     for path in files:
@@ -273,13 +269,56 @@ def test_plain_member_paths_are_walked_as_fhirpath_navigates_them(indexer):
                 resources += [e["resource"] for e in item.get("entry", []) if isinstance(e.get("resource"), dict)]
             elif isinstance(item, dict) and isinstance(item.get("resourceType"), str):
                 resources.append(item)
-    compared = 0
-    for resource in resources:
+    return resources
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_plain_member_paths_are_walked_as_fhirpath_navigates_them(indexer, validator, with_model):
+    """The indexer walks plain member chains itself (store/indexer.py `_member_path`): over every
+    example resource and golden output, each such parameter gives what its FHIRPath gives. With
+    the base definitions it also walks names that are a choice only in other resources (`subject`,
+    `code`, `name`, `date`...), and a choice's typed key (`valueCodeableConcept`)."""
+    from fhir_bridge.store.indexer import _Elements, _member_path
+
+    model = validator.model if with_model else None
+    compared, walked = 0, set()
+    for resource in _every_example_resource():
+        elements = _Elements(model, resource["resourceType"])
         for param in indexer.registry.for_type(resource["resourceType"]).values():
-            walk = _member_path(param.expression.source)
+            walk = _member_path(param.expression.source, elements)
             if walk is not None:
                 assert walk(resource) == param.expression(resource), (resource["resourceType"], param.code)
                 compared += 1
+                walked.add((resource["resourceType"], param.code))
     assert compared > 1000
-    assert _member_path("deceased") is None and _member_path("telecom.where(system='email')") is None
-    assert _member_path("name | alias") is None
+    assert (("QuestionnaireResponse", "subject") in walked) is with_model
+    assert (("Encounter", "patient") in walked) is with_model
+    for elements in (_Elements(model, "Patient"), _Elements(model, "Observation")):
+        assert _member_path("deceased", elements) is None and _member_path("value", elements) is None
+        assert _member_path("telecom.where(system='email')", elements) is None
+        assert _member_path("name | alias", elements) is None
+
+
+def test_the_base_definitions_change_how_rows_are_found_never_which(indexer, validator):
+    """Every example resource gives the same rows with the base definitions (choices told per
+    resource type) as without (any name that is a choice anywhere taken for one)."""
+    modelled = Indexer(indexer.registry, base_url=BASE, model=validator.model)
+    resources = _every_example_resource()
+    assert len(resources) > 100
+    for resource in resources:
+        assert modelled.rows(resource) == indexer.rows(resource), resource.get("id")
+
+
+def test_a_choice_elements_keys_are_its_typed_keys(validator):
+    """A parameter on a choice (`Observation.effective`) is skipped only when none of its typed
+    keys is there; a name no element has tells nothing."""
+    from fhir_bridge.store.indexer import _Elements, _first_keys
+
+    observation = _Elements(validator.model, "Observation")
+    keys = _first_keys("effective", observation)
+    assert {"effectiveDateTime", "effectivePeriod", "effectiveInstant"} <= set(keys)
+    assert _first_keys("subject", observation) == ("subject",)
+    assert _first_keys("valueCodeableConcept | component.valueCodeableConcept", observation) == (
+        "valueCodeableConcept", "component")
+    assert _first_keys("nonsense", observation) is None
+    assert _first_keys("subject", _Elements(None, "Observation")) is None  # a choice somewhere
