@@ -7,7 +7,9 @@ dialog-entry-flag#possible-duplicate (outcome reports leave it out of outcome fi
 warning, or refused with 422 when Settings.prom_duplicates is "reject".
 
 It runs on every write path as a ResourceService guard: REST create/update/patch, transaction and
-batch entries, imports (whose batches it reads in order, so two PROMs in one file are compared too).
+batch entries, imports (each batch as a whole, so two PROMs in one file are compared too, in either
+order). Not yet: a PROM stored before an earlier one arrives in a later write keeps no tag until it
+is written again (re-tagging it is a write of its own).
 Care-planning DIALOGs (a DIALOG+ session's ratings) are never counted: only PROMs are.
 The tag is the server's: a write that is no longer a possible duplicate loses it.
 """
@@ -40,8 +42,10 @@ class RecordingBurdenGuard:
         return self._judged(resource, prom, stored, issues)
 
     def batch(self, uow, caller, resources: list[dict]) -> list[dict]:
-        """Each of an import batch's resources as a call would judge it, and also against the PROMs
-        before it in the batch; the stored PROMs of all the batch's people are read in one query."""
+        """Each of an import batch's resources as a call would judge it, and also against the
+        batch's other PROMs of the person, before or after it in the file: the later by `authored`
+        is the duplicate whatever the order, so importing the file again changes nothing. The
+        stored PROMs of all the batch's people are read in one query."""
         proms = [self._prom(resource) for resource in resources]
         wanted = [prom for prom in proms if prom is not None]
         if not wanted or self.window <= 0:
@@ -49,17 +53,20 @@ class RecordingBurdenGuard:
         stored = uow.dialogs_of_people({patient_id for patient_id, _ in wanted}, purpose="prom",
                                        low=min(when for _, when in wanted) - self.window + 1,
                                        high=max(when for _, when in wanted))
-        earlier: dict[str, list[dict]] = {}  # patient id -> the batch's PROMs so far, as score rows
+        in_batch: dict[str, list[dict]] = {}  # patient id -> the batch's PROMs, as score rows
+        for resource, prom in zip(resources, proms):
+            if prom is not None:
+                in_batch.setdefault(prom[0], []).append({"response_id": str(resource.get("id")), "authored": prom[1],
+                                                         "authored_text": resource.get("authored"),
+                                                         "recording_organization": None})
         out = []
         for resource, prom in zip(resources, proms):
             if prom is None:
                 out.append(_tagged(resource, False))
                 continue
-            patient_id, authored = prom
-            out.append(self._judged(resource, prom, stored.get(patient_id, []) + earlier.get(patient_id, []), []))
-            earlier.setdefault(patient_id, []).append({"response_id": str(resource.get("id")), "authored": authored,
-                                                       "authored_text": resource.get("authored"),
-                                                       "recording_organization": None})
+            candidates = sorted(stored.get(prom[0], []) + in_batch[prom[0]],
+                                key=lambda row: (row["authored"], row["response_id"]))
+            out.append(self._judged(resource, prom, candidates, []))
         return out
 
     def _judged(self, resource: dict, prom: tuple[str, int], candidates: list[dict], issues: list[Issue]) -> dict:
@@ -67,9 +74,10 @@ class RecordingBurdenGuard:
         `candidates` (score rows, oldest first) is a PROM of the person in the window before it."""
         patient_id, authored = prom
         own = str(resource.get("id"))
-        # ties by id: each of two at one moment is not both's duplicate
-        others = [row for row in candidates if authored - self.window < row["authored"] < authored
-                  or (row["authored"] == authored and row["response_id"] < own)]
+        # ties by id: each of two at one moment is not both's duplicate; never its own stored version
+        others = [row for row in candidates if row["response_id"] != own and (
+                  authored - self.window < row["authored"] < authored
+                  or (row["authored"] == authored and row["response_id"] < own))]
         if not others:
             return _tagged(resource, False)
         other = others[-1]

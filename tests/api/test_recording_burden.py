@@ -135,6 +135,28 @@ def test_an_import_tags_a_second_prom_in_the_same_batch_and_against_the_store(br
     assert again.counts["unchanged"] == 2  # re-importing changes nothing, tag included
 
 
+def test_an_import_tags_the_later_prom_whatever_the_order_of_the_file(bridge, make_patient, make_response):
+    """The later of two close PROMs is the possible duplicate when it comes first in the file too,
+    so importing the file again changes nothing (it was left untagged, then tagged by the re-import)."""
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({**make_patient(1), "id": "rosa"})
+    caller = operator_caller("X9V2K")
+    days = ("2024-02-12T10:00:00+00:00", "2024-02-06T10:00:00+00:00", "2024-02-06T10:00:00+00:00")
+    report = Ingest(bridge, "vcse", mapper, caller).run(records("rosa", make_response, *days))
+    assert report.counts["created"] == 3 and report.balanced
+    # the later one, and of two at one moment the one with the greater id
+    assert [flagged(bridge.repository.read("QuestionnaireResponse", f"imported-{n}").resource) for n in (0, 1, 2)] == \
+        [True, False, True]
+    again = Ingest(bridge, "vcse", mapper, caller).run(records("rosa", make_response, *days))
+    assert again.counts["unchanged"] == 3
+
+
+def test_a_prom_moved_a_few_days_is_not_its_own_duplicate(client, auth, rosa, make_response):
+    first = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(f"Patient/{rosa}"), headers=auth), 201)
+    moved = {**first, "authored": "2024-02-09T10:00:00+00:00"}  # its stored version is 3 days before
+    assert not flagged(expect(client.put(f"/fhir/QuestionnaireResponse/{first['id']}", json=moved, headers=auth), 200))
+
+
 def test_an_import_batch_compares_each_person_only_with_their_own_proms(bridge, make_patient, make_response):
     with bridge.repository.unit_of_work() as uow:
         uow.create({**make_patient(1), "id": "rosa"})
