@@ -55,8 +55,10 @@ async def ingest(request: Request) -> Response:
                 paths[-1].write_bytes(data)
             if source == "rio" and len(paths) > 1:  # a RiO export's extracts go together (a zip is one)
                 paths = [Path(folder)]
+            # located by partner: one partner's upload must neither share nor resolve another's entries
             return run_import(bridge, source, paths, organization=who.partner, caller=who,
-                              quarantine_dir=bridge.settings.data_dir / "quarantine", shown={Path(folder): "$ingest"})
+                              quarantine_dir=bridge.settings.data_dir / "quarantine",
+                              shown={Path(folder): f"$ingest/{who.partner}"})
 
     report = await run_in_threadpool(run)
     summary = report.to_json()

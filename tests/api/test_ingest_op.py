@@ -39,8 +39,26 @@ def test_an_uploads_quarantined_rows_are_located_by_its_file_name_and_kept_once(
     for _ in range(2):
         expect(client.post("/fhir/$ingest", json=parameters("dialog-app", ("export.csv", bad)), headers=auth), 200)
     entries = bridge.repository.quarantined(source="dialog-app")
-    assert sorted(e.location for e in entries) == ["$ingest/export.csv:2", "$ingest/export.csv:3"]
-    assert all("$ingest/export.csv:" in e.outcome.decode() and "/tmp" not in e.outcome.decode() for e in entries)
+    assert sorted(e.location for e in entries) == ["$ingest/RV3/export.csv:2", "$ingest/RV3/export.csv:3"]
+    assert all("$ingest/RV3/export.csv:" in e.outcome.decode() and "/tmp" not in e.outcome.decode() for e in entries)
+
+
+def test_one_partners_upload_neither_shares_nor_resolves_anothers_entries(client, auth, token_for, bridge, tmp_path):
+    """Two partners' uploads of a file of one name are two files: the same fault is an entry each,
+    and a whole export from one does not resolve the other's missing-file entry."""
+    from fhir_bridge.synth import generate
+
+    generate("rio", tmp_path / "rio", count=3, seed=8)
+    whole = [("file", (p.name, p.read_bytes(), "text/csv")) for p in sorted((tmp_path / "rio").glob("*.csv"))]
+    partial = [f for f in whole if f[1][0] != "dialog_assessments.csv"]
+    other = token_for("system/*.*", "access/all-people", partner="RX1", name="Another trust")
+    for headers in (auth, other):
+        expect(client.post("/fhir/$ingest", data={"source": "rio"}, files=partial, headers=headers), 200)
+    assert sorted(e.location for e in bridge.repository.quarantined(source="rio")) == [
+        "$ingest/RV3/dialog_assessments.csv", "$ingest/RX1/dialog_assessments.csv"]
+    result = expect(client.post("/fhir/$ingest", data={"source": "rio"}, files=whole, headers=other), 200)
+    assert value(result, "quarantined")["valueInteger"] == 0
+    assert [e.location for e in bridge.repository.quarantined(source="rio")] == ["$ingest/RV3/dialog_assessments.csv"]
 
 
 def test_a_binary_upload_with_source_in_the_url(client, auth):
