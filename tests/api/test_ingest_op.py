@@ -140,3 +140,26 @@ def test_ingest_is_listed_in_the_capability_statement(client):
     metadata = expect(client.get("/fhir/metadata"), 200)
     assert {"name": "ingest", "definition": "https://fhir-bridge.example.org/OperationDefinition/ingest"} in \
         metadata["rest"][0].get("operation", [])
+
+
+def test_an_upload_is_read_off_the_event_loop(client, auth, monkeypatch):
+    """Parsing a large multipart or JSON body takes a while; on the event loop every other request
+    would wait for it."""
+    import asyncio
+
+    from fhir_bridge.api import ingest_op
+
+    loops = []
+    real = ingest_op._named
+
+    def named(source, files):
+        try:
+            loops.append(asyncio.get_running_loop())
+        except RuntimeError:
+            loops.append(None)
+        return real(source, files)
+
+    monkeypatch.setattr(ingest_op, "_named", named)
+    expect(client.post("/fhir/$ingest", json=parameters("dialog-app", ("export.csv", APP_CSV)), headers=auth), 200)
+    expect(client.post("/fhir/$ingest?source=dialog-app", files={"file": ("export.csv", APP_CSV)}, headers=auth), 200)
+    assert loops == [None, None]

@@ -189,3 +189,24 @@ def test_concurrent_senders(server, stored):
     for t in threads:
         t.join(30)
     assert sorted(stored) == sorted(f"{p}{n}" for p in "ABC" for n in range(10))
+
+
+def test_a_rejected_message_that_cannot_be_kept_is_still_answered_ar(caplog):
+    """Keeping an unparseable message (in quarantine) failing - the store gone, say - must not
+    cost the sender its AR, nor the connection the next message."""
+    kept = []
+
+    def keep(text):
+        kept.append(text)
+        raise OSError("disk full")
+
+    s = Server(lambda text: Verdict("AA"), keep_rejected=keep)
+    try:
+        with s.connect() as sock:
+            sock.sendall(frame(b"PID|1||no header at all") + frame(oru("NEXT")))
+            rejected, after = acks(sock, 2)
+    finally:
+        s.close()
+    assert msa(rejected)[0] == "AR" and kept == ["PID|1||no header at all"]
+    assert msa(after) == ("AA", "NEXT")
+    assert "could not be kept" in caplog.text and "disk full" in caplog.text
