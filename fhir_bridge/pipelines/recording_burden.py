@@ -8,8 +8,11 @@ warning, or refused with 422 when Settings.prom_duplicates is "reject".
 
 It runs on every write path as a ResourceService guard: REST create/update/patch, transaction and
 batch entries, imports (each batch as a whole, so two PROMs in one file are compared too, in either
-order). Not yet: a PROM stored before an earlier one arrives in a later write keeps no tag until it
-is written again (re-tagging it is a write of its own).
+order). A PROM stored before an earlier one of the person arrived (in another batch or import, or
+by REST) is tagged then, by a new version in the same transaction (`judged_again`: as a follower of
+client writes, and after each import batch), so that what is stored never depends on the order
+PROMs came in and importing again changes nothing. (Under "reject" nothing stored is tagged, and
+a stored PROM cannot be refused after the fact.)
 Care-planning DIALOGs (a DIALOG+ session's ratings) are never counted: only PROMs are.
 The tag is the server's: a write that is no longer a possible duplicate loses it.
 """
@@ -19,8 +22,9 @@ from fhir_bridge.errors import Unprocessable
 from fhir_bridge.fhir.dates import to_microseconds
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.store.outcome_fields import ENTRY_FLAG_SYSTEM, POSSIBLE_DUPLICATE
+from fhir_bridge.store.repository import read_if_live
 
-__all__ = ["RecordingBurdenGuard", "POSSIBLE_DUPLICATE_TAG"]
+__all__ = ["RecordingBurdenGuard", "RecordingBurdenFollower", "POSSIBLE_DUPLICATE_TAG"]
 
 PURPOSE_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-collection-purpose"
 POSSIBLE_DUPLICATE_TAG = {"system": ENTRY_FLAG_SYSTEM, "code": POSSIBLE_DUPLICATE, "display": "Possible duplicate DIALOG"}
@@ -69,6 +73,29 @@ class RecordingBurdenGuard:
             out.append(self._judged(resource, prom, candidates, []))
         return out
 
+    def judged_again(self, uow, written: list[dict]) -> list[dict]:
+        """The stored PROMs whose tag the `written` resources (this unit of work's) change, as new
+        versions tagged as judged now: a PROM of the person in the window after one written."""
+        proms = [prom for prom in map(self._prom, written) if prom is not None]
+        if not proms or self.window <= 0 or self.reject:
+            return []
+        own = {str(resource.get("id")) for resource in written}
+        low, high = min(when for _, when in proms), max(when for _, when in proms) + self.window
+        stored = uow.dialogs_of_people({patient_id for patient_id, _ in proms}, purpose="prom",
+                                       low=low - self.window + 1, high=high)
+        again = []
+        for rows in stored.values():
+            for row in rows:
+                if row["response_id"] in own or not low <= row["authored"] < high:
+                    continue
+                duplicate = any(other["response_id"] != row["response_id"] and (
+                    row["authored"] - self.window < other["authored"] < row["authored"]
+                    or (other["authored"] == row["authored"] and other["response_id"] < row["response_id"]))
+                    for other in rows)
+                if duplicate != bool(row["possible_duplicate"]):
+                    again.append(_tagged(uow.read("QuestionnaireResponse", row["response_id"]).resource, duplicate))
+        return again
+
     def _judged(self, resource: dict, prom: tuple[str, int], candidates: list[dict], issues: list[Issue]) -> dict:
         """`resource` tagged a possible duplicate (with a warning in `issues`) when one of the
         `candidates` (score rows, oldest first) is a PROM of the person in the window before it."""
@@ -106,6 +133,23 @@ class RecordingBurdenGuard:
             return None
         kind, _, rest = subject.partition("/")
         return (rest.split("/")[0], authored) if kind == "Patient" and rest else None
+
+
+class RecordingBurdenFollower:
+    """After a client's write of a DIALOG response: the stored PROMs it makes (or unmakes) possible
+    duplicates, tagged again (RecordingBurdenGuard.judged_again)."""
+
+    def __init__(self, guard: RecordingBurdenGuard):
+        self.guard = guard
+
+    def __call__(self, uow, resource_type: str, resource_id: str) -> list:
+        if resource_type != "QuestionnaireResponse":
+            return []
+        current = read_if_live(uow, resource_type, resource_id)
+        if current is None:
+            return []
+        return [uow.update(again, if_match=int(again["meta"]["versionId"]))
+                for again in self.guard.judged_again(uow, [current.resource])]
 
 
 def _tagged(resource: dict, duplicate: bool) -> dict:

@@ -173,7 +173,12 @@ class ResourceService:
         Provenance per activity (created, updated) naming every resource the batch changed."""
         allowed = self._allowed(uow, caller, [_custodian(r, caller) for r in resources])
         guarded = self._guarded_batch(uow, caller, allowed)
-        return uow.put_many(guarded, then=lambda results: self._provenances(results, caller))
+        results = uow.put_many(guarded, then=lambda results: self._provenances(results, caller))
+        written = [r.stored.resource for r in results if not r.unchanged]
+        again = [r for guard in self.guards if hasattr(guard, "judged_again") for r in guard.judged_again(uow, written)]
+        if again:  # stored resources a guard judges otherwise now (a later PROM: a possible duplicate)
+            uow.put_many(again, then=lambda more: self._provenances(more, caller))
+        return results
 
     def put_checked(self, writes: list[tuple[dict, int | None]], caller: Caller, *, uow) -> list[WriteResult]:
         """Store resources the caller has validated, each only while still at the version it read

@@ -151,6 +151,36 @@ def test_an_import_tags_the_later_prom_whatever_the_order_of_the_file(bridge, ma
     assert again.counts["unchanged"] == 3
 
 
+def test_a_later_prom_stored_before_the_earlier_one_came_is_tagged_when_it_comes(bridge, make_patient, make_response):
+    """In another batch (or import) than the earlier PROM, the later one was stored untagged: the
+    batch that brings the earlier one tags it, so importing everything again changes nothing."""
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({**make_patient(1), "id": "rosa"})
+    caller = operator_caller("X9V2K")
+    days = ("2024-02-12T10:00:00+00:00", "2024-02-06T10:00:00+00:00", "2024-04-01T10:00:00+00:00")
+    report = Ingest(bridge, "vcse", mapper, caller, batch_size=1).run(records("rosa", make_response, *days))
+    assert report.counts["created"] == 3 and report.balanced
+    later = bridge.repository.read("QuestionnaireResponse", "imported-0")
+    assert flagged(later.resource) and later.version_id == 2
+    assert [flagged(bridge.repository.read("QuestionnaireResponse", f"imported-{n}").resource) for n in (1, 2)] == \
+        [False, False]
+    again = Ingest(bridge, "vcse", mapper, caller, batch_size=1).run(records("rosa", make_response, *days))
+    assert again.counts["unchanged"] == 3
+
+
+def test_a_client_writing_an_earlier_prom_tags_the_later_one_stored(client, auth, rosa, make_response):
+    later = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(
+        f"Patient/{rosa}", authored="2024-02-12T10:00:00+00:00"), headers=auth), 201)
+    assert not flagged(later)
+    earlier = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(f"Patient/{rosa}"), headers=auth), 201)
+    assert not flagged(earlier)
+    now = expect(client.get(f"/fhir/QuestionnaireResponse/{later['id']}", headers=auth), 200)
+    assert flagged(now) and now["meta"]["versionId"] == "2"
+    provenance = expect(client.get("/fhir/Provenance", params={"target": f"QuestionnaireResponse/{later['id']}"},
+                                   headers=auth), 200)
+    assert provenance["total"] == 2  # its creation, and the write that tagged it
+
+
 def test_a_prom_moved_a_few_days_is_not_its_own_duplicate(client, auth, rosa, make_response):
     first = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(f"Patient/{rosa}"), headers=auth), 201)
     moved = {**first, "authored": "2024-02-09T10:00:00+00:00"}  # its stored version is 3 days before
