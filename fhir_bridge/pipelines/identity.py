@@ -14,7 +14,9 @@ Matching, in order:
 4. No candidate at all: a new Patient.
 
 When records agree on the person but not on a demographic field, the more trusted source (a
-configured order, most trusted first) wins and the disagreement is reported either way.
+configured order, most trusted first) wins and the disagreement is reported either way. Trust is
+judged per element: an element keeps which source said it (`element_sources`), so a value a less
+trusted partner filled in gives way to a more trusted one's, however trusted the Patient's first source.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from fhir_bridge.uuid_text import uuid5_text
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SOURCE_BASE = "https://fhir-bridge.example.org/source/"
+ELEMENT_SOURCE = "https://fhir-bridge.example.org/StructureDefinition/element-source"
 PATIENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.org/Patient")
 # Demographic elements a more trusted source may overwrite; identifiers are always united.
 DEMOGRAPHIC_FIELDS = ("name", "birthDate", "gender", "address", "telecom", "generalPractitioner",
@@ -85,6 +88,34 @@ def demographics_of(patient: dict) -> Demographics | None:
 def source_of(patient: dict) -> str | None:
     text = (patient.get("meta") or {}).get("source") or ""
     return text[len(SOURCE_BASE):] if text.startswith(SOURCE_BASE) else None
+
+
+def element_sources(patient: dict) -> dict[str, str]:
+    """The demographic elements said by another source than the Patient's meta.source, with that
+    source (meta extension element-source)."""
+    found = {}
+    for ext in (patient.get("meta") or {}).get("extension", ()):
+        if type(ext) is dict and ext.get("url") == ELEMENT_SOURCE:
+            parts = {e.get("url"): e for e in ext.get("extension", ()) if type(e) is dict}
+            element = (parts.get("element") or {}).get("valueCode")
+            said = (parts.get("source") or {}).get("valueUri")
+            if type(element) is str and type(said) is str and said.startswith(SOURCE_BASE):
+                found[element] = said[len(SOURCE_BASE):]
+    return found
+
+
+def _with_element_sources(meta: dict, record: str, said_by: dict[str, str]) -> dict:
+    """`meta` (server meta dropped) with meta.source `record` and one element-source extension per
+    element another source said, in element order (the same merge gives the same meta)."""
+    kept = [e for e in meta.get("extension", ()) if not (type(e) is dict and e.get("url") == ELEMENT_SOURCE)]
+    extensions = kept + [{"url": ELEMENT_SOURCE, "extension": [{"url": "element", "valueCode": element},
+                                                               {"url": "source", "valueUri": SOURCE_BASE + said}]}
+                         for element, said in sorted(said_by.items())]
+    out = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated", "extension")}
+    out["source"] = SOURCE_BASE + record
+    if extensions:
+        out["extension"] = extensions
+    return out
 
 
 class PendingPatients:
@@ -233,30 +264,39 @@ class IdentityResolver:
 
     def merge(self, existing: dict, incoming: dict, source: str) -> Merge:
         """`existing` updated with what `incoming` (from `source`) adds: identifiers united; each
-        demographic element taken from the more trusted of the two sources; differences reported."""
+        demographic element taken from the more trusted of the source that said it and `source`;
+        differences reported. Which source said an element is kept with the Patient where it is not
+        its meta.source (the more trusted of the sources that made it): `element_sources`."""
         merged = {k: v for k, v in existing.items() if k != "meta"}
         known = {(i.get("system"), i.get("value")) for i in existing.get("identifier", ())}
         extra = [i for i in incoming.get("identifier", ()) if (i.get("system"), i.get("value")) not in known]
         if extra:
             merged["identifier"] = list(existing.get("identifier", [])) + extra
-        held_by = source_of(existing) or source
-        incoming_wins = self._rank(source) <= self._rank(held_by)
+        record = source_of(existing) or source
+        said_by = {element: record for element in DEMOGRAPHIC_FIELDS if existing.get(element) is not None}
+        said_by.update(element_sources(existing))
         result = Merge(merged)
         for element in DEMOGRAPHIC_FIELDS:
             mine, theirs = existing.get(element), incoming.get(element)
+            held_by = said_by.get(element, record)
+            incoming_wins = self._rank(source) <= self._rank(held_by)
             if theirs is None or mine == theirs:
+                if theirs is not None and incoming_wins:
+                    said_by[element] = source  # a source as trusted, or more, says it too
                 continue
             # Reported when two sources say different things: not a source updating what it said,
             # nor the same thing written differently (a name's `use`, letter case, spaces).
             differ = mine is not None and source != held_by and _said(mine) != _said(theirs)
             if mine is None or incoming_wins:
                 merged[element] = theirs
+                said_by[element] = source
                 if differ:
                     result.disagreements.append(Disagreement(element, theirs, mine, source, held_by))
             elif differ:
                 result.disagreements.append(Disagreement(element, mine, theirs, held_by, source))
-        merged["meta"] = {**{k: v for k, v in (existing.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")},
-                          "source": SOURCE_BASE + (source if incoming_wins else held_by)}
+        record = source if self._rank(source) <= self._rank(record) else record
+        merged["meta"] = _with_element_sources(existing.get("meta") or {}, record, {
+            element: said for element, said in said_by.items() if said != record and merged.get(element) is not None})
         return result
 
     def _rank(self, source: str) -> int:

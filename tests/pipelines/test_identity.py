@@ -6,7 +6,8 @@ import pytest
 
 from fhir_bridge.bridge import Bridge
 from fhir_bridge.config import Settings
-from fhir_bridge.pipelines.identity import NHS_SYSTEM, IdentityResolver, Link, new_patient_id, source_of
+from fhir_bridge.pipelines.identity import (NHS_SYSTEM, IdentityResolver, Link, element_sources, new_patient_id,
+                                            source_of)
 from tests.postgres import BACKENDS, throwaway_database_url
 
 TRUST = ("pds", "rio", "hl7", "vcse", "dialog-app")
@@ -124,6 +125,33 @@ def test_only_two_sources_saying_different_things_is_a_disagreement(resolver):
     assert not moved.disagreements and moved.patient["address"] == [{"postalCode": "E8 3XY"}]
     other = resolver.merge(existing, patient(family="Nguyen", given="Lan", postcode="N1 1AA"), "vcse")
     assert [d.element for d in other.disagreements] == ["address"]
+
+
+def test_trust_is_judged_per_element_by_the_source_that_said_it(resolver, validator):
+    """A telephone number a VCSE partner filled in on a RiO Patient gives way to the HL7 feed's
+    (more trusted than the VCSE, less than RiO), though the Patient came from RiO; what RiO said
+    still outranks HL7. Merging the same record again changes nothing."""
+    rio = patient("a", nhs="9434765919", gender="female", meta={"source": "https://fhir-bridge.example.org/source/rio"})
+    vcse_phone, hl7_phone = [{"system": "phone", "value": "07700 900123"}], [{"system": "phone", "value": "020 7946 0000"}]
+    with_vcse = resolver.merge(rio, patient(telecom=vcse_phone), "vcse").patient
+    assert with_vcse["telecom"] == vcse_phone and source_of(with_vcse) == "rio"
+    assert element_sources(with_vcse) == {"telecom": "vcse"}
+    merged = resolver.merge(with_vcse, patient(gender="male", telecom=hl7_phone), "hl7")
+    assert merged.patient["telecom"] == hl7_phone and merged.patient["gender"] == "female"
+    assert {(d.element, d.kept_from, d.other_from) for d in merged.disagreements} == {
+        ("telecom", "hl7", "vcse"), ("gender", "rio", "hl7")}
+    assert element_sources(merged.patient) == {"telecom": "hl7"} and source_of(merged.patient) == "rio"
+    assert resolver.merge(merged.patient, patient(gender="male", telecom=hl7_phone), "hl7").patient == merged.patient
+    assert validator.validate({**merged.patient, "meta": {**merged.patient["meta"], "profile": [
+        "https://fhir-bridge.example.org/StructureDefinition/bridge-patient"]}}).valid
+
+
+def test_a_more_trusted_source_becomes_the_patients_and_the_rest_keeps_its_own(resolver):
+    rio = patient("a", nhs="9434765919", meta={"source": "https://fhir-bridge.example.org/source/rio"})
+    pds = resolver.merge(rio, {"resourceType": "Patient", "name": rio["name"], "birthDate": rio["birthDate"]}, "pds")
+    assert source_of(pds.patient) == "pds" and not pds.disagreements
+    assert element_sources(pds.patient) == {"address": "rio"}  # pds said nothing of the address
+    assert resolver.merge(rio, patient(), "rio").patient["meta"] == {"source": "https://fhir-bridge.example.org/source/rio"}
 
 
 LOCAL = {"system": "https://vcse.example.org/client", "value": "C-17"}
