@@ -12,7 +12,8 @@ order). A PROM stored before an earlier one of the person arrived (in another ba
 by REST) is tagged then, by a new version in the same transaction (`judged_again`: as a follower of
 client writes, and after each import batch), so that what is stored never depends on the order
 PROMs came in and importing again changes nothing. (Under "reject" nothing stored is tagged, and
-a stored PROM cannot be refused after the fact.)
+a stored PROM cannot be refused after the fact. Not yet: a PROM moved to another date, or entered
+in error, leaves the tag of the one after its old date as it was until that one is written again.)
 Care-planning DIALOGs (a DIALOG+ session's ratings) are never counted: only PROMs are.
 The tag is the server's: a write that is no longer a possible duplicate loses it.
 """
