@@ -11,9 +11,9 @@ batch entries, imports (each batch as a whole, so two PROMs in one file are comp
 order). A PROM stored before an earlier one of the person arrived (in another batch or import, or
 by REST) is tagged then, by a new version in the same transaction (`judged_again`: as a follower of
 client writes, and after each import batch), so that what is stored never depends on the order
-PROMs came in and importing again changes nothing. (Under "reject" nothing stored is tagged, and
-a stored PROM cannot be refused after the fact. Not yet: a PROM moved to another date, or entered
-in error, leaves the tag of the one after its old date as it was until that one is written again.)
+PROMs came in and importing again changes nothing; a PROM a client moves to another date, marks
+entered in error or deletes untags the one after its old date that it made a possible duplicate.
+(Under "reject" nothing stored is tagged, and a stored PROM cannot be refused after the fact.)
 Care-planning DIALOGs (a DIALOG+ session's ratings) are never counted: only PROMs are.
 The tag is the server's: a write that is no longer a possible duplicate loses it.
 """
@@ -74,13 +74,14 @@ class RecordingBurdenGuard:
             out.append(self._judged(resource, prom, candidates, []))
         return out
 
-    def judged_again(self, uow, written: list[dict]) -> list[dict]:
+    def judged_again(self, uow, written: list[dict], before: list[dict] = ()) -> list[dict]:
         """The stored PROMs whose tag the `written` resources (this unit of work's) change, as new
-        versions tagged as judged now: a PROM of the person in the window after one written."""
-        proms = [prom for prom in map(self._prom, written) if prom is not None]
+        versions tagged as judged now: a PROM of the person in the window after one written, or
+        after where one was `before` (a PROM moved to another date, entered in error, deleted)."""
+        proms = [prom for prom in map(self._prom, [*written, *before]) if prom is not None]
         if not proms or self.window <= 0 or self.reject:
             return []
-        own = {str(resource.get("id")) for resource in written}
+        own = {str(resource.get("id")) for resource in [*written, *before]}
         low, high = min(when for _, when in proms), max(when for _, when in proms) + self.window
         stored = uow.dialogs_of_people({patient_id for patient_id, _ in proms}, purpose="prom",
                                        low=low - self.window + 1, high=high)
@@ -147,10 +148,9 @@ class RecordingBurdenFollower:
         if resource_type != "QuestionnaireResponse":
             return []
         current = read_if_live(uow, resource_type, resource_id)
-        if current is None:
-            return []
-        return [uow.update(again, if_match=int(again["meta"]["versionId"]))
-                for again in self.guard.judged_again(uow, [current.resource])]
+        before = uow.before_last(resource_type, resource_id)
+        return [uow.update(again, if_match=int(again["meta"]["versionId"])) for again in self.guard.judged_again(
+            uow, [current.resource] if current else [], [before.resource] if before else [])]
 
 
 def _tagged(resource: dict, duplicate: bool) -> dict:

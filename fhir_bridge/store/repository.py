@@ -77,6 +77,7 @@ def _owner_is(table: Table):
 _CURRENT = DriverStatement(select(_resources).where(_owner_is(_resources)))
 _CURRENT_FOR_UPDATE = DriverStatement(_CURRENT.statement.with_for_update())
 _VERSION = select(_history).where(_owner_is(_history), _history.c.version_id == bindparam("version"))
+_LAST_TWO_VERSIONS = select(_history).where(_owner_is(_history)).order_by(_history.c.version_id.desc()).limit(2)
 _SET_CURRENT = DriverStatement(update(_resources).where(_owner_is(_resources)).values(
     version_id=bindparam("new_version"), last_updated=bindparam("new_updated"),
     deleted=bindparam("new_deleted"), body=bindparam("new_body")))
@@ -269,6 +270,12 @@ class UnitOfWork:
     def read(self, resource_type: str, resource_id: str) -> Stored:
         """As Repository.read, inside this transaction: sees its own writes."""
         return _read_current(self._connection, resource_type, resource_id)
+
+    def before_last(self, resource_type: str, resource_id: str) -> Stored | None:
+        """The version before the latest (written in this transaction, perhaps a deletion); None if
+        there is none or it was a deletion: what the latest write changed."""
+        rows = self._connection.execute(_LAST_TWO_VERSIONS, _owner(resource_type, resource_id)).fetchall()
+        return _stored_from_history(rows[1]) if len(rows) == 2 and not rows[1].deleted else None
 
     def lock(self, resource_type: str, resource_id: str) -> Stored:
         """As read, and holds the row until this transaction ends: on PostgreSQL other transactions

@@ -181,6 +181,25 @@ def test_a_client_writing_an_earlier_prom_tags_the_later_one_stored(client, auth
     assert provenance["total"] == 2  # its creation, and the write that tagged it
 
 
+@pytest.mark.parametrize("undo", ["entered-in-error", "moved", "deleted"])
+def test_the_earlier_prom_undone_untags_the_later_one(client, auth, rosa, make_response, undo):
+    """Marked entered in error (recorded for the wrong person), moved to another date or deleted,
+    the earlier PROM no longer makes the later one a possible duplicate: it counts in outcomes again."""
+    earlier = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(f"Patient/{rosa}"), headers=auth), 201)
+    later = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(
+        f"Patient/{rosa}", authored="2024-02-12T10:00:00+00:00"), headers=auth), 201)
+    assert flagged(later)
+    url = f"/fhir/QuestionnaireResponse/{earlier['id']}"
+    if undo == "deleted":
+        expect(client.delete(url, headers=auth), 200)
+    else:
+        changed = {**earlier, "status": "entered-in-error"} if undo == "entered-in-error" else \
+            {**earlier, "authored": "2023-06-01T10:00:00+00:00"}
+        expect(client.put(url, json=changed, headers=auth), 200)
+    now = expect(client.get(f"/fhir/QuestionnaireResponse/{later['id']}", headers=auth), 200)
+    assert not flagged(now) and now["meta"]["versionId"] == "2"
+
+
 def test_a_prom_moved_a_few_days_is_not_its_own_duplicate(client, auth, rosa, make_response):
     first = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(f"Patient/{rosa}"), headers=auth), 201)
     moved = {**first, "authored": "2024-02-09T10:00:00+00:00"}  # its stored version is 3 days before
