@@ -12,7 +12,7 @@ from fhir_bridge.pipelines.care_access import CareAccess
 from fhir_bridge.pipelines.careplan_rules import PlanNarrativeFollower, SharedCarePlanRule
 from fhir_bridge.pipelines.careplan_session import CarePlanSessions
 from fhir_bridge.pipelines.identity import IdentityResolver
-from fhir_bridge.pipelines.recording_burden import RecordingBurdenFollower, RecordingBurdenGuard
+from fhir_bridge.pipelines.recording_burden import RecordingBurdenGuard
 from fhir_bridge.pipelines.resources import ResourceService
 from fhir_bridge.pipelines.score_rows import ScoreRows
 from fhir_bridge.store.database import open_database
@@ -47,10 +47,9 @@ class Bridge:
         # Who may see and change whose records (one policy for every read and write path).
         self.access = CareAccess(self.repository, base_url=settings.base_url)
         self.resources.access = self.access
-        burden = RecordingBurdenGuard(dialog_url=self.dialog.url, min_interval_days=settings.prom_min_interval_days,
-                                      reject=settings.prom_duplicates == "reject")
-        self.resources.guards.append(burden)
-        self.resources.followers.append(RecordingBurdenFollower(burden))
+        self.resources.guards.append(RecordingBurdenGuard(dialog_url=self.dialog.url,
+                                                          min_interval_days=settings.prom_min_interval_days,
+                                                          reject=settings.prom_duplicates == "reject"))
         # DIALOG+: the person's one shared plan; plain writes of it meet the rules sessions meet.
         domains = [(d.code, d.display) for d in self.dialog.domains]
         self.resources.write_rules.append(SharedCarePlanRule([code for code, _ in domains]))

@@ -281,9 +281,9 @@ class IdentityResolver:
             held_by = said_by.get(element, record)
             incoming_wins = self._rank(source) <= self._rank(held_by)
             if theirs is None or mine == theirs:
-                if theirs is not None and incoming_wins:
-                    said_by[element] = source  # a source as trusted, or more, says it too
-                continue
+                if theirs is not None and self._rank(source) < self._rank(held_by):
+                    said_by[element] = source  # a more trusted source says it too (an equal one
+                continue                       # taking it over would flip with each import)
             # Reported when two sources say different things: not a source updating what it said,
             # nor the same thing written differently (a name's `use`, letter case, spaces).
             differ = mine is not None and source != held_by and _said(mine) != _said(theirs)
@@ -294,7 +294,7 @@ class IdentityResolver:
                     result.disagreements.append(Disagreement(element, theirs, mine, source, held_by))
             elif differ:
                 result.disagreements.append(Disagreement(element, mine, theirs, held_by, source))
-        record = source if self._rank(source) <= self._rank(record) else record
+        record = source if self._rank(source) < self._rank(record) else record
         merged["meta"] = _with_element_sources(existing.get("meta") or {}, record, {
             element: said for element, said in said_by.items() if said != record and merged.get(element) is not None})
         return result

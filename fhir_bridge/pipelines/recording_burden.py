@@ -8,16 +8,20 @@ warning, or refused with 422 when Settings.prom_duplicates is "reject".
 
 It runs on every write path as a ResourceService guard: REST create/update/patch, transaction and
 batch entries, imports (each batch as a whole, so two PROMs in one file are compared too, in either
-order). A PROM stored before an earlier one of the person arrived (in another batch or import, or
-by REST) is tagged then, by a new version in the same transaction (`judged_again`: as a follower of
-client writes, and after each import batch), so that what is stored never depends on the order
-PROMs came in and importing again changes nothing; a PROM a client moves to another date, marks
-entered in error or deletes untags the one after its old date that it made a possible duplicate.
-(Under "reject" nothing stored is tagged, and a stored PROM cannot be refused after the fact.)
+order). A PROM stored before an earlier one of the person arrived (in another batch or import, or by
+REST) is tagged then, by a new version in the same transaction: every write notes what it wrote and
+what that was before (`note_write`, `note_batch`), and `judged_again` runs once the unit of work is
+done, so a transaction's later entries count and no entry's If-Match meets a version it never saw.
+So what is stored never depends on the order PROMs came in, importing again changes nothing, and a
+PROM moved to another date, entered in error or deleted untags the one after its old date. The new
+version's Provenance names the caller whose write made it. (Under "reject" nothing stored is tagged,
+and a stored PROM cannot be refused after the fact.)
 Care-planning DIALOGs (a DIALOG+ session's ratings) are never counted: only PROMs are.
 The tag is the server's: a write that is no longer a possible duplicate loses it.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from fhir_bridge.errors import Unprocessable
 from fhir_bridge.fhir.dates import to_microseconds
@@ -25,11 +29,12 @@ from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.store.outcome_fields import ENTRY_FLAG_SYSTEM, POSSIBLE_DUPLICATE
 from fhir_bridge.store.repository import read_if_live
 
-__all__ = ["RecordingBurdenGuard", "RecordingBurdenFollower", "POSSIBLE_DUPLICATE_TAG"]
+__all__ = ["RecordingBurdenGuard", "POSSIBLE_DUPLICATE_TAG"]
 
 PURPOSE_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-collection-purpose"
 POSSIBLE_DUPLICATE_TAG = {"system": ENTRY_FLAG_SYSTEM, "code": POSSIBLE_DUPLICATE, "display": "Possible duplicate DIALOG"}
 _DAY_US = 86_400_000_000
+_NOTED = "recording-burden"  # UnitOfWork.notes key: what its writes were and are, for judged_again
 
 
 class RecordingBurdenGuard:
@@ -58,44 +63,79 @@ class RecordingBurdenGuard:
         stored = uow.dialogs_of_people({patient_id for patient_id, _ in wanted}, purpose="prom",
                                        low=min(when for _, when in wanted) - self.window + 1,
                                        high=max(when for _, when in wanted))
-        in_batch: dict[str, list[dict]] = {}  # patient id -> the batch's PROMs, as score rows
+        # the batch's PROMs as score rows, its last version of each (what will be stored), and in
+        # place of the stored versions of all it rewrites (a date corrected must not count twice)
+        in_batch: dict[str, dict[str, dict]] = {}  # patient id -> response id -> row
         for resource, prom in zip(resources, proms):
             if prom is not None:
-                in_batch.setdefault(prom[0], []).append({"response_id": str(resource.get("id")), "authored": prom[1],
-                                                         "authored_text": resource.get("authored"),
-                                                         "recording_organization": None})
+                in_batch.setdefault(prom[0], {})[str(resource.get("id"))] = {
+                    "response_id": str(resource.get("id")), "authored": prom[1],
+                    "authored_text": resource.get("authored"), "recording_organization": None}
+        rewritten = {str(r.get("id")) for r in resources if r.get("resourceType") == "QuestionnaireResponse"}
         out = []
         for resource, prom in zip(resources, proms):
             if prom is None:
                 out.append(_tagged(resource, False))
                 continue
-            candidates = sorted(stored.get(prom[0], []) + in_batch[prom[0]],
-                                key=lambda row: (row["authored"], row["response_id"]))
+            candidates = sorted([row for row in stored.get(prom[0], []) if row["response_id"] not in rewritten]
+                                + list(in_batch[prom[0]].values()), key=lambda row: (row["authored"], row["response_id"]))
             out.append(self._judged(resource, prom, candidates, []))
         return out
 
+    def before_batch(self, uow, resources: list[dict]) -> list[dict]:
+        """The stored versions of a batch's DIALOG responses, before it is written (note_batch)."""
+        keys = [("QuestionnaireResponse", str(r.get("id"))) for r in resources
+                if r.get("resourceType") == "QuestionnaireResponse"]
+        return [stored.resource for stored in uow.read_live(keys).values()] if keys and self._judging else []
+
+    def note_batch(self, uow, written: list[dict], before: list[dict], write: Callable) -> None:
+        """Keep what a batch wrote, and what it rewrote was before, for `judged_again` when the
+        unit of work is done; `write(uow, resources)` stores the PROMs whose tag changes."""
+        if not self._judging or not any(self._prom(r) is not None for r in (*written, *before)):
+            return
+        noted = uow.notes.get(_NOTED)
+        if noted is None:
+            noted = uow.notes[_NOTED] = ([], [])
+            uow.before_commit(lambda u: write(u, self.judged_again(u, *noted)))
+        noted[0].extend(written)
+        noted[1].extend(before)
+
+    def note_write(self, uow, resource_type: str, resource_id: str, write: Callable) -> None:
+        """note_batch for one write (or deletion) just made: the resource as it is now and was before."""
+        if resource_type != "QuestionnaireResponse" or not self._judging:
+            return
+        current = read_if_live(uow, resource_type, resource_id)
+        before = uow.before_last(resource_type, resource_id)
+        self.note_batch(uow, [current.resource] if current else [], [before.resource] if before else [], write)
+
+    @property
+    def _judging(self) -> bool:
+        # under "reject" nothing stored is tagged, and a stored PROM cannot be refused after the fact
+        return self.window > 0 and not self.reject
+
     def judged_again(self, uow, written: list[dict], before: list[dict] = ()) -> list[dict]:
-        """The stored PROMs whose tag the `written` resources (this unit of work's) change, as new
-        versions tagged as judged now: a PROM of the person in the window after one written, or
-        after where one was `before` (a PROM moved to another date, entered in error, deleted)."""
+        """The stored PROMs whose tag is not what the store says now, among the people of the
+        `written` resources and from where they are (or were `before`: a PROM moved to another
+        date, entered in error, deleted) to a window after: new versions, tagged as judged now.
+        Run when a unit of work is done, so a transaction's later entries are judged too."""
         proms = [prom for prom in map(self._prom, [*written, *before]) if prom is not None]
-        if not proms or self.window <= 0 or self.reject:
+        if not proms or not self._judging:
             return []
-        own = {str(resource.get("id")) for resource in [*written, *before]}
         low, high = min(when for _, when in proms), max(when for _, when in proms) + self.window
         stored = uow.dialogs_of_people({patient_id for patient_id, _ in proms}, purpose="prom",
                                        low=low - self.window + 1, high=high)
         again = []
         for rows in stored.values():
             for row in rows:
-                if row["response_id"] in own or not low <= row["authored"] < high:
+                if not low <= row["authored"] < high:
                     continue
                 duplicate = any(other["response_id"] != row["response_id"] and (
                     row["authored"] - self.window < other["authored"] < row["authored"]
                     or (other["authored"] == row["authored"] and other["response_id"] < row["response_id"]))
                     for other in rows)
                 if duplicate != bool(row["possible_duplicate"]):
-                    again.append(_tagged(uow.read("QuestionnaireResponse", row["response_id"]).resource, duplicate))
+                    # locked: on PostgreSQL a concurrent writer of it waits, and is not overwritten
+                    again.append(_tagged(uow.lock("QuestionnaireResponse", row["response_id"]).resource, duplicate))
         return again
 
     def _judged(self, resource: dict, prom: tuple[str, int], candidates: list[dict], issues: list[Issue]) -> dict:
@@ -135,22 +175,6 @@ class RecordingBurdenGuard:
             return None
         kind, _, rest = subject.partition("/")
         return (rest.split("/")[0], authored) if kind == "Patient" and rest else None
-
-
-class RecordingBurdenFollower:
-    """After a client's write of a DIALOG response: the stored PROMs it makes (or unmakes) possible
-    duplicates, tagged again (RecordingBurdenGuard.judged_again)."""
-
-    def __init__(self, guard: RecordingBurdenGuard):
-        self.guard = guard
-
-    def __call__(self, uow, resource_type: str, resource_id: str) -> list:
-        if resource_type != "QuestionnaireResponse":
-            return []
-        current = read_if_live(uow, resource_type, resource_id)
-        before = uow.before_last(resource_type, resource_id)
-        return [uow.update(again, if_match=int(again["meta"]["versionId"])) for again in self.guard.judged_again(
-            uow, [current.resource] if current else [], [before.resource] if before else [])]
 
 
 def _tagged(resource: dict, duplicate: bool) -> dict:

@@ -173,11 +173,12 @@ class ResourceService:
         Provenance per activity (created, updated) naming every resource the batch changed."""
         allowed = self._allowed(uow, caller, [_custodian(r, caller) for r in resources])
         guarded = self._guarded_batch(uow, caller, allowed)
+        noting = [guard for guard in self.guards if hasattr(guard, "note_batch")]
+        before = [r for guard in noting for r in guard.before_batch(uow, guarded)]
         results = uow.put_many(guarded, then=lambda results: self._provenances(results, caller))
         written = [r.stored.resource for r in results if not r.unchanged]
-        again = [r for guard in self.guards if hasattr(guard, "judged_again") for r in guard.judged_again(uow, written)]
-        if again:  # stored resources a guard judges otherwise now (a later PROM: a possible duplicate)
-            uow.put_many(again, then=lambda more: self._provenances(more, caller))
+        for guard in noting:
+            guard.note_batch(uow, written, before, self._writer_of_judged_again(caller))
         return results
 
     def put_checked(self, writes: list[tuple[dict, int | None]], caller: Caller, *, uow) -> list[WriteResult]:
@@ -196,6 +197,7 @@ class ResourceService:
                 self.access.check_delete(u, caller, resource_type, resource_id)
             stored = u.delete(resource_type, resource_id, if_match=if_match)
             if stored is not None:
+                self._noted(u, caller, resource_type, resource_id)
                 followed = self._followed(u, resource_type, resource_id)
                 if resource_type not in UNTRACKED:
                     u.create(self._provenance([stored], caller, "DELETE"))
@@ -245,12 +247,26 @@ class ResourceService:
             resources = batch(uow, caller, resources) if batch else [guard(uow, caller, r, []) for r in resources]
         return resources
 
+    def _writer_of_judged_again(self, caller: Caller) -> Callable:
+        """How a guard stores what it judges otherwise at the end of a unit of work (a later PROM,
+        now a possible duplicate): new versions, with a Provenance naming `caller`, whose write made them."""
+        def write(uow, resources: list[dict]) -> None:
+            if resources:
+                uow.put_many(resources, then=lambda results: self._provenances(results, caller))
+        return write
+
+    def _noted(self, uow, caller: Caller, resource_type: str, resource_id: str) -> None:
+        for guard in self.guards:
+            if hasattr(guard, "note_write"):
+                guard.note_write(uow, resource_type, resource_id, self._writer_of_judged_again(caller))
+
     def _write(self, action: Callable, caller: Caller, method: str, uow, *, follow: bool = False) -> WriteResult:
         def do(u) -> WriteResult:
             result = action(u)
             if result.unchanged:
                 return result
             stored = result.stored
+            self._noted(u, caller, stored.resource_type, stored.resource_id)
             followed = self._followed(u, stored.resource_type, stored.resource_id) if follow else []
             if stored.resource_type not in UNTRACKED:
                 u.create(self._provenance([stored, *followed], caller, "POST" if result.created else method))

@@ -188,31 +188,35 @@ Export = tuple[str, dict[str, tuple[str, bytes | Path]], bool]
 
 def _exports(paths: list[Path]) -> Iterator[Export | SourceRecord]:
     """The exports among `paths` (see RioSource.records), or for a path that cannot be one, the
-    unreadable record saying why."""
-    loose: dict[str, tuple[str, Path]] = {}
+    unreadable record saying why. Extract files named one by one are gathered across the whole
+    list (a folder or a missing path between them does not split them), in the place of the first."""
+    plan: list[Path | dict | SourceRecord] = []
+    loose: dict[str, tuple[str, Path]] | None = None
     for path in paths:
-        if path.is_file() and not zipfile.is_zipfile(path):
-            name = path.name.lower()
-            if name not in MAPPINGS:
-                where = str(path)
-                yield unreadable(RioSource.name, where, InputError(
-                    f"{path.name} is not a RiO extract: the files are {', '.join(MAPPINGS)}, named so, in a "
-                    "folder or a zip (on standard input: a zip)", location=where), b"", file=where)
-                continue
-            if name in loose:
-                yield _loose_export(loose)
-                loose = {}
-            loose[name] = (str(path), path)
+        if not (path.is_file() and not zipfile.is_zipfile(path)):
+            plan.append(path)  # a folder or zip (or what is neither: read_csv_folder_or_zip says so)
             continue
-        if loose:
-            yield _loose_export(loose)
+        name = path.name.lower()
+        if name not in MAPPINGS:
+            where = str(path)
+            plan.append(unreadable(RioSource.name, where, InputError(
+                f"{path.name} is not a RiO extract: the files are {', '.join(MAPPINGS)}, named so, in a "
+                "folder or a zip (on standard input: a zip)", location=where), b"", file=where))
+            continue
+        if loose is None or name in loose:
             loose = {}
-        try:
-            yield str(path), _by_file_name(path, read_csv_folder_or_zip(path, lazy=True)), True
-        except BridgeError as exc:
-            yield unreadable(RioSource.name, str(path), exc, b"", file=str(path))
-    if loose:
-        yield _loose_export(loose)
+            plan.append(loose)
+        loose[name] = (str(path), path)
+    for item in plan:
+        if isinstance(item, dict):
+            yield _loose_export(item)
+        elif isinstance(item, SourceRecord):
+            yield item
+        else:
+            try:
+                yield str(item), _by_file_name(item, read_csv_folder_or_zip(item, lazy=True)), True
+            except BridgeError as exc:
+                yield unreadable(RioSource.name, str(item), exc, b"", file=str(item))
 
 
 def _loose_export(files: dict[str, tuple[str, Path]]) -> Export:

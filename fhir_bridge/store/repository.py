@@ -153,7 +153,9 @@ class Repository(SearchMixin, IngestMixin, OutboundMixin, OutcomeMixin, Submissi
         SQLite has one writer at a time: threads and processes queue on the store's writer lock
         (store/writer_lock.py) instead of polling the database's busy timeout."""
         with self._writing() as connection:
-            yield UnitOfWork(self, connection)
+            uow = UnitOfWork(self, connection)
+            yield uow
+            uow.finish()
 
     @contextmanager
     def snapshot(self) -> Iterator[UnitOfWork]:
@@ -266,6 +268,17 @@ class UnitOfWork:
         self._connection = connection
         self._read_only = read_only
         self._people_written: dict[tuple[str, str], set[str]] = {}  # whom this transaction's writes are about
+        self.notes: dict[str, object] = {}  # what the work's own code keeps for its end (before_commit hooks)
+        self._before_commit: list[Callable[[UnitOfWork], None]] = []
+
+    def before_commit(self, hook: Callable[["UnitOfWork"], None]) -> None:
+        """Run `hook(uow)` once the work is done, before it commits (in the order given; a hook may
+        add more): what depends on all of a transaction's writes, whatever their order."""
+        self._before_commit.append(hook)
+
+    def finish(self) -> None:
+        while self._before_commit:
+            self._before_commit.pop(0)(self)
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         """As Repository.read, inside this transaction: sees its own writes."""

@@ -168,6 +168,49 @@ def test_a_later_prom_stored_before_the_earlier_one_came_is_tagged_when_it_comes
     assert again.counts["unchanged"] == 3
 
 
+def test_prom_by_prom_imports_tag_the_later_one_too(bridge, make_patient, make_response):
+    """A message at a time (the MLLP listener's Ingest.one), later PROM first."""
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({**make_patient(1), "id": "rosa"})
+    ingest = Ingest(bridge, "hl7", mapper, operator_caller("X9V2K"))
+    for record in records("rosa", make_response, "2024-02-12T10:00:00+00:00", "2024-02-06T10:00:00+00:00"):
+        assert ingest.one(record) == "created"
+    assert [flagged(bridge.repository.read("QuestionnaireResponse", f"imported-{n}").resource) for n in (0, 1)] == \
+        [True, False]
+    for record in records("rosa", make_response, "2024-02-12T10:00:00+00:00", "2024-02-06T10:00:00+00:00"):
+        assert ingest.one(record) == "unchanged"
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_an_import_correcting_a_proms_date_judges_both_again_at_once(bridge, make_patient, make_response, whole):
+    """The earlier PROM's date corrected in the source: the later one is no possible duplicate any
+    more, at once (its old date must not count beside its new one), whether the corrected export
+    holds both PROMs or the corrected one alone; importing again then changes nothing."""
+    with bridge.repository.unit_of_work() as uow:
+        uow.create({**make_patient(1), "id": "rosa"})
+    caller = operator_caller("X9V2K")
+    Ingest(bridge, "vcse", mapper, caller).run(records("rosa", make_response, "2024-02-01T10:00:00+00:00",
+                                                       "2024-02-21T10:00:00+00:00"))
+    assert flagged(bridge.repository.read("QuestionnaireResponse", "imported-1").resource)
+    corrected = records("rosa", make_response, "2024-01-01T10:00:00+00:00", "2024-02-21T10:00:00+00:00")
+    corrected = corrected if whole else corrected[:1]
+    Ingest(bridge, "vcse", mapper, caller).run(corrected)
+    assert not flagged(bridge.repository.read("QuestionnaireResponse", "imported-1").resource)
+    assert Ingest(bridge, "vcse", mapper, caller).run(corrected).counts["unchanged"] == len(corrected)
+
+
+def test_a_transaction_writing_an_earlier_prom_and_the_later_one_meets_no_version_it_never_saw(
+        client, auth, rosa, make_response):
+    later = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(
+        f"Patient/{rosa}", authored="2024-02-12T10:00:00+00:00"), headers=auth), 201)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": make_response(f"Patient/{rosa}"), "request": {"method": "POST", "url": "QuestionnaireResponse"}},
+        {"resource": {**later, "status": "amended"},
+         "request": {"method": "PUT", "url": f"QuestionnaireResponse/{later['id']}", "ifMatch": 'W/"1"'}}]}
+    expect(client.post("/fhir", json=bundle, headers=auth), 200)
+    assert flagged(expect(client.get(f"/fhir/QuestionnaireResponse/{later['id']}", headers=auth), 200))
+
+
 def test_a_client_writing_an_earlier_prom_tags_the_later_one_stored(client, auth, rosa, make_response):
     later = expect(client.post("/fhir/QuestionnaireResponse", json=make_response(
         f"Patient/{rosa}", authored="2024-02-12T10:00:00+00:00"), headers=auth), 201)

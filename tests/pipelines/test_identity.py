@@ -154,6 +154,15 @@ def test_a_more_trusted_source_becomes_the_patients_and_the_rest_keeps_its_own(r
     assert resolver.merge(rio, patient(), "rio").patient["meta"] == {"source": "https://fhir-bridge.example.org/source/rio"}
 
 
+def test_sources_of_one_rank_saying_the_same_do_not_take_the_record_in_turn(resolver):
+    """Two sources missing from the trust order (one rank) importing the same person again and
+    again: the Patient stays as it is, not a new version each time with the other's name on it."""
+    first = patient("a", nhs="9434765919", meta={"source": "https://fhir-bridge.example.org/source/council-a"})
+    second = resolver.merge(first, patient(nhs="9434765919"), "council-b").patient
+    assert source_of(second) == "council-a" and not element_sources(second)
+    assert resolver.merge(second, patient(nhs="9434765919"), "council-a").patient == second
+
+
 LOCAL = {"system": "https://vcse.example.org/client", "value": "C-17"}
 
 

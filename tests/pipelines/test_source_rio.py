@@ -151,6 +151,21 @@ def test_extract_files_named_one_by_one_are_one_export_read_in_import_order(brid
     assert again.counts["unchanged"] == first.records("clients.csv") + first.records("dialog_assessments.csv")
 
 
+def test_extract_files_named_with_a_folder_between_them_are_still_one_export(bridge, engine, tmp_path):
+    """`import rio a/dialog_assessments.csv b a/clients.csv`: a's files are one export (its
+    assessments find its clients), b its own; a missing path between them is one fault."""
+    a = generate("rio", tmp_path / "a", count=4, seed=1)
+    generate("rio", tmp_path / "b", count=4, seed=1)  # the same people again: all unchanged
+    report = run(bridge, engine, tmp_path / "a" / "dialog_assessments.csv", tmp_path / "b", tmp_path / "nowhere",
+                 tmp_path / "a" / "clients.csv")
+    assert report.balanced and report.quarantined == {"mapping": 1}, report.to_json()
+    named = a.records("clients.csv") + a.records("dialog_assessments.csv")
+    assert report.counts["unchanged"] == named  # b's clients and assessments: a's again, stored already
+    assert report.counts["created"] == rows(a)  # a's two files, and b's other three (the same export's)
+    [fault] = bridge.repository.quarantined(source="rio")
+    assert fault.location == str(tmp_path / "nowhere")
+
+
 def test_a_file_named_alone_that_is_no_rio_extract_is_one_fault_naming_the_extracts(bridge, engine, tmp_path):
     generate("rio", tmp_path / "export", count=3, seed=1)
     odd = tmp_path / "export" / "assessments-2026.csv"
