@@ -99,6 +99,7 @@ def merge_patients(bridge, request: MergeRequest, caller: Caller, source: str) -
         bridge.access.require_people(caller, stored_people, uow)
         written = [uow.update(survivor)]
         moved: list[str] = []
+        moved_from: list[dict] = []  # what the moved records were: the merged person's
         if merged is not None:
             before = uow.read("Patient", merged_id)
             written.append(uow.update(merged))
@@ -107,6 +108,7 @@ def merge_patients(bridge, request: MergeRequest, caller: Caller, source: str) -
                     continue
                 moved_resource = repointed(stored.resource, merged_id, survivor_id, bridge.settings.base_url)
                 written.append(uow.update(moved_resource))
+                moved_from.append(stored.resource)
                 moved.append(f"{stored.resource_type}/{stored.resource_id}")
             # Both had a DIALOG+ plan: the person keeps one (pipelines/careplan_merge.py says how).
             domains = [d.code for d in bridge.dialog.domains]
@@ -116,6 +118,8 @@ def merge_patients(bridge, request: MergeRequest, caller: Caller, source: str) -
         if changed:
             uow.create(_provenance(bridge.resources.new_id(), changed, caller,
                                    before if merged is not None else None))
+        # one person's PROMs now: a moved one close after the survivor's is a possible duplicate
+        bridge.resources.note_written(uow, caller, [s.resource for s in changed], moved_from)
     return MergeResult(_status(written), survivor_id, merged_id, moved, disagreements)
 
 

@@ -173,13 +173,18 @@ class ResourceService:
         Provenance per activity (created, updated) naming every resource the batch changed."""
         allowed = self._allowed(uow, caller, [_custodian(r, caller) for r in resources])
         guarded = self._guarded_batch(uow, caller, allowed)
-        noting = [guard for guard in self.guards if hasattr(guard, "note_batch")]
-        before = [r for guard in noting for r in guard.before_batch(uow, guarded)]
+        before = [r for guard in self.guards if hasattr(guard, "before_batch") for r in guard.before_batch(uow, guarded)]
         results = uow.put_many(guarded, then=lambda results: self._provenances(results, caller))
-        written = [r.stored.resource for r in results if not r.unchanged]
-        for guard in noting:
-            guard.note_batch(uow, written, before, self._writer_of_judged_again(caller))
+        self.note_written(uow, caller, [r.stored.resource for r in results if not r.unchanged], before)
         return results
+
+    def note_written(self, uow, caller: Caller, written: list[dict], before: list[dict] = ()) -> None:
+        """Resources a unit of work wrote (and what they were `before`), for the guards that judge
+        stored ones again when the work is done (recording_burden.py); writes made outside this
+        service (a Patient merge moving a person's records) are told here too."""
+        for guard in self.guards:
+            if hasattr(guard, "note_batch"):
+                guard.note_batch(uow, written, list(before), self._writer_of_judged_again(caller))
 
     def put_checked(self, writes: list[tuple[dict, int | None]], caller: Caller, *, uow) -> list[WriteResult]:
         """Store resources the caller has validated, each only while still at the version it read

@@ -304,3 +304,18 @@ def test_a_file_import_applies_a_merge_in_message_order(tmp_path, bridge, engine
     again = run()
     assert again.counts["created"] == 0 and not again.quarantined and again.balanced
     assert len(responses_of(bridge, survivor_id)) == 3
+
+
+def test_after_a40_the_persons_prom_close_after_another_is_a_possible_duplicate(bridge, feed):
+    """Two records' PROMs are one person's once merged: the moved one, 9 days after the survivor's
+    own, is tagged possible-duplicate (each was the first of its record before)."""
+    flag = "https://fhir-bridge.example.org/CodeSystem/dialog-entry-flag"
+    assert feed(adt("A1", SURVIVOR_PID)) == "created" and feed(adt("A2", DUPLICATE_PID)) == "created"
+    assert feed(oru("R1", SURVIVOR_PID, "20250201100000")) == "created"
+    assert feed(oru("R2", DUPLICATE_PID, "20250210100000")) == "created"
+    [merged_id] = holder(bridge, LOCAL, "8000042")
+    [moved] = responses_of(bridge, merged_id)
+    assert not moved.get("meta", {}).get("tag")
+    assert feed(a40("M1")) == "updated"
+    now = bridge.repository.read("QuestionnaireResponse", moved["id"]).resource
+    assert any(t["system"] == flag and t["code"] == "possible-duplicate" for t in now["meta"].get("tag", []))
