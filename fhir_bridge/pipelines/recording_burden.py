@@ -27,7 +27,7 @@ from fhir_bridge.errors import Unprocessable
 from fhir_bridge.fhir.dates import to_microseconds
 from fhir_bridge.fhir.outcome import Issue, operation_outcome
 from fhir_bridge.store.outcome_fields import ENTRY_FLAG_SYSTEM, POSSIBLE_DUPLICATE
-from fhir_bridge.store.repository import read_if_live
+from fhir_bridge.store.types import Stored
 
 __all__ = ["RecordingBurdenGuard", "POSSIBLE_DUPLICATE_TAG"]
 
@@ -90,7 +90,8 @@ class RecordingBurdenGuard:
 
     def note_batch(self, uow, written: list[dict], before: list[dict], write: Callable) -> None:
         """Keep what a batch wrote, and what it rewrote was before, for `judged_again` when the
-        unit of work is done; `write(uow, resources)` stores the PROMs whose tag changes."""
+        unit of work is done; `write(uow, resources)` stores the PROMs whose tag changes (the first
+        `write` a unit of work notes: its caller made the work)."""
         if not self._judging or not any(self._prom(r) is not None for r in (*written, *before)):
             return
         noted = uow.notes.get(_NOTED)
@@ -100,13 +101,12 @@ class RecordingBurdenGuard:
         noted[0].extend(written)
         noted[1].extend(before)
 
-    def note_write(self, uow, resource_type: str, resource_id: str, write: Callable) -> None:
-        """note_batch for one write (or deletion) just made: the resource as it is now and was before."""
-        if resource_type != "QuestionnaireResponse" or not self._judging:
+    def note_write(self, uow, written: Stored, write: Callable) -> None:
+        """note_batch for one write (or deletion) just made, and what it replaced."""
+        if written.resource_type != "QuestionnaireResponse" or not self._judging:
             return
-        current = read_if_live(uow, resource_type, resource_id)
-        before = uow.before_last(resource_type, resource_id)
-        self.note_batch(uow, [current.resource] if current else [], [before.resource] if before else [], write)
+        before = uow.before_last(written.resource_type, written.resource_id)
+        self.note_batch(uow, [] if written.deleted else [written.resource], [before.resource] if before else [], write)
 
     @property
     def _judging(self) -> bool:
@@ -129,24 +129,25 @@ class RecordingBurdenGuard:
             for row in rows:
                 if not low <= row["authored"] < high:
                     continue
-                duplicate = any(other["response_id"] != row["response_id"] and (
-                    row["authored"] - self.window < other["authored"] < row["authored"]
-                    or (other["authored"] == row["authored"] and other["response_id"] < row["response_id"]))
-                    for other in rows)
+                duplicate = any(self._before(other, row["response_id"], row["authored"]) for other in rows)
                 if duplicate != bool(row["possible_duplicate"]):
                     # locked: on PostgreSQL a concurrent writer of it waits, and is not overwritten
                     again.append(_tagged(uow.lock("QuestionnaireResponse", row["response_id"]).resource, duplicate))
         return again
+
+    def _before(self, row: dict, own: str, authored: int) -> bool:
+        """Whether PROM `row` makes PROM `own`, authored then, a possible duplicate: it is in the
+        window before it (ties by id: of two at one moment only one is the other's duplicate), and
+        is not another version of it."""
+        return row["response_id"] != own and (authored - self.window < row["authored"] < authored
+                                              or (row["authored"] == authored and row["response_id"] < own))
 
     def _judged(self, resource: dict, prom: tuple[str, int], candidates: list[dict], issues: list[Issue]) -> dict:
         """`resource` tagged a possible duplicate (with a warning in `issues`) when one of the
         `candidates` (score rows, oldest first) is a PROM of the person in the window before it."""
         patient_id, authored = prom
         own = str(resource.get("id"))
-        # ties by id: each of two at one moment is not both's duplicate; never its own stored version
-        others = [row for row in candidates if row["response_id"] != own and (
-                  authored - self.window < row["authored"] < authored
-                  or (row["authored"] == authored and row["response_id"] < own))]
+        others = [row for row in candidates if self._before(row, own, authored)]
         if not others:
             return _tagged(resource, False)
         other = others[-1]

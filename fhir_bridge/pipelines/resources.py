@@ -202,7 +202,7 @@ class ResourceService:
                 self.access.check_delete(u, caller, resource_type, resource_id)
             stored = u.delete(resource_type, resource_id, if_match=if_match)
             if stored is not None:
-                self._noted(u, caller, resource_type, resource_id)
+                self._noted(u, caller, stored)
                 followed = self._followed(u, resource_type, resource_id)
                 if resource_type not in UNTRACKED:
                     u.create(self._provenance([stored], caller, "DELETE"))
@@ -260,10 +260,10 @@ class ResourceService:
                 uow.put_many(resources, then=lambda results: self._provenances(results, caller))
         return write
 
-    def _noted(self, uow, caller: Caller, resource_type: str, resource_id: str) -> None:
+    def _noted(self, uow, caller: Caller, written: Stored) -> None:
         for guard in self.guards:
             if hasattr(guard, "note_write"):
-                guard.note_write(uow, resource_type, resource_id, self._writer_of_judged_again(caller))
+                guard.note_write(uow, written, self._writer_of_judged_again(caller))
 
     def _write(self, action: Callable, caller: Caller, method: str, uow, *, follow: bool = False) -> WriteResult:
         def do(u) -> WriteResult:
@@ -271,7 +271,7 @@ class ResourceService:
             if result.unchanged:
                 return result
             stored = result.stored
-            self._noted(u, caller, stored.resource_type, stored.resource_id)
+            self._noted(u, caller, stored)
             followed = self._followed(u, stored.resource_type, stored.resource_id) if follow else []
             if stored.resource_type not in UNTRACKED:
                 u.create(self._provenance([stored, *followed], caller, "POST" if result.created else method))

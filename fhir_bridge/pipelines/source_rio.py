@@ -222,7 +222,7 @@ def _exports(paths: list[Path]) -> Iterator[Export | SourceRecord]:
 def _loose_export(files: dict[str, tuple[str, Path]]) -> Export:
     """Extract files given one by one: the export is where the first of them is."""
     first = next(iter(files.values()))[1]
-    return str(first.parent), dict(files), False
+    return str(first.parent), files, False
 
 
 def _by_file_name(path: Path, files: Iterator[tuple[str, bytes | Path]]) -> dict[str, tuple[str, bytes | Path]]:
