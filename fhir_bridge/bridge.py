@@ -35,7 +35,7 @@ class Bridge:
         self.dialog = load_dialog_definition(settings.profiles_dir, settings.terminology_dir)
         self.registry = SearchParameterRegistry.load(self.package)
         self.database = open_database(settings.database_url, settings.data_dir)
-        migrate(self.database)
+        migrate(self.database, registry=self.registry)
         score_rows = ScoreRows(self.dialog, {"sqol": settings.min_answered_sqol,
                                              "treatment": settings.min_answered_treatment})
         self.repository = Repository(self.database, Indexer(self.registry, base_url=settings.base_url,

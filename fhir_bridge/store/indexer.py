@@ -129,6 +129,11 @@ class Indexer:
         self.model = model
         self._plans: dict[str, list[tuple[SearchParam, Callable, Extractor, tuple[str, ...] | None]]] = {}
 
+    def rows_of(self, resource_type: str, code: str) -> tuple[str, str | None]:
+        """Where a reference parameter's values are: (param of the rows, target type they are
+        restricted to or None); see SearchParam.stored_as."""
+        return self.registry.rows_of(resource_type, code)
+
     def rows(self, resource: dict) -> dict[str, list[Row]]:
         out: dict[str, list[Row]] = {"token": [], "reference": [], "date": [], "string": [], "number": []}
         rtype = resource.get("resourceType")
@@ -326,7 +331,9 @@ def _reference(value, param: SearchParam, base_url, rows: list) -> None:
         return
     if param.type_filter is not None and rtype not in param.type_filter:
         return
-    rows.append({"param": param.code, "target_type": rtype if rid else None, "target_id": rid, "url": url})
+    # The type even of another server's reference (no target_id): a parameter stored as this one's
+    # rows to one type (`patient` in `subject`'s) finds it by that type.
+    rows.append({"param": param.code, "target_type": rtype, "target_id": rid, "url": url})
 
 
 # -- date: date, dateTime, instant, Period, Timing (its events and bounds) ------------------------------

@@ -18,9 +18,13 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import Connection, bindparam, delete, func, inspect, insert, select, text, update
 
+from fhir_bridge.config import Settings
 from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.fhir.package import load_package
 from fhir_bridge.store import care_access, outcome_fields, schema
 from fhir_bridge.store.database import Database
+from fhir_bridge.store.indexer import parse_reference
+from fhir_bridge.store.search_parameters import SearchParameterRegistry
 
 __all__ = ["Migration", "MIGRATIONS", "migrate", "current_version"]
 
@@ -32,7 +36,8 @@ _ADVISORY_LOCK_KEY = 0x0F41_B41D
 class Migration:
     version: int
     description: str
-    apply: Callable[[Connection], None]
+    apply: Callable[..., None]   # apply(connection), or apply(connection, registry) if `searched`
+    searched: bool = False       # it needs the search parameters the server indexes by
 
 
 def _create_schema(connection: Connection) -> None:
@@ -102,6 +107,28 @@ def _create_submission_tables(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=list(schema.SUBMISSION_TABLES))
 
 
+def _shared_reference_rows(connection: Connection, registry: SearchParameterRegistry) -> None:
+    """A parameter stored as another's rows to one type (`patient` as `subject`'s to a Patient:
+    SearchParam.stored_as) loses its own rows, and the other's rows to another server (URL, no
+    local id) gain the target type they are found by. Otherwise searching `patient=<another server's
+    Patient URL>` would miss what was written before."""
+    ref = schema.reference_index
+    for resource_type in registry.resource_types:
+        for param in registry.for_type(resource_type).values():
+            if param.stored_as is None:
+                continue
+            connection.execute(delete(ref).where(ref.c.resource_type == resource_type, ref.c.param == param.code))
+            remote = connection.execute(select(ref.c.url).distinct().where(
+                ref.c.resource_type == resource_type, ref.c.param == param.stored_as, ref.c.target_id.is_(None),
+                ref.c.target_type.is_(None), ref.c.url.is_not(None))).scalars().all()
+            typed = [{"u": url, "t": parse_reference(url, None)[0]} for url in remote]
+            typed = [row for row in typed if row["t"] is not None]
+            if typed:
+                connection.execute(update(ref).where(
+                    ref.c.resource_type == resource_type, ref.c.param == param.stored_as, ref.c.target_id.is_(None),
+                    ref.c.url == bindparam("u")).values(target_type=bindparam("t")), typed)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, history, search index, DIALOG scores", _create_schema),
     Migration(2, "import runs, quarantine, identity reviews", _create_ingest_tables),
@@ -110,11 +137,15 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "outcome reports: DIALOG referral and duplicate flag, person attributes", _outcome_report_rows),
     Migration(6, "care access: the people each resource is about, partners' care relationships", _care_access_rows),
     Migration(7, "submissions made (MHSDS): file hash, period, provider, counts, who ran it", _create_submission_tables),
+    Migration(8, "search index: a parameter that is another's to one type (patient) reads that one's rows",
+              _shared_reference_rows, searched=True),
 ]
 
 
-def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
-    """Bring the database to the newest known version; the versions applied (empty when current)."""
+def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS, *,
+            registry: SearchParameterRegistry | None = None) -> list[int]:
+    """Bring the database to the newest known version; the versions applied (empty when current).
+    `registry`: the search parameters the server indexes by (None: those in the default profiles)."""
     _check_sequence(migrations)
     applied: list[int] = []
     while True:
@@ -133,7 +164,11 @@ def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS) ->
                 steps = list(migrations)  # the fresh schema is already the newest one
             else:
                 step = migrations[recorded]  # numbered 1, 2, 3 ...: the one after `recorded`
-                step.apply(connection)
+                if step.searched:
+                    registry = registry or SearchParameterRegistry.load(load_package(Settings().profiles_dir))
+                    step.apply(connection, registry)
+                else:
+                    step.apply(connection)
                 steps = [step]
             now = time.time_ns() // 1000
             connection.execute(insert(schema.schema_version),

@@ -317,7 +317,10 @@ class UnitOfWork:
         """Live `resource_type` resources whose reference search parameter `param` points at
         target_type/target_id, in this transaction, by id: the search `param=target_type/target_id`
         without building one."""
-        rows = _LIVE_REFERRING.rows(self._connection, {"owner_type": resource_type, "param": param,
+        row_param, row_target = self._repo._indexer.rows_of(resource_type, param)
+        if row_target not in (None, target_type):
+            return []
+        rows = _LIVE_REFERRING.rows(self._connection, {"owner_type": resource_type, "param": row_param,
                                                           "target_type": target_type, "target_id": target_id})
         return sorted((_stored_from_current(row) for row in rows), key=lambda stored: stored.resource_id)
 

@@ -260,7 +260,9 @@ class _Parser:
             raise InputError(f"{name}: {source} has no reference search parameter {code!r}")
         if target is not None and param.targets and target not in param.targets:
             raise InputError(f"{name}: {source}.{code} cannot refer to {target}")
-        return Include(source, code, target)
+        if param.row_target is not None and target not in (None, param.row_target):
+            raise InputError(f"{name}: {source}.{code} refers to {param.row_target} only")
+        return Include(source, param.row_param, target or param.row_target)
 
     def summary(self, name: str, value: str) -> None:
         if value not in _SUMMARY:
@@ -392,7 +394,9 @@ def _criterion(resource_type: str, criterion: Criterion, *, drives: bool) -> Col
         column = _resources.c.last_updated
         return or_(*(_date_condition(column, column, v) for v in criterion.values))
     table = schema.INDEX_TABLES[param.table]
-    rows = [table.c.resource_type == resource_type, table.c.param == param.code]
+    rows = [table.c.resource_type == resource_type, table.c.param == param.row_param]
+    if param.row_target is not None:
+        rows.append(table.c.target_type == param.row_target)
     if criterion.missing is None:
         rows.append(or_(*(_value_condition(table, param, criterion.modifier, v) for v in criterion.values)))
     if drives:

@@ -13,12 +13,16 @@ own part, compiled. Two R4 idioms are settled here rather than at every evaluati
 - casts on choice elements, `(Observation.value as Quantity)`, `Condition.onset.as(Period)`, become the
   JSON key (`Observation.valueQuantity`): exact (a dateTime string is not taken `as string`) and faster.
   A cast on a plain element (`(X as Reference)`) is dropped: the element has that type already.
+
+A parameter that is another's restricted to one target type (R4's `patient`, `subject.where(resolve()
+is Patient)`, beside `subject`) has no index rows of its own: it reads the other's rows to that type
+(`stored_as`). Those were a quarter of an import's reference rows, each one written twice.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fhir_bridge.errors import ConfigurationError, FhirPathError
 from fhir_bridge.fhir.package import ConformancePackage
@@ -55,6 +59,7 @@ class SearchParam:
     targets: tuple[str, ...] = ()           # reference target types the definition allows
     type_filter: frozenset[str] | None = None  # only references to these types are indexed
     url: str | None = None                  # the SearchParameter's canonical URL
+    stored_as: str | None = None            # its rows are this parameter's, to the one type_filter type
 
     @property
     def table(self) -> str:
@@ -63,7 +68,18 @@ class SearchParam:
 
     @property
     def indexed(self) -> bool:
-        return self.code not in RESOURCE_COLUMNS
+        """Whether the indexer makes rows for it (not a resources column, not another's rows)."""
+        return self.code not in RESOURCE_COLUMNS and self.stored_as is None
+
+    @property
+    def row_param(self) -> str:
+        """The `param` of the index rows that hold its values."""
+        return self.stored_as or self.code
+
+    @property
+    def row_target(self) -> str | None:
+        """With `stored_as`: the target type its rows are restricted to."""
+        return next(iter(self.type_filter)) if self.stored_as and self.type_filter else None
 
 
 @dataclass
@@ -80,6 +96,9 @@ class SearchParameterRegistry:
         registry = cls()
         for definition, source in _definitions(package):
             registry._add(definition, source)
+        for params in (registry.common, *registry.by_type.values()):
+            _share_rows(params)
+        registry._merged.clear()
         return registry
 
     # -- lookups ---------------------------------------------------------------------------------------
@@ -96,6 +115,11 @@ class SearchParameterRegistry:
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.for_type(resource_type).get(code)
+
+    def rows_of(self, resource_type: str, code: str) -> tuple[str, str | None]:
+        """(param of the index rows holding `code`'s values, target type they are restricted to or None)."""
+        param = self.get(resource_type, code)
+        return (param.row_param, param.row_target) if param is not None else (code, None)
 
     def unsupported(self, resource_type: str) -> dict[str, str]:
         return {**self.skipped.get("Resource", {}), **self.skipped.get(resource_type, {})}
@@ -127,6 +151,19 @@ class SearchParameterRegistry:
                                      f"{into[param.code].url}")
         into[param.code] = param
         self._merged.clear()
+
+
+def _share_rows(params: dict[str, SearchParam]) -> None:
+    """`stored_as` for each reference parameter of one type that is another's (same expression, no
+    filter of its own) restricted to one target type."""
+    for code, param in list(params.items()):
+        if param.type != "reference" or param.type_filter is None or len(param.type_filter) != 1:
+            continue
+        wider = sorted(other.code for other in params.values()
+                       if other.type == "reference" and other.type_filter is None and other.code != code
+                       and other.expression.source == param.expression.source)
+        if wider:
+            params[code] = replace(param, stored_as=wider[0])
 
 
 def _definitions(package: ConformancePackage) -> Iterator[tuple[dict, str]]:

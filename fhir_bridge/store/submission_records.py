@@ -45,9 +45,10 @@ class SubmissionRecord:
 class PeriodReader:
     """Streams of one read transaction; each yields rows in person order."""
 
-    def __init__(self, connection: Connection, dialect: str):
+    def __init__(self, connection: Connection, dialect: str, indexer):
         self._connection = connection.execution_options(yield_per=_CHUNK)
         self._dialect = dialect
+        self._indexer = indexer  # where a reference parameter's rows are (Indexer.rows_of)
 
     def _code_point(self, column):
         return column.collate("C") if self._dialect == "postgresql" else column
@@ -86,9 +87,12 @@ class PeriodReader:
                            _hist.c.last_updated <= high)
                     .order_by(_hist.c.version_id.desc()).limit(1).scalar_subquery())
         patient = _ref.c.target_id
+        row_param, row_target = self._indexer.rows_of(resource_type, patient_param)
+        if row_target not in (None, "Patient"):
+            return
         query = (select(patient.label("patient_id"), _res.c.resource_id, body.label("body"))
                  .join(_ref, and_(_ref.c.resource_type == _res.c.resource_type, _ref.c.resource_id == _res.c.resource_id,
-                                  _ref.c.param == patient_param, _ref.c.target_type == "Patient"))
+                                  _ref.c.param == row_param, _ref.c.target_type == "Patient"))
                  .where(*conditions)
                  .order_by(self._code_point(patient), self._code_point(_res.c.resource_id)))
         for row in self._connection.execute(query):
@@ -120,7 +124,8 @@ class SubmissionMixin:
     def period_reader(self) -> Iterator[PeriodReader]:
         """Streams for a submission, all reading one consistent state of the store."""
         with self._reading() as connection:
-            yield PeriodReader(connection, self._database.dialect)  # type: ignore[attr-defined]
+            yield PeriodReader(connection, self._database.dialect,  # type: ignore[attr-defined]
+                               self._indexer)  # type: ignore[attr-defined]
 
     def record_submission(self, record: SubmissionRecord) -> None:
         with self._writing() as connection:

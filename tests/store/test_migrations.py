@@ -193,3 +193,28 @@ def test_a_version_2_database_gains_the_quarantine_retry_columns(open_db):
     assert migrate(open_db()) == ALL[2:]
     entry = Repository(database, NoIndex()).quarantine_entry("q-1")
     assert (entry.state, entry.context, entry.resolved_run) == ("resolved", None, None)
+
+
+def test_a_version_7_database_reads_patient_from_the_subject_rows(open_db):
+    """Before version 8 `patient` had rows of its own, and a reference to another server's Patient
+    was stored without its type: the rows `patient` now reads (subject's to a Patient) gain the
+    type, `patient`'s own go, so a search by patient finds what was written before."""
+    database = open_db()
+    migrate(database, MIGRATIONS[:7])
+    other = "https://other.example.org/fhir/Patient/p9"
+    rows = [("q1", "subject", "Patient", "p1", None), ("q1", "patient", "Patient", "p1", None),
+            ("q2", "subject", None, None, other), ("q2", "patient", None, None, other),
+            ("q3", "subject", None, None, "urn:uuid:0b5c1d2e-0000-4000-8000-000000000001"),
+            ("q3", "author", None, None, "https://other.example.org/fhir/Practitioner/x")]
+    with database.connect(write=True) as connection, connection.begin():
+        connection.execute(insert(schema.reference_index), [
+            {"resource_type": "QuestionnaireResponse", "resource_id": rid, "param": param, "target_type": ttype,
+             "target_id": tid, "url": url} for rid, param, ttype, tid, url in rows])
+    assert migrate(open_db()) == [NEWEST]
+    ref = schema.reference_index
+    with database.connect() as connection:
+        left = sorted(tuple(r) for r in connection.execute(
+            select(ref.c.resource_id, ref.c.param, ref.c.target_type, ref.c.target_id, ref.c.url)))
+    assert left == [("q1", "subject", "Patient", "p1", None), ("q2", "subject", "Patient", None, other),
+                    ("q3", "author", None, None, "https://other.example.org/fhir/Practitioner/x"),
+                    ("q3", "subject", None, None, "urn:uuid:0b5c1d2e-0000-4000-8000-000000000001")]

@@ -31,6 +31,9 @@ class FakeIndexer:
             references.append({"param": "subject", "target_type": target_type, "target_id": target_id})
         return {"token": tokens, "reference": references}
 
+    def rows_of(self, resource_type: str, code: str) -> tuple[str, str | None]:
+        return code, None
+
 
 def fake_score_row(resource: dict) -> dict | None:
     if resource.get("questionnaire") != DIALOG:

@@ -83,7 +83,28 @@ def corpus() -> list[dict]:
         finished_plan,
         provenance("prov-assessment", f"{QR}/{ASSESSMENT}/_history/1"),
         provenance("prov-plan", "CarePlan/dialog-plus-plan-01/_history/1"),
+        *encounters(),
     ]
+
+
+ENCOUNTERS = {"enc-rosa": f"Patient/{ROSA}", "enc-group": "Group/g1",
+              "enc-other": "https://other.example.org/fhir/Patient/p9", "enc-none": None}
+
+
+def encounters() -> list[dict]:
+    """Whom `patient` (rows of `subject` to a Patient) finds and not: a Patient here, a group,
+    another server's Patient, no one."""
+    made = []
+    for eid, subject in ENCOUNTERS.items():
+        encounter = {"resourceType": "Encounter", "id": eid, "status": "finished",
+                     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}
+        if subject:
+            encounter["subject"] = {"reference": subject}
+        if eid == "enc-rosa":
+            encounter["participant"] = [{"individual": {"reference": "Practitioner/example-key-worker-01"}},
+                                        {"individual": {"reference": "RelatedPerson/rp1"}}]
+        made.append(encounter)
+    return made
 
 
 def provenance(pid: str, target: str) -> dict:
@@ -311,6 +332,36 @@ def test_response_authored_range_by_repetition(find):
 ])
 def test_response_by_status_author_purpose_timepoint(find, query, expected):
     assert sorted(ids(find(QR, query + "&_count=100"))) == sorted(expected)
+
+
+@pytest.mark.parametrize("query, expected", [
+    (f"patient={ROSA}", ["enc-rosa"]),
+    (f"patient=Patient/{ROSA}", ["enc-rosa"]),
+    ("patient=https://other.example.org/fhir/Patient/p9", ["enc-other"]),
+    ("subject=https://other.example.org/fhir/Patient/p9", ["enc-other"]),
+    ("patient=g1", []),
+    ("subject=g1", ["enc-group"]),
+    ("patient:missing=true", ["enc-group", "enc-none"]),
+    ("patient:missing=false", ["enc-other", "enc-rosa"]),
+    ("subject:missing=true", ["enc-none"]),
+    ("practitioner=example-key-worker-01", ["enc-rosa"]),
+    ("practitioner=rp1", []),
+    ("participant=rp1", ["enc-rosa"]),
+    (f"patient={ROSA}&subject=Patient/{ROSA}&class=AMB", ["enc-rosa"]),
+])
+def test_a_parameter_read_from_another_ones_rows(find, query, expected):
+    """`patient` and `practitioner` have no rows of their own: `subject`'s and `participant`'s to a
+    Patient and a Practitioner (SearchParam.stored_as)."""
+    assert sorted(ids(find("Encounter", query))) == expected
+
+
+def test_include_and_revinclude_of_a_parameter_read_from_another_ones_rows(find):
+    assert included(find("Encounter", "_id=enc-rosa,enc-group&_include=Encounter:patient")) == {("Patient", ROSA)}
+    assert included(find("Encounter", "_id=enc-rosa&_include=Encounter:practitioner")) == {
+        ("Practitioner", "example-key-worker-01")}
+    assert included(find("Patient", f"_id={ROSA}&_revinclude=Encounter:patient")) == {("Encounter", "enc-rosa")}
+    with pytest.raises(InputError, match="refers to Patient only"):
+        find("Encounter", "_include=Encounter:patient:Group")
 
 
 # -- Observation and CarePlan -------------------------------------------------------------------------
