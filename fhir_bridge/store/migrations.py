@@ -129,6 +129,15 @@ def _shared_reference_rows(connection: Connection, registry: SearchParameterRegi
                     ref.c.url == bindparam("u")).values(target_type=bindparam("t")), typed)
 
 
+def _one_reference_target_index(connection: Connection) -> None:
+    """ix_reference_lookup (resource_type, param, target_type, target_id) and ix_reference_target
+    (target_type, target_id) become one index led by target_id: a write lands on one page fewer
+    at random, and every lookup by target still starts from the id."""
+    for name in ("ix_reference_lookup", "ix_reference_target"):
+        connection.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    next(i for i in schema.reference_index.indexes if i.name == "ix_reference_target").create(connection)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, history, search index, DIALOG scores", _create_schema),
     Migration(2, "import runs, quarantine, identity reviews", _create_ingest_tables),
@@ -139,6 +148,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "submissions made (MHSDS): file hash, period, provider, counts, who ran it", _create_submission_tables),
     Migration(8, "search index: a parameter that is another's to one type (patient) reads that one's rows",
               _shared_reference_rows, searched=True),
+    Migration(9, "search index: one index for reference targets, led by the target id", _one_reference_target_index),
 ]
 
 

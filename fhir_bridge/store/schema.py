@@ -57,9 +57,11 @@ reference_index = Table(
     Column("target_type", String(64), nullable=True),  # for relative references Type/id
     Column("target_id", String(64), nullable=True),
     Column("url", String(1024), nullable=True),        # absolute URLs and canonicals (url|version kept whole)
-    Index("ix_reference_lookup", "resource_type", "param", "target_type", "target_id"),
+    # (version 9) one index for every lookup by target, whoever asks: a search by value, a reverse
+    # include, a merge's referrers (target_id leads: it alone is nearly unique); `:missing` and
+    # URL values use ix_reference_url's leading (resource_type, param)
+    Index("ix_reference_target", "target_id", "target_type", "resource_type", "param"),
     Index("ix_reference_url", "resource_type", "param", "url"),
-    Index("ix_reference_target", "target_type", "target_id"),
     Index("ix_reference_owner", "resource_type", "resource_id"),
 )
 

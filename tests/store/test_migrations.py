@@ -210,11 +210,15 @@ def test_a_version_7_database_reads_patient_from_the_subject_rows(open_db):
         connection.execute(insert(schema.reference_index), [
             {"resource_type": "QuestionnaireResponse", "resource_id": rid, "param": param, "target_type": ttype,
              "target_id": tid, "url": url} for rid, param, ttype, tid, url in rows])
-    assert migrate(open_db()) == [NEWEST]
+    assert migrate(open_db()) == ALL[7:]
     ref = schema.reference_index
     with database.connect() as connection:
         left = sorted(tuple(r) for r in connection.execute(
             select(ref.c.resource_id, ref.c.param, ref.c.target_type, ref.c.target_id, ref.c.url)))
+        indexes = {i["name"]: i["column_names"] for i in inspect(connection).get_indexes(ref.name)}
     assert left == [("q1", "subject", "Patient", "p1", None), ("q2", "subject", "Patient", None, other),
                     ("q3", "author", None, None, "https://other.example.org/fhir/Practitioner/x"),
                     ("q3", "subject", None, None, "urn:uuid:0b5c1d2e-0000-4000-8000-000000000001")]
+    # version 9: one index by target, led by its id
+    assert "ix_reference_lookup" not in indexes
+    assert indexes["ix_reference_target"] == ["target_id", "target_type", "resource_type", "param"]
