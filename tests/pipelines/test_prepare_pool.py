@@ -265,3 +265,24 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_a_clean_result_travels_as_json_and_anything_else_as_it_is():
+    """What a worker sends back (pipelines/prepare.py `_compact`): a record mapped and validated
+    without a word travels as its resources' JSON and arrives equal; one with a warning, a merge, a
+    session or a fault arrives as it was made."""
+    from fhir_bridge.fhir.outcome import Issue
+    from fhir_bridge.pipelines.prepare import Prepared, _compact, _expanded
+    from fhir_bridge.pipelines.source_records import Mapped
+
+    resources = [{"resourceType": "Patient", "id": "p", "birthDate": "1990-01-02", "active": True,
+                  "extension": [{"url": "u", "valueDecimal": 0.1}, {"url": "v", "valueInteger": -3}]}]
+    clean = Prepared(Mapped(resources))
+    assert type(_compact(clean)) is bytes
+    assert _expanded([_compact(clean)]) == [clean]
+    kept = [Prepared(Mapped(resources, problems=[Issue("warning", "value", "odd")])),
+            Prepared(Mapped(resources, session={"resourceType": "Parameters"})),
+            Prepared(None, [Issue("error", "exception", "mapping failed")]),
+            Prepared(Mapped(resources), invalid=[Issue("error", "value", "bad")])]
+    assert [_compact(p) for p in kept] == kept
+    assert _expanded([_compact(p) for p in kept]) == kept
