@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 import orjson
 
@@ -92,7 +93,13 @@ def measure(target, export: Path) -> tuple:
     queue = multiprocessing.Queue()
     process = multiprocessing.Process(target=target, args=(export, queue))
     process.start()
-    result = queue.get()
+    while True:  # a phase that fails ends the benchmark (its traceback is above) rather than hanging it
+        try:
+            result = queue.get(timeout=1)
+            break
+        except Empty:
+            if not process.is_alive():
+                sys.exit(f"{target.__name__}: the measured process ended without a result (exit code {process.exitcode})")
     process.join()
     return result
 

@@ -286,3 +286,29 @@ def test_a_clean_result_travels_as_json_and_anything_else_as_it_is():
             Prepared(Mapped(resources), invalid=[Issue("error", "value", "bad")])]
     assert [_compact(p) for p in kept] == kept
     assert _expanded([_compact(p) for p in kept]) == kept
+
+
+def test_run_import_over_a_megabyte_maps_in_workers_and_stores_what_one_process_stores(tmp_path, validator,
+                                                                                      monkeypatch):
+    """`run_import` of a large input (here the threshold is lowered) starts its worker pool and
+    stores what an import in one process stores, quarantine included."""
+    from fhir_bridge.pipelines import sources
+
+    generate("rio", tmp_path / "export", count=150, seed=8, dirty=True)  # past PARALLEL_AFTER records
+    pools = []
+    start = PreparePool.start
+    monkeypatch.setattr(PreparePool, "start", lambda self: (pools.append(self), start(self))[1])
+    monkeypatch.setattr(sources, "PARALLEL_BYTES", 0)
+    stores = {}
+    for name, workers in (("alone", 0), ("pooled", 1)):
+        stores[name] = bridge = Bridge(Settings(data_dir=tmp_path / name), validator=validator)
+        report = run_import(bridge, "rio", [tmp_path / "export"], organization="RV3", caller=TRUST,
+                            quarantine_dir=None, workers=workers)
+        assert report.balanced
+    try:
+        assert len(set(map(id, pools))) == 1 and pools[0].workers == 1
+        assert contents(stores["pooled"]) == contents(stores["alone"])
+        assert quarantine_of(stores["pooled"]) == quarantine_of(stores["alone"])
+    finally:
+        for bridge in stores.values():
+            bridge.close()
