@@ -479,7 +479,7 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.option("--source", help="Only this source (rio, hl7, vcse, dialog-app).")
-@click.option("--state", type=click.Choice(["open", "resolved", "all"]), default="open", show_default=True)
+@click.option("--state", type=click.Choice(["open", "resolved", "closed", "all"]), default="open", show_default=True)
 @click.pass_obj
 def quarantine_list(services: Services, source: str | None, state: str) -> None:
     """List quarantined records: id, source, location, reason."""
@@ -508,17 +508,60 @@ def quarantine_show(services: Services, entry_id: str) -> None:
         bridge = _bridge(services)
         try:
             entry = bridge.repository.quarantine_entry(entry_id)
+            closing = bridge.repository.run_report(entry.resolved_run) if entry and entry.state == "closed" else None
         finally:
             bridge.close()
         if entry is None:
             raise NotFound(f"no quarantined record {entry_id}")
-        resolved = f"; resolved by run {entry.resolved_run}" if entry.resolved_run else ""
+        resolved = f"; {entry.state} by run {entry.resolved_run}" if entry.resolved_run else ""
         click.echo(f"{entry.source} {entry.location} ({entry.reason}, {entry.state}; run {entry.run_id}{resolved})")
         click.echo("raw record:")
         click.echo(entry.raw.decode("utf-8", "replace"))
         click.echo("why:")
         click.echo(orjson.dumps(orjson.loads(entry.outcome), option=orjson.OPT_INDENT_2).decode())
+        if entry.state == "closed" and closing is not None:
+            click.echo(f"closed by {closing.get('by')}: {closing.get('reason')}")
         return EXIT_OK
+
+    _run(command)
+
+
+@quarantine.command("close")
+@click.argument("entry_ids", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why these records are not to be stored (kept with the closing run).")
+@click.pass_obj
+def quarantine_close(services: Services, entry_ids: tuple[str, ...], reason: str) -> None:
+    """Close open entries by hand: their records are not to be stored (a test record, one sent twice
+    by mistake). A run of source `quarantine-close` records who closed them and why; `retry ID`
+    still stores a closed record if it is wanted after all. The same record quarantined again by a
+    later import opens its entry again. Exit 0 when every entry named was open, 1 otherwise."""
+    import getpass
+    import time
+    import uuid
+
+    from fhir_bridge.errors import InputError
+
+    if not reason.strip():
+        raise click.UsageError("--reason must say why")
+
+    def command() -> int:
+        bridge = _bridge(services)
+        try:
+            repo = bridge.repository
+            found = {i: repo.quarantine_entry(i) for i in entry_ids}
+            if missing := [i for i, e in found.items() if e is None]:
+                raise InputError(f"no quarantined record {', '.join(missing)}")
+            run_id, now = str(uuid.uuid4()), time.time_ns() // 1000
+            repo.start_run(run_id, "quarantine-close", now)
+            closed = repo.close_quarantined(list(entry_ids), run_id)
+            repo.finish_run(run_id, time.time_ns() // 1000, orjson.dumps(
+                {"closed": closed, "reason": reason.strip(), "by": getpass.getuser()}))
+        finally:
+            bridge.close()
+        for entry_id, entry in found.items():
+            click.echo(f"{entry_id}: closed" if entry_id in closed else f"{entry_id}: not open ({entry.state}), left as it is")
+        click.echo(f"closed {len(closed)} of {len(found)} by run {run_id}")
+        return EXIT_OK if len(closed) == len(found) else EXIT_ISSUES
 
     _run(command)
 

@@ -110,3 +110,34 @@ def test_a_row_fixed_at_its_source_and_imported_again_closes_its_quarantine_entr
     assert "resolved 1 quarantine entries of earlier imports" in fixed.output
     assert "sessions.csv:2" in run("quarantine", "list", "--state", "resolved").output
     assert "0 quarantined record(s)" in run("quarantine", "list").output
+
+
+def test_quarantine_close_by_hand(tmp_path, monkeypatch, validator):
+    """A person closes entries not to be stored, saying why; retries of every open entry leave
+    them alone; the same record quarantined again opens its entry again."""
+    monkeypatch.setenv("FHIR_BRIDGE_DATA_DIR", str(tmp_path))
+    bridge = Bridge(Settings(data_dir=tmp_path), validator=validator)
+    outcome = b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"value","diagnostics":"x"}]}'
+    entry = QuarantineEntry("q-1", "run-1", "rio", "$ingest/clients.csv:3", "mapping", b"a,b", outcome, 1)
+    bridge.repository.quarantine_record(entry)
+    bridge.close()
+    assert run("quarantine", "close", "q-1").exit_code == 2                      # no reason
+    assert run("quarantine", "close", "q-1", "--reason", " ").exit_code == 2
+    missing = run("quarantine", "close", "q-1", "nope", "--reason", "test data")
+    assert missing.exit_code == 2 and "no quarantined record nope" in missing.output
+    assert "1 quarantined" in run("quarantine", "list").output                   # nothing closed meanwhile
+    closed = run("quarantine", "close", "q-1", "--reason", "test record sent by mistake")
+    assert closed.exit_code == 0 and "q-1: closed" in closed.output
+    assert "0 quarantined" in run("quarantine", "list").output
+    assert "q-1  closed" in run("quarantine", "list", "--state", "closed").output
+    shown = run("quarantine", "show", "q-1")
+    assert "closed by run" in shown.output and ": test record sent by mistake" in shown.output
+    again = run("quarantine", "close", "q-1", "--reason", "twice")
+    assert again.exit_code == 1 and "not open (closed)" in again.output
+    assert "nothing to retry" in run("quarantine", "retry", "--all").output
+    bridge = Bridge(Settings(data_dir=tmp_path), validator=validator)
+    try:
+        bridge.repository.quarantine_record(entry)                                # the same record, a later import
+        assert bridge.repository.quarantine_entry("q-1").state == "open"
+    finally:
+        bridge.close()

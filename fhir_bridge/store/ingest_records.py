@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import orjson
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from fhir_bridge.store import schema
@@ -27,7 +28,7 @@ class QuarantineEntry:
     raw: bytes
     outcome: bytes  # OperationOutcome JSON
     created: int
-    state: str = "open"           # open | resolved
+    state: str = "open"           # open | resolved (stored, or its file read again) | closed (by a person)
     context: str | None = None    # JSON from the source adapter: what rebuilds the record for a retry
     resolved_run: str | None = None
 
@@ -68,6 +69,12 @@ class IngestMixin:
     def finish_run(self, run_id: str, finished: int, report: bytes) -> None:
         with self._writing() as connection:
             connection.execute(update(_runs).where(_runs.c.run_id == run_id).values(finished=finished, report=report))
+
+    def run_report(self, run_id: str | None) -> dict | None:
+        """A run's saved report (JSON), None if there is no such run or it has none (yet)."""
+        with self._reading() as connection:
+            report = connection.scalar(select(_runs.c.report).where(_runs.c.run_id == run_id))
+        return orjson.loads(report) if report else None
 
     def runs(self, limit: int = 20) -> list[dict]:
         with self._reading() as connection:
@@ -110,6 +117,19 @@ class IngestMixin:
         with self._writing() as connection:
             connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry_id)
                                .values(state="resolved", resolved_run=run_id))
+
+    def close_quarantined(self, entry_ids: list[str], run_id: str) -> list[str]:
+        """A person decided these open entries are not to be stored (a test record, one sent twice
+        by mistake, an entry a retry can no longer resolve): closed by `run_id`, whose report
+        says why. The ids closed, in the order given; the rest were not open."""
+        closed = []
+        with self._writing() as connection:
+            for entry_id in dict.fromkeys(entry_ids):
+                if connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry_id,
+                                                                _quarantine.c.state == "open")
+                                      .values(state="closed", resolved_run=run_id)).rowcount:
+                    closed.append(entry_id)
+        return closed
 
     # -- identity reviews ---------------------------------------------------------------------------
     def add_review(self, review: Review) -> None:
