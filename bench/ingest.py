@@ -99,7 +99,12 @@ def measure(target, export: Path) -> tuple:
             break
         except Empty:
             if not process.is_alive():
-                sys.exit(f"{target.__name__}: the measured process ended without a result (exit code {process.exitcode})")
+                try:  # it may have put its result and ended since the get above gave up
+                    result = queue.get(timeout=1)
+                    break
+                except Empty:
+                    sys.exit(f"{target.__name__}: the measured process ended without a result "
+                             f"(exit code {process.exitcode})")
     process.join()
     return result
 

@@ -534,7 +534,8 @@ def quarantine_close(services: Services, entry_ids: tuple[str, ...], reason: str
     """Close open entries by hand: their records are not to be stored (a test record, one sent twice
     by mistake). A run of source `quarantine-close` records who closed them and why; `retry ID`
     still stores a closed record if it is wanted after all. The same record quarantined again by a
-    later import opens its entry again. Exit 0 when every entry named was open, 1 otherwise."""
+    later import opens its entry again. Exit 0 when every entry named was open, 1 when one was not,
+    2 when one does not exist (then nothing is closed)."""
     import getpass
     import time
     import uuid

@@ -122,10 +122,17 @@ def _compact(prepared: Prepared) -> Prepared | bytes:
     if prepared.mapping_errors or prepared.invalid or type(mapped) is not Mapped or mapped.problems \
             or mapped.merge is not None or mapped.session is not None:
         return prepared
-    try:
-        return orjson.dumps(mapped.resources)
-    except TypeError:  # not JSON (cannot happen for validated resources): as it is
+    try:  # anything orjson would turn into something else (a datetime, a dataclass) raises: as it is
+        return orjson.dumps(mapped.resources, default=_not_json, option=_EXACT)
+    except TypeError:
         return prepared
+
+
+_EXACT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _not_json(value):
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _expanded(results: list[Prepared | bytes]) -> list[Prepared]:

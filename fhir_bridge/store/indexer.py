@@ -331,9 +331,10 @@ def _reference(value, param: SearchParam, base_url, rows: list) -> None:
         return
     if param.type_filter is not None and rtype not in param.type_filter:
         return
-    # The type even of another server's reference (no target_id): a parameter stored as this one's
-    # rows to one type (`patient` in `subject`'s) finds it by that type.
-    rows.append({"param": param.code, "target_type": rtype, "target_id": rid, "url": url})
+    # A shared parameter's rows keep the type even of another server's reference (no target_id):
+    # the parameter stored as its rows to one type (`patient` in `subject`'s) finds it by that type.
+    rows.append({"param": param.code, "target_type": rtype if rid or param.shared else None, "target_id": rid,
+                 "url": url})
 
 
 # -- date: date, dateTime, instant, Period, Timing (its events and bounds) ------------------------------

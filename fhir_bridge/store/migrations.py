@@ -155,7 +155,7 @@ MIGRATIONS: list[Migration] = [
 def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS, *,
             registry: SearchParameterRegistry | None = None) -> list[int]:
     """Bring the database to the newest known version; the versions applied (empty when current).
-    `registry`: the search parameters the server indexes by (None: those in the default profiles)."""
+    `registry`: the search parameters the server indexes by (None: those of FHIR_BRIDGE_PROFILES_DIR)."""
     _check_sequence(migrations)
     applied: list[int] = []
     while True:
@@ -175,7 +175,7 @@ def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS, *,
             else:
                 step = migrations[recorded]  # numbered 1, 2, 3 ...: the one after `recorded`
                 if step.searched:
-                    registry = registry or SearchParameterRegistry.load(load_package(Settings().profiles_dir))
+                    registry = registry or SearchParameterRegistry.load(load_package(Settings.from_env().profiles_dir))
                     step.apply(connection, registry)
                 else:
                     step.apply(connection)

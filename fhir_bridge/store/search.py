@@ -261,7 +261,7 @@ class _Parser:
         if target is not None and param.targets and target not in param.targets:
             raise InputError(f"{name}: {source}.{code} cannot refer to {target}")
         if param.row_target is not None and target not in (None, param.row_target):
-            raise InputError(f"{name}: {source}.{code} refers to {param.row_target} only")
+            return Include(source, code, target)  # a type its rows never hold: no row has this param
         return Include(source, param.row_param, target or param.row_target)
 
     def summary(self, name: str, value: str) -> None:

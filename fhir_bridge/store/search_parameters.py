@@ -60,6 +60,7 @@ class SearchParam:
     type_filter: frozenset[str] | None = None  # only references to these types are indexed
     url: str | None = None                  # the SearchParameter's canonical URL
     stored_as: str | None = None            # its rows are this parameter's, to the one type_filter type
+    shared: bool = False                    # another parameter reads its rows (stored_as this one)
 
     @property
     def table(self) -> str:
@@ -164,6 +165,7 @@ def _share_rows(params: dict[str, SearchParam]) -> None:
                        and other.expression.source == param.expression.source)
         if wider:
             params[code] = replace(param, stored_as=wider[0])
+            params[wider[0]] = replace(params[wider[0]], shared=True)
 
 
 def _definitions(package: ConformancePackage) -> Iterator[tuple[dict, str]]:

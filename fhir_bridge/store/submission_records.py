@@ -92,7 +92,8 @@ class PeriodReader:
             return
         query = (select(patient.label("patient_id"), _res.c.resource_id, body.label("body"))
                  .join(_ref, and_(_ref.c.resource_type == _res.c.resource_type, _ref.c.resource_id == _res.c.resource_id,
-                                  _ref.c.param == row_param, _ref.c.target_type == "Patient"))
+                                  _ref.c.param == row_param, _ref.c.target_type == "Patient",
+                                  _ref.c.target_id.is_not(None)))  # not another server's Patient
                  .where(*conditions)
                  .order_by(self._code_point(patient), self._code_point(_res.c.resource_id)))
         for row in self._connection.execute(query):

@@ -193,6 +193,8 @@ def test_reference_rows_and_the_patient_filter(indexer, qr):
         assert rows_of(rows, "reference", "patient") == []
         assert rows_of(rows, "reference", "subject") == subject
         assert [row for row in subject if row[0] == "Patient"] == patient
+    qr["author"] = {"reference": "https://other.example.org/fhir/Practitioner/x"}  # no parameter reads author's rows
+    assert rows_of(indexer.rows(qr), "reference", "author") == [(None, None, "https://other.example.org/fhir/Practitioner/x")]
     qr["subject"] = {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9994527819"}}
     assert rows_of(indexer.rows(qr), "reference", "subject") == []  # a logical reference points at nothing here
 

@@ -360,8 +360,8 @@ def test_include_and_revinclude_of_a_parameter_read_from_another_ones_rows(find)
     assert included(find("Encounter", "_id=enc-rosa&_include=Encounter:practitioner")) == {
         ("Practitioner", "example-key-worker-01")}
     assert included(find("Patient", f"_id={ROSA}&_revinclude=Encounter:patient")) == {("Encounter", "enc-rosa")}
-    with pytest.raises(InputError, match="refers to Patient only"):
-        find("Encounter", "_include=Encounter:patient:Group")
+    assert included(find("Encounter", "_id=enc-rosa,enc-group&_include=Encounter:patient:Group")) == set()
+    assert included(find("Encounter", "_id=enc-rosa,enc-group&_include=Encounter:subject:Group")) == set()  # none stored
 
 
 # -- Observation and CarePlan -------------------------------------------------------------------------

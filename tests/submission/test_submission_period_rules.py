@@ -160,3 +160,13 @@ def test_items_go_by_domain(store_of, out):
     assert scores["1037701000000108"] == str(ratings["friendships"])      # MHSDS item 6
     assert scores["1037711000000105"] == str(ratings["partner-family"])   # MHSDS item 7
     assert len(scores) == 11
+
+
+def test_a_record_about_another_servers_patient_hides_no_one(store_of, out):
+    """A referral whose subject is another server's Patient (no local id) names no one here: the
+    month's other referrals are submitted all the same (its row sorted first on SQLite, once
+    read as a person of None, ended the stream)."""
+    remote = referral("remote", "x", received="2026-01-01", local="9")
+    remote["subject"] = {"reference": "https://other.example.org/fhir/Patient/zzz"}
+    bridge = store_of([person(), referral("open", P, received="2026-01-01", local="1"), remote])
+    assert ids(submit(bridge, out), "MHS101Referral", "ServiceRequestId") == ["1"]
