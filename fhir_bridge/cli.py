@@ -540,29 +540,22 @@ def quarantine_close(services: Services, entry_ids: tuple[str, ...], reason: str
     import time
     import uuid
 
-    from fhir_bridge.errors import InputError
-
     if not reason.strip():
         raise click.UsageError("--reason must say why")
 
     def command() -> int:
         bridge = _bridge(services)
+        run_id = str(uuid.uuid4())
         try:
-            repo = bridge.repository
-            found = {i: repo.quarantine_entry(i) for i in entry_ids}
-            if missing := [i for i, e in found.items() if e is None]:
-                raise InputError(f"no quarantined record {', '.join(missing)}")
-            run_id, now = str(uuid.uuid4()), time.time_ns() // 1000
-            repo.start_run(run_id, "quarantine-close", now)
-            closed = repo.close_quarantined(list(entry_ids), run_id)
-            repo.finish_run(run_id, time.time_ns() // 1000, orjson.dumps(
-                {"closed": closed, "reason": reason.strip(), "by": getpass.getuser()}))
+            before = bridge.repository.close_quarantined(list(entry_ids), run_id, time.time_ns() // 1000,
+                                                         {"reason": reason.strip(), "by": getpass.getuser()})
         finally:
             bridge.close()
-        for entry_id, entry in found.items():
-            click.echo(f"{entry_id}: closed" if entry_id in closed else f"{entry_id}: not open ({entry.state}), left as it is")
-        click.echo(f"closed {len(closed)} of {len(found)} by run {run_id}")
-        return EXIT_OK if len(closed) == len(found) else EXIT_ISSUES
+        for entry_id, state in before.items():
+            click.echo(f"{entry_id}: closed" if state == "open" else f"{entry_id}: not open ({state}), left as it is")
+        closed = sum(state == "open" for state in before.values())
+        click.echo(f"closed {closed} of {len(before)} by run {run_id}")
+        return EXIT_OK if closed == len(before) else EXIT_ISSUES
 
     _run(command)
 

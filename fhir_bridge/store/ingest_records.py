@@ -118,18 +118,26 @@ class IngestMixin:
             connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry_id)
                                .values(state="resolved", resolved_run=run_id))
 
-    def close_quarantined(self, entry_ids: list[str], run_id: str) -> list[str]:
+    def close_quarantined(self, entry_ids: list[str], run_id: str, now: int, why: dict) -> dict[str, str]:
         """A person decided these open entries are not to be stored (a test record, one sent twice
-        by mistake, an entry a retry can no longer resolve): closed by `run_id`, whose report
-        says why. The ids closed, in the order given; the rest were not open."""
-        closed = []
+        by mistake, an entry no import will resolve): in one transaction, a run of source
+        `quarantine-close` whose report is `why` plus the ids it closed, and the open entries closed
+        by it. Each id's state before, in the order given; NotFound (nothing changed) if one is unknown."""
+        from fhir_bridge.errors import NotFound
+
+        wanted = list(dict.fromkeys(entry_ids))
         with self._writing() as connection:
-            for entry_id in dict.fromkeys(entry_ids):
-                if connection.execute(update(_quarantine).where(_quarantine.c.entry_id == entry_id,
-                                                                _quarantine.c.state == "open")
-                                      .values(state="closed", resolved_run=run_id)).rowcount:
-                    closed.append(entry_id)
-        return closed
+            states = dict(connection.execute(select(_quarantine.c.entry_id, _quarantine.c.state)
+                                             .where(_quarantine.c.entry_id.in_(wanted))).all())
+            if missing := [i for i in wanted if i not in states]:
+                raise NotFound(f"no quarantined record {', '.join(missing)}")
+            closed = [i for i in wanted if states[i] == "open"]
+            if closed:
+                connection.execute(update(_quarantine).where(_quarantine.c.entry_id.in_(closed))
+                                   .values(state="closed", resolved_run=run_id))
+            connection.execute(insert(_runs), {"run_id": run_id, "source": "quarantine-close", "started": now,
+                                               "finished": now, "report": orjson.dumps({**why, "closed": closed})})
+        return {i: states[i] for i in wanted}
 
     # -- identity reviews ---------------------------------------------------------------------------
     def add_review(self, review: Review) -> None:
