@@ -113,6 +113,14 @@ def _prepare_chunk(records: list) -> list[Prepared | bytes]:
     return [_compact(prepare(record, mapper, validator)) for record in records]
 
 
+# What orjson would write as something else (a datetime as text, a dataclass as an object) raises instead.
+_EXACT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _not_json(value):
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 # A chunk's results travel back pickled, and the importing process unpickled them at ~26 us a record
 # (nested dicts, dataclasses), a tenth of its own work; a record that mapped and validated cleanly
 # (nearly all) travels as its resources' JSON instead, read back with orjson at ~6 us.
@@ -126,13 +134,6 @@ def _compact(prepared: Prepared) -> Prepared | bytes:
         return orjson.dumps(mapped.resources, default=_not_json, option=_EXACT)
     except TypeError:
         return prepared
-
-
-_EXACT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
-
-
-def _not_json(value):
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _expanded(results: list[Prepared | bytes]) -> list[Prepared]:

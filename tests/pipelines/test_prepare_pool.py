@@ -271,6 +271,8 @@ def test_a_clean_result_travels_as_json_and_anything_else_as_it_is():
     """What a worker sends back (pipelines/prepare.py `_compact`): a record mapped and validated
     without a word travels as its resources' JSON and arrives equal; one with a warning, a merge, a
     session or a fault arrives as it was made."""
+    from datetime import date
+
     from fhir_bridge.fhir.outcome import Issue
     from fhir_bridge.pipelines.prepare import Prepared, _compact, _expanded
     from fhir_bridge.pipelines.source_records import Mapped
@@ -283,7 +285,8 @@ def test_a_clean_result_travels_as_json_and_anything_else_as_it_is():
     kept = [Prepared(Mapped(resources, problems=[Issue("warning", "value", "odd")])),
             Prepared(Mapped(resources, session={"resourceType": "Parameters"})),
             Prepared(None, [Issue("error", "exception", "mapping failed")]),
-            Prepared(Mapped(resources), invalid=[Issue("error", "value", "bad")])]
+            Prepared(Mapped(resources), invalid=[Issue("error", "value", "bad")]),
+            Prepared(Mapped([{**resources[0], "birthDate": date(1990, 1, 2)}]))]  # JSON would make it text
     assert [_compact(p) for p in kept] == kept
     assert _expanded([_compact(p) for p in kept]) == kept
 

@@ -564,6 +564,24 @@ def test_referring_finds_live_resources_of_a_type_by_one_reference_parameter(rep
         assert uow.referring("Observation", "subject", "Patient", "p1") == []
 
 
+def test_referring_by_a_parameter_read_from_another_ones_rows(database: Database, clock: StepClock):
+    """With the real indexer, `patient` (no rows of its own: subject's to a Patient) finds what
+    `subject` finds, and nothing when asked for another target type."""
+    from pathlib import Path
+
+    from fhir_bridge.fhir.package import load_package
+    from fhir_bridge.store.indexer import Indexer
+    from fhir_bridge.store.search_parameters import SearchParameterRegistry
+
+    registry = SearchParameterRegistry.load(load_package(Path(__file__).resolve().parents[2] / "profiles"))
+    repo = Repository(database, Indexer(registry), clock=clock, score_rows=fake_score_row)
+    with repo.unit_of_work() as uow:
+        uow.create_many([response("r1", subject="Patient/p1"), response("g1", subject="Group/p1")])
+        assert [s.resource_id for s in uow.referring("QuestionnaireResponse", "patient", "Patient", "p1")] == ["r1"]
+        assert [s.resource_id for s in uow.referring("QuestionnaireResponse", "subject", "Group", "p1")] == ["g1"]
+        assert uow.referring("QuestionnaireResponse", "patient", "Group", "p1") == []
+
+
 # -- lookups for search ------------------------------------------------------------------------------
 def test_fetch_stored_keeps_the_order_asked_and_skips_deleted_and_unknown(repo: Repository):
     with repo.unit_of_work() as uow:

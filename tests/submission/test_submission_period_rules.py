@@ -170,3 +170,6 @@ def test_a_record_about_another_servers_patient_hides_no_one(store_of, out):
     remote["subject"] = {"reference": "https://other.example.org/fhir/Patient/zzz"}
     bridge = store_of([person(), referral("open", P, received="2026-01-01", local="1"), remote])
     assert ids(submit(bridge, out), "MHS101Referral", "ServiceRequestId") == ["1"]
+    with bridge.repository.period_reader() as reader:  # `patient` reads subject's rows to a Patient
+        assert [(p, r) for p, r, _ in reader.about_people("ServiceRequest", "patient")] == [(P, "open")]
+        assert [(p, r) for p, r, _ in reader.about_people("ServiceRequest", "subject")] == [(P, "open")]
