@@ -5,8 +5,11 @@
    inserted into a fresh SQLite table with executemany (no mapping, validation, linking, indexing).
 3. The real import (`run_import`: read, map, validate, link identities, store with history, index
    rows, score rows and Provenance) into a fresh SQLite store.
-Prints records/s for both, their ratio, and the peak RSS of each phase (each runs in its own
-process so one's memory does not hide the other's).
+Prints records/s for both, their ratio, the peak RSS of each phase (each runs in its own
+process so one's memory does not hide the other's), and the CPU time the phase took in all its
+processes (the importing process, its worker processes). Its cores busy (CPU over wall time) say
+whether a run is bound by one process (about 1) or by all the cores (about the core count); in the
+latter, moving work from one process to another gains nothing: only less work does.
 
 4. HL7 v2 file replay (`synth hl7`: ADT and ORU^R01 DIALOG messages, N/4 patients) into a fresh store.
 
@@ -42,7 +45,7 @@ from machine import describe  # bench/machine.py: this script's folder is on the
 def floor(export: Path, out) -> None:
     db = sqlite3.connect(export.parent / "floor.db")
     db.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body BLOB)")
-    start, count = time.perf_counter(), 0
+    start, count, cpu = time.perf_counter(), 0, cpu_seconds()
     for path in sorted(export.glob("*.csv")):  # every extract the import reads
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -56,7 +59,15 @@ def floor(export: Path, out) -> None:
             db.executemany("INSERT INTO rows (body) VALUES (?)", batch)
             count += len(batch)
     db.commit()
-    out.put(("floor", count, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    out.put(("floor", count, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+             cpu_seconds() - cpu))
+
+
+def cpu_seconds() -> float:
+    """User and system CPU of this process and of its children that have ended (an import's
+    worker processes end with it)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def imported(source: str, label: str, path: Path, out) -> None:
@@ -69,15 +80,16 @@ def imported(source: str, label: str, path: Path, out) -> None:
     settings = Settings.from_env({"FHIR_BRIDGE_DATA_DIR": str(path.parent / f"store-{source}"),
                                   **{k: v for k, v in os.environ.items() if k == "FHIR_BRIDGE_IMPORT_WORKERS"}})
     bridge = Bridge(settings)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     report = run_import(bridge, source, [path], organization="RV3", caller=operator_caller("RV3"), quarantine_dir=None,
                         workers=settings.import_workers)
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu
     bridge.close()
     assert report.balanced, report.to_json()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest worker process
     out.put((f"{label} ({settings.import_workers} w)", report.records_in, seconds,
-             max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children)))
+             max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children), cpu))
 
 
 def real(export: Path, out) -> None:
@@ -128,20 +140,26 @@ def run(n: int, work: Path, generate) -> None:
     generate("rio", export, count=n, seed=1)
     print(f"synth rio: {n:,} assessments written in {time.perf_counter() - t:.1f} s")
     results = [measure(floor, export), measure(real, export)]
-    print(f"{'phase':<26} {'records':>9} {'seconds':>8} {'records/s':>10} {'peak RSS':>9}")
-    for label, count, seconds, rss_kb in results:
-        print(f"{label:<26} {count:>9,} {seconds:>8.1f} {count / seconds:>10,.0f} {rss_kb / 1024:>7.0f} MB")
+    print(f"{'phase':<26} {'records':>9} {'seconds':>8} {'records/s':>10} {'peak RSS':>9} {'CPU s':>7} "
+          f"{'cores busy':>10} {'CPU us/record':>13}")
+    for result in results:
+        print(row(*result))
     ratio = (results[1][1] / results[1][2]) / (results[0][1] / results[0][2])
     rate = results[1][1] / results[1][2]
     print(f"end to end / floor: {ratio:.3f}x;  target >= 5,000 records/s: {'met' if rate >= 5000 else 'NOT met'}")
+    print(f"the import kept {results[1][4] / results[1][2]:.2f} of this machine's {os.cpu_count()} cores busy")
     rss_mb = results[1][3] / 1024
     print(f"peak RSS {rss_mb:.0f} MB for {results[1][1]:,} records (target for 1,000,000 in one file: < 500 MB)")
 
     feed = work / "hl7"
     generate("hl7", feed, count=max(n // 4, 100), seed=1)
-    label, count, seconds, rss_kb = measure(hl7_replay, feed)
-    print(f"{label:<26} {count:>9,} {seconds:>8.1f} {count / seconds:>10,.0f} {rss_kb / 1024:>7.0f} MB"
-          f"   target >= 500 messages/s: {'met' if count / seconds >= 500 else 'NOT met'}")
+    result = measure(hl7_replay, feed)
+    print(row(*result) + f"   target >= 500 messages/s: {'met' if result[1] / result[2] >= 500 else 'NOT met'}")
+
+
+def row(label: str, count: int, seconds: float, rss_kb: int, cpu: float) -> str:
+    return (f"{label:<26} {count:>9,} {seconds:>8.1f} {count / seconds:>10,.0f} {rss_kb / 1024:>7.0f} MB "
+            f"{cpu:>7.1f} {cpu / seconds:>10.2f} {cpu / count * 1e6:>13,.0f}")
 
 
 if __name__ == "__main__":
