@@ -141,7 +141,7 @@ class Ingest:
         repo.start_run(self.report.run_id, self.source, self.report.started)
         self._fixable = _open_entries_by_key(repo, self.source)
         try:
-            with fewer_collections():
+            with fewer_collections(), self.bridge.database.bulk():
                 self._run(records, progress)
         finally:
             if self.pool is not None:

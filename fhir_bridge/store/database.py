@@ -4,12 +4,22 @@ SQLite and PostgreSQL share one code path; what differs is settled here, once pe
 SQLite gets WAL (readers never wait for the writer), a 10 s busy timeout (a second writer waits
 instead of failing), synchronous=NORMAL (safe under WAL, far fewer fsyncs), foreign keys, and WAL
 checkpoints in a background thread rather than inside commits (store/wal_checkpoint.py).
+
+A file import writes in bulk (`Database.bulk`): its write transactions get a 64 MB page cache
+rather than SQLite's 2 MB, which a batch's index pages overflowed, so every batch read them again
+(system time), and the WAL is checkpointed at most every 2 s (wal_checkpoint.py). A RiO import of
+69,185 records, 3 runs each beside a run of the code before (both at once, on 2 cores): records/s
++1.5%, +2.1%, +1.4%; the importing process's CPU 0.7-2.4 s less (system time 3.2-3.9 s less, user
+1.5-2.6 s more), disk writes 7.4M -> 5.8-6.0M blocks; peak RSS 120-126 -> 193-200 MB.
 """
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -28,6 +38,31 @@ BUSY_TIMEOUT_MS = 10_000
 _SUPPORTED = ("sqlite", "postgresql")
 # Execution option asking for a transaction that holds the write lock from its first statement.
 _WRITE_OPTION = "fhir_bridge_write"
+BULK_CACHE_KIB = 65_536          # SQLite page cache of a write transaction in bulk (default 2,000)
+BULK_CHECKPOINT_SECONDS = 2.0    # WAL checkpoints at most this often while writing in bulk
+_CACHE_INFO = "fhir_bridge_cache_kib"  # a DBAPI connection's page cache, if set here
+
+
+class BulkWrites:
+    """Whether some thread of this process is writing in bulk now (a counter: imports may overlap)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+
+    @property
+    def active(self) -> bool:
+        return self._running > 0
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +71,7 @@ class Database:
     dialect: str  # "sqlite" | "postgresql"
     checkpointer: WalCheckpointer | None = None  # an SQLite file's background WAL checkpoints
     writers: WriterLock | None = None            # SQLite: held around every write transaction
+    bulk_writes: BulkWrites = field(default_factory=BulkWrites)
 
     def connect(self, *, write: bool = False) -> Connection:
         """A connection whose transactions, with write=True, take SQLite's write lock at BEGIN
@@ -43,6 +79,18 @@ class Database:
         between its read and its write, and waits on the busy timeout instead of failing."""
         connection = self.engine.connect()
         return connection.execution_options(**{_WRITE_OPTION: True}) if write else connection
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Around a long run of large write transactions (a file import). SQLite: a bigger page cache
+        for them and fewer WAL checkpoints (module docstring); the connections that wrote keep the
+        cache until their next write transaction outside bulk. PostgreSQL: nothing changes."""
+        if self.dialect != "sqlite":
+            yield
+            return
+        spaced = self.checkpointer.spaced(BULK_CHECKPOINT_SECONDS) if self.checkpointer else nullcontext()
+        with self.bulk_writes.running(), spaced:
+            yield
 
     def written(self) -> None:
         """Called after a write transaction commits: the WAL's new pages get checkpointed soon,
@@ -68,9 +116,9 @@ def open_database(url: str | None, data_dir: Path) -> Database:
                                  "use sqlite:///<file> or postgresql://...")
     if dialect == "sqlite":
         in_memory = not parsed.database or parsed.database == ":memory:"
-        writers = WriterLock(None if in_memory else parsed.database)
-        return Database(_sqlite_engine(parsed), dialect,
-                        None if in_memory else WalCheckpointer(parsed.database, writers=writers), writers)
+        writers, bulk = WriterLock(None if in_memory else parsed.database), BulkWrites()
+        return Database(_sqlite_engine(parsed, bulk), dialect,
+                        None if in_memory else WalCheckpointer(parsed.database, writers=writers), writers, bulk)
     # psycopg prepares a statement after five runs, and PostgreSQL then keeps the generic plan it
     # made while the tables were small: the bulk path's id lookup became a sequential scan, and
     # create_many fell from ~10,000 to ~1,700 resources/s as the table grew past 12,000 rows.
@@ -88,7 +136,7 @@ def _parse(url: str) -> URL:
     return parsed
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, bulk: BulkWrites) -> Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
@@ -108,10 +156,24 @@ def _sqlite_engine(url: URL) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        if write:
+            _size_cache(connection, BULK_CACHE_KIB if bulk.active else None)
         # on the driver's cursor: SQLAlchemy's execution path cost ~15 us a transaction, two a session
         run_driver_sql(connection, "BEGIN IMMEDIATE" if write else "BEGIN", ())
 
     return engine
+
+
+def _size_cache(connection: Connection, kib: int | None) -> None:
+    """The connection's page cache as a write transaction needs it: `kib`, or SQLite's default
+    (None); a pragma only when that changes (the pool's record of the connection keeps its size)."""
+    info = connection.connection.info
+    if info.get(_CACHE_INFO) != kib:
+        run_driver_sql(connection, f"PRAGMA cache_size={-kib if kib else _DEFAULT_CACHE}", ())
+        info[_CACHE_INFO] = kib
+
+
+_DEFAULT_CACHE = -2000  # SQLite's own default page cache: 2,000 KiB
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:

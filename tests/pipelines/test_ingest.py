@@ -89,6 +89,21 @@ def test_one_patient_per_person_and_counts_add_up(bridge):
     assert {"9434765919", "C1", "OTHER-SYSTEM-ID"} <= values  # both sources' local ids kept
 
 
+def test_a_file_import_writes_in_bulk_and_the_store_is_back_to_normal_after(bridge):
+    """Its batches are written with the store in bulk mode (store/database.py `Database.bulk`: a
+    bigger SQLite page cache, fewer WAL checkpoints); the MLLP path, a message at a time, is not."""
+    seen = []
+    put = bridge.resources.put_many_validated
+    bridge.resources.put_many_validated = lambda *a, **k: (seen.append(bridge.database.bulk_writes.active), put(*a, **k))[1]
+    assert ingest(bridge).run([rec(1, nhs="9434765919"), rec(2)]).balanced
+    assert seen == [True] and not bridge.database.bulk_writes.active
+    one = []
+    store = bridge.resources.put_validated
+    bridge.resources.put_validated = lambda *a, **k: (one.append(bridge.database.bulk_writes.active), store(*a, **k))[1]
+    assert ingest(bridge).one(rec(3)) == "created"
+    assert one and not any(one)
+
+
 def test_importing_the_same_records_again_changes_nothing(bridge):
     records = [rec(1, nhs="9434765919"), rec(2, family="Brown", born="1990-01-01")]
     ingest(bridge).run(records)

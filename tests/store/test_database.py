@@ -20,7 +20,7 @@ from fhir_bridge.store import wal_checkpoint
 from fhir_bridge.store.repository import Repository
 from fhir_bridge.store.wal_checkpoint import WRITER_CHECKPOINT_PAGES, WalCheckpointer
 from fhir_bridge.store.writer_lock import WriterLock
-from tests.postgres import POSTGRES_ENV, throwaway_database_url
+from tests.postgres import BACKENDS, POSTGRES_ENV, throwaway_database_url
 
 
 def test_without_a_url_the_sqlite_file_is_created_in_the_data_folder(tmp_path: Path):
@@ -183,32 +183,99 @@ def test_the_checkpoint_thread_ends_when_idle_and_starts_again_when_needed(tmp_p
         connection.close()
 
 
+class _Counting(WalCheckpointer):
+    """Counts its checkpoints."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.runs = 0
+
+    def _checkpoint(self, conn) -> None:
+        super()._checkpoint(conn)
+        self.runs += 1  # after: the file has its pages once the count moves
+
+
 def test_commits_within_the_interval_share_one_checkpoint(tmp_path: Path):
     path = tmp_path / "x.db"
     connection = _wal_file_never_checkpointed_by_its_writer(path)
-
-    class Counting(WalCheckpointer):
-        runs = 0
-
-        def _checkpoint(self, conn) -> None:
-            super()._checkpoint(conn)
-            Counting.runs += 1  # after: the file has its pages once the count moves
-
-    checkpointer = Counting(str(path), idle_seconds=5, interval_seconds=2)
+    checkpointer = _Counting(str(path), idle_seconds=5, interval_seconds=2)
     try:
         checkpointer.poke()
-        assert _wait_for(lambda: Counting.runs == 1)
+        assert _wait_for(lambda: checkpointer.runs == 1)
         before = path.stat().st_size
         for _ in range(20):  # all within the interval after the first checkpoint
             connection.execute("INSERT INTO t VALUES (randomblob(5000))")
             checkpointer.poke()
-        assert Counting.runs == 1 and path.stat().st_size == before
+        assert checkpointer.runs == 1 and path.stat().st_size == before
         assert _wait_for(lambda: path.stat().st_size > before + 20 * 4000)  # then one checkpoint takes them all
         time.sleep(0.1)
-        assert Counting.runs == 2
+        assert checkpointer.runs == 2
     finally:
         checkpointer.close()
         connection.close()
+
+
+def test_checkpoints_are_spaced_while_a_block_asks(tmp_path: Path):
+    """`spaced` (a file import writing in bulk): passes at least that far apart while any block
+    asks, then back to the interval. Overlapping blocks (two imports) each keep it."""
+    path = tmp_path / "x.db"
+    connection = _wal_file_never_checkpointed_by_its_writer(path)
+    checkpointer = _Counting(str(path), idle_seconds=5, interval_seconds=0.01)
+    try:
+        with checkpointer.spaced(1.0):
+            with checkpointer.spaced(2.0):
+                assert checkpointer.pause() == 2.0
+                checkpointer.poke()
+                assert _wait_for(lambda: checkpointer.runs == 1)
+                before = path.stat().st_size
+                connection.execute("INSERT INTO t VALUES (randomblob(5000))")
+                checkpointer.poke()
+                time.sleep(0.5)  # 50 intervals: spaced, the commit waits for the pass 2 s after the last
+                assert checkpointer.runs == 1 and path.stat().st_size == before
+            assert checkpointer.pause() == 1.0  # the other block still asks
+        assert checkpointer.pause() == 0.01
+        assert _wait_for(lambda: checkpointer.runs == 2)
+    finally:
+        checkpointer.close()
+        connection.close()
+
+
+def test_bulk_write_transactions_get_a_bigger_page_cache_and_give_it_back(tmp_path: Path):
+    """SQLite's 2 MB page cache is for API writes; a file import's (`Database.bulk`) get 64 MB,
+    and the pooled connection gets its 2 MB back at its next write outside bulk. Reads keep theirs."""
+    database = open_database(None, tmp_path)
+
+    def cache(write: bool) -> int:
+        with database.connect(write=write) as connection, connection.begin():
+            return connection.exec_driver_sql("PRAGMA cache_size").scalar()
+
+    try:
+        assert cache(write=True) == -2000
+        with database.bulk():
+            assert database.bulk_writes.active and database.checkpointer.pause() == 2.0
+            assert cache(write=True) == -65536
+            assert cache(write=True) == -65536
+        assert not database.bulk_writes.active and database.checkpointer.pause() < 2.0
+        assert cache(write=True) == -2000
+        with database.bulk():
+            assert cache(write=False) == -2000
+    finally:
+        database.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_sqlite_writes_in_bulk(tmp_path: Path, backend: str):
+    """PostgreSQL has its own page cache and checkpoints: `bulk` changes nothing there."""
+    urls = throwaway_database_url(backend, tmp_path / "store.db")
+    database = open_database(next(urls), tmp_path)
+    try:
+        with database.bulk():
+            assert database.bulk_writes.active == (backend == "sqlite")
+            with database.connect(write=True) as connection, connection.begin():
+                assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        database.dispose()
+        next(urls, None)  # drops the schema
 
 
 class _CommitDuringEveryPass(WalCheckpointer):
