@@ -216,6 +216,15 @@ def _member_path(expression: str, elements: _Elements) -> Callable[[dict], list]
     names = expression.split(".")
     if not elements.choice_free(names):
         return None
+    if len(names) == 1:  # `status`, `subject`, `identifier`: most parameters
+        name = names[0]
+
+        def member(resource: dict) -> list:
+            value = resource.get(name)
+            if value is None:
+                return []
+            return [x for x in value if x is not None] if type(value) is list else [value]
+        return member
 
     def walk(resource: dict) -> list:
         found = [resource]
