@@ -241,24 +241,26 @@ def test_checkpoints_are_spaced_while_a_block_asks(tmp_path: Path):
 
 
 def test_bulk_write_transactions_get_a_bigger_page_cache_and_give_it_back(tmp_path: Path):
-    """SQLite's 2 MB page cache is for API writes; a file import's (`Database.bulk`) get 64 MB,
-    and the pooled connection gets its 2 MB back at its next write outside bulk. Reads keep theirs."""
+    """SQLite's 2 MB page cache is for API writes; a file import's (`Database.bulk`) get 64 MB, and
+    checkpoint themselves only past 100,000 WAL pages (the background thread's passes are 2 s apart);
+    the pooled connection gets both back at its next write outside bulk. Reads keep theirs."""
     database = open_database(None, tmp_path)
 
-    def cache(write: bool) -> int:
+    def settings(write: bool) -> tuple[int, int]:
         with database.connect(write=write) as connection, connection.begin():
-            return connection.exec_driver_sql("PRAGMA cache_size").scalar()
+            return (connection.exec_driver_sql("PRAGMA cache_size").scalar(),
+                    connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
 
     try:
-        assert cache(write=True) == -2000
+        assert settings(write=True) == (-2000, WRITER_CHECKPOINT_PAGES)
         with database.bulk():
             assert database.bulk_writes.active and database.checkpointer.pause() == 2.0
-            assert cache(write=True) == -65536
-            assert cache(write=True) == -65536
+            assert settings(write=True) == (-65536, 100_000)
+            assert settings(write=True) == (-65536, 100_000)
         assert not database.bulk_writes.active and database.checkpointer.pause() < 2.0
-        assert cache(write=True) == -2000
+        assert settings(write=True) == (-2000, WRITER_CHECKPOINT_PAGES)
         with database.bulk():
-            assert cache(write=False) == -2000
+            assert settings(write=False) == (-2000, WRITER_CHECKPOINT_PAGES)
     finally:
         database.dispose()
 
