@@ -8,10 +8,11 @@ checkpoints in a background thread rather than inside commits (store/wal_checkpo
 A file import writes in bulk (`Database.bulk`): its write transactions get a 64 MB page cache
 rather than SQLite's 2 MB, which a batch's index pages overflowed, so every batch read them again
 (system time), and the WAL is checkpointed at most every 2 s (wal_checkpoint.py), its writer
-checkpointing itself only past 100,000 pages rather than 20,000. A RiO import of
-69,185 records, 3 runs each beside a run of the code before (both at once, on 2 cores): records/s
-+1.5%, +2.1%, +1.4%; the importing process's CPU 0.7-2.4 s less (system time 3.2-3.9 s less, user
-1.5-2.6 s more), disk writes 7.4M -> 5.8-6.0M blocks; peak RSS 120-126 -> 193-200 MB.
+checkpointing itself only past 100,000 pages rather than 20,000 (so the WAL file may reach
+~400 MB). A RiO import of 69,185 records, 3 runs each beside a run without (both at once, on 2
+cores): records/s +1.5%, +2.1%, +1.4%; the importing process's CPU 0.7-2.4 s less (system time
+3.2-3.9 s less, user 1.5-2.6 s more), disk writes 7.4M -> 5.8-6.0M blocks; peak RSS 120-126 ->
+193-200 MB. The writers' own threshold then took commits from 6.9-7.7 to 5.6-6.1 s a run.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ BUSY_TIMEOUT_MS = 10_000
 _SUPPORTED = ("sqlite", "postgresql")
 # Execution option asking for a transaction that holds the write lock from its first statement.
 _WRITE_OPTION = "fhir_bridge_write"
-BULK_CACHE_KIB = 65_536          # SQLite page cache of a write transaction in bulk (default 2,000)
+BULK_CACHE_KIB = 65_536          # SQLite page cache of a write transaction in bulk
+_DEFAULT_CACHE = -2000           # SQLite's own page cache: 2,000 KiB
 BULK_CHECKPOINT_SECONDS = 2.0    # WAL checkpoints at most this often while writing in bulk
 # A writer in bulk checkpoints itself only past this (~400 MB of WAL): 2 s of an import's batches
 # passed the usual 20,000 pages, and the commit that did paid for a checkpoint of them all.
@@ -87,8 +89,8 @@ class Database:
     @contextmanager
     def bulk(self) -> Iterator[None]:
         """Around a long run of large write transactions (a file import). SQLite: a bigger page cache
-        for them and fewer WAL checkpoints (module docstring); the connections that wrote keep the
-        cache until their next write transaction outside bulk. PostgreSQL: nothing changes."""
+        for them and fewer WAL checkpoints (module docstring); a connection that wrote in bulk keeps
+        those settings until its next write transaction outside bulk. PostgreSQL: nothing changes."""
         if self.dialect != "sqlite":
             yield
             return
@@ -178,8 +180,6 @@ def _bulk_settings(connection: Connection, bulk: bool) -> None:
         run_driver_sql(connection, f"PRAGMA wal_autocheckpoint={pages}", ())
         info[_BULK_INFO] = bulk
 
-
-_DEFAULT_CACHE = -2000  # SQLite's own default page cache: 2,000 KiB
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:
