@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import orjson
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
+from fhir_bridge.errors import NotFound
 from fhir_bridge.store import schema
 from fhir_bridge.store.driver_statements import DriverStatement
 
@@ -123,8 +124,6 @@ class IngestMixin:
         by mistake, an entry no import will resolve): in one transaction, a run of source
         `quarantine-close` whose report is `why` plus the ids it closed, and the open entries closed
         by it. Each id's state before, in the order given; NotFound (nothing changed) if one is unknown."""
-        from fhir_bridge.errors import NotFound
-
         wanted = list(dict.fromkeys(entry_ids))
         with self._writing() as connection:
             states = dict(connection.execute(select(_quarantine.c.entry_id, _quarantine.c.state)

@@ -55,6 +55,10 @@ class Indexer(Protocol):
     def rows(self, resource: dict) -> dict[str, list[dict]]:
         """Index rows per schema.INDEX_TABLES key, without resource_type/resource_id."""
 
+    def rows_of(self, resource_type: str, code: str) -> tuple[str, str | None]:
+        """(param of the rows holding a reference parameter's values, target type they are
+        restricted to or None): see search_parameters.py SearchParam.stored_as."""
+
 
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")     # FHIR id datatype
