@@ -35,6 +35,8 @@ PURPOSE_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-collec
 POSSIBLE_DUPLICATE_TAG = {"system": ENTRY_FLAG_SYSTEM, "code": POSSIBLE_DUPLICATE, "display": "Possible duplicate DIALOG"}
 _DAY_US = 86_400_000_000
 _NOTED = "recording-burden"  # UnitOfWork.notes key: what its writes were and are, for judged_again
+# the score-row columns the guard reads (_before, _judged, judged_again)
+_FIELDS = ("response_id", "authored", "authored_text", "recording_organization", "possible_duplicate")
 
 
 class RecordingBurdenGuard:
@@ -62,7 +64,7 @@ class RecordingBurdenGuard:
             return [_tagged(resource, False) for resource in resources]
         stored = uow.dialogs_of_people({patient_id for patient_id, _ in wanted}, purpose="prom",
                                        low=min(when for _, when in wanted) - self.window + 1,
-                                       high=max(when for _, when in wanted))
+                                       high=max(when for _, when in wanted), fields=_FIELDS)
         # the batch's PROMs as score rows, its last version of each (what will be stored), and in
         # place of the stored versions of all it rewrites (a date corrected must not count twice)
         in_batch: dict[str, dict[str, dict]] = {}  # patient id -> response id -> row
@@ -123,7 +125,7 @@ class RecordingBurdenGuard:
             return []
         low, high = min(when for _, when in proms), max(when for _, when in proms) + self.window
         stored = uow.dialogs_of_people({patient_id for patient_id, _ in proms}, purpose="prom",
-                                       low=low - self.window + 1, high=high)
+                                       low=low - self.window + 1, high=high, fields=_FIELDS)
         again = []
         for rows in stored.values():
             for row in rows:

@@ -51,11 +51,14 @@ class ScoreRows:
             "possible_duplicate": is_possible_duplicate(resource),
         }
         ratings, help_ = score.ratings, score.more_help
-        for column in DIALOG_DOMAINS:
-            code = column.replace("_", "-")
-            row[f"rating_{column}"] = ratings.get(code)
-            row[f"help_{column}"] = help_.get(code)
+        for code, rating_column, help_column in _DOMAIN_COLUMNS:
+            row[rating_column] = ratings.get(code)
+            row[help_column] = help_.get(code)
         return row
+
+
+# (domain code, its rating column, its help column): named once, not for every stored response
+_DOMAIN_COLUMNS = tuple((column.replace("_", "-"), f"rating_{column}", f"help_{column}") for column in DIALOG_DOMAINS)
 
 
 def _split_reference(ref) -> tuple[str | None, str | None]:

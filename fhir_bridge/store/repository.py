@@ -564,26 +564,26 @@ class UnitOfWork:
                 kept: dict[tuple[str, str], set[str]] | None = None) -> None:
         """Index rows and score rows of current versions (their old rows removed already, except the
         index tables `kept` as they were). `index_rows`: the versions' index rows if computed already."""
-        index_rows_by_table: dict[str, list[dict]] = {name: [] for name in schema.INDEX_TABLES}
+        index_rows_by_table: dict[str, list[tuple[str, str, list[dict]]]] = {name: [] for name in schema.INDEX_TABLES}
         score_rows: list[dict] = []
         person_rows: list[dict] = []
         for stored, _ in versions:
             key = (stored.resource_type, stored.resource_id)
-            owner = {"resource_type": stored.resource_type, "resource_id": stored.resource_id}
             rows_of = index_rows[key] if index_rows is not None and key in index_rows \
                 else self._repo._indexer.rows(stored.resource)
             unchanged = kept.get(key, ()) if kept else ()
             for name, rows in rows_of.items():
-                if name not in unchanged:
-                    index_rows_by_table[name] += [{**row, **owner} for row in rows]
+                if rows and name not in unchanged:
+                    index_rows_by_table[name].append((*key, rows))
             if stored.resource_type == _SCORED_TYPE and self._repo._score_rows is not None:
                 row = self._repo._score_rows(stored.resource)
                 if row is not None:
                     score_rows.append({**row, "response_id": stored.resource_id})
             elif stored.resource_type == _PERSON_TYPE:
                 person_rows.append({**person_row(stored.resource), "patient_id": stored.resource_id})
-        for name, rows in index_rows_by_table.items():
-            self._insert(schema.INDEX_TABLES[name], rows)
+        for name, owned in index_rows_by_table.items():
+            if owned:
+                self._repo._bulk_insert.owned(self._connection, schema.INDEX_TABLES[name], owned)
         self._insert(_scores, score_rows)
         self._repo._access_rows.write(self._connection, [stored.resource for stored, _ in versions],
                                       self._people_written,
@@ -660,9 +660,9 @@ def _check_unique(keys: list[tuple[str, str]]) -> None:
 def _with_server_meta(resource: dict, version_id: int, last_updated: int) -> dict:
     """A copy with meta.versionId and meta.lastUpdated set (other meta kept), meta after id."""
     kept = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
-    body = {"resourceType": resource["resourceType"], "id": resource["id"],
-            "meta": {"versionId": str(version_id), "lastUpdated": instant(last_updated), **kept}}
-    body.update((k, v) for k, v in resource.items() if k not in body)
+    # the three keys placed first; the resource's own values (its meta too) fill them and follow
+    body = {"resourceType": None, "id": None, "meta": None, **resource}
+    body["meta"] = {"versionId": str(version_id), "lastUpdated": instant(last_updated), **kept}
     return body
 
 

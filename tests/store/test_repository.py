@@ -40,6 +40,7 @@ def fake_score_row(resource: dict) -> dict | None:
         return None
     return {"questionnaire": DIALOG, "status": resource["status"], "sqol_answered": 11,
             "treatment_satisfaction_answered": 3, "dissatisfied_count": 0,
+            "subject_type": resource["subject"]["reference"].partition("/")[0],
             "subject_id": resource["subject"]["reference"].partition("/")[2]}
 
 
@@ -308,6 +309,18 @@ def test_a_dialog_response_keeps_one_score_row_in_step_with_it(repo: Repository,
 def _score_rows(database: Database) -> list:
     with database.connect() as connection:
         return connection.execute(select(schema.dialog_scores)).all()
+
+
+def test_score_rows_of_people_are_read_whole_or_as_the_fields_asked(repo: Repository):
+    repo_create(repo, response("r1"))
+    repo_create(repo, response("r2", subject="Patient/p2"))
+    with repo.unit_of_work() as uow:
+        whole = uow.dialogs_of_people(["p1", "p2", "nobody"])
+        some = uow.dialogs_of_people(["p1", "p2", "nobody"], fields=("response_id", "status"))
+    assert sorted(whole) == sorted(some) == ["p1", "p2"]
+    assert whole["p1"][0]["sqol_answered"] == 11 and whole["p1"][0]["questionnaire"] == DIALOG
+    assert some == {"p1": [{"subject_id": "p1", "response_id": "r1", "status": "completed"}],
+                    "p2": [{"subject_id": "p2", "response_id": "r2", "status": "completed"}]}
 
 
 def test_a_patient_sharing_an_id_with_a_response_leaves_its_score_row_alone(repo: Repository, database: Database):
