@@ -131,6 +131,8 @@ class Ingest:
         self.quarantine_file = (quarantine_dir / f"{self.report.run_id}.jsonl") if quarantine_dir else None
         self.batch_size = batch_size
         self.pending = PendingPatients()  # linked in the batch in hand, not yet stored
+        # the workers' scores of the batch's DIALOG responses, by key: (response as mapped, ScoreRows.scores)
+        self._scored: dict[tuple[str, str], tuple[dict, dict]] = {}
         self._fixable: dict[str, list[str]] = {}  # record key -> open quarantine entries of earlier runs
 
     def run(self, records: Iterable[SourceRecord], progress: Progress | None = None) -> RunReport:
@@ -167,6 +169,8 @@ class Ingest:
                 linked = self._link(record, mapped.resources, None, self.pending)
                 if not isinstance(linked, str):
                     batch.append((record, linked))
+                    for response, scores in getattr(mapped, "scored", None) or ():
+                        self._scored[response["resourceType"], response["id"]] = (response, scores)
                     if len(batch) >= self.batch_size:
                         self._flush(batch)
             if progress is not None:
@@ -236,7 +240,7 @@ class Ingest:
         try:
             with self.bridge.repository.unit_of_work() as uow:
                 results = self.bridge.resources.put_many_validated([r for _, linked in batch for r in linked],
-                                                                   self.caller, uow=uow)
+                                                                   self.caller, uow=uow, scored=self._scored)
         except BridgeError:
             for record, linked in batch:
                 self._store_linked(record, linked)
@@ -247,6 +251,7 @@ class Ingest:
                 position += len(linked)
         batch.clear()
         self.pending.clear()
+        self._scored.clear()
 
     def store(self, record: SourceRecord, resources: list[dict], *, decision: tuple[str, str] | None = None,
               caller: Caller | None = None) -> str:

@@ -73,11 +73,13 @@ class Recipe:
 
 
 # -- worker processes ------------------------------------------------------------------------------
-_worker: tuple[Callable, object] | None = None  # (mapper, validator), built once per worker process
+_worker: tuple[Callable, object, object] | None = None  # (mapper, validator, score rows), once per worker process
 
 
 def _start_worker(recipe: Recipe) -> None:
     from fhir_bridge.mapping import MappingEngine, load_mappings
+    from fhir_bridge.measures import load_dialog_definition
+    from fhir_bridge.pipelines.score_rows import ScoreRows
     from fhir_bridge.pipelines.sources import adapter_factory
     from fhir_bridge.validation import Validator
 
@@ -86,7 +88,10 @@ def _start_worker(recipe: Recipe) -> None:
     validator = Validator.load(recipe.settings)
     engine = MappingEngine(load_mappings(recipe.settings.mappings_dir, validator.terminology), validator.terminology)
     adapter = adapter_factory(recipe.source)(engine, recipe.organization, None)
-    _worker = (adapter.map, validator)
+    settings = recipe.settings  # scores as the store does (bridge.py), for the importing process to reuse
+    score_rows = ScoreRows(load_dialog_definition(settings.profiles_dir, settings.terminology_dir),
+                           {"sqol": settings.min_answered_sqol, "treatment": settings.min_answered_treatment})
+    _worker = (adapter.map, validator, score_rows)
     # What was just loaded lives as long as the worker: the collector need not walk it again; and
     # the worker does nothing but bulk work (pipelines/bulk_gc.py).
     gc.collect()
@@ -109,8 +114,8 @@ def _exit_with_parent() -> None:
 
 
 def _prepare_chunk(records: list) -> list[Prepared | bytes]:
-    mapper, validator = _worker  # type: ignore[misc]
-    return [_compact(prepare(record, mapper, validator)) for record in records]
+    mapper, validator, score_rows = _worker  # type: ignore[misc]
+    return [_compact(prepare(record, mapper, validator), score_rows) for record in records]
 
 
 # What orjson would write as something else (a datetime as text, a dataclass as an object) raises instead.
@@ -123,22 +128,30 @@ def _not_json(value):
 
 # A chunk's results travel back pickled, and the importing process unpickled them at ~26 us a record
 # (nested dicts, dataclasses), a tenth of its own work; a record that mapped and validated cleanly
-# (nearly all) travels as its resources' JSON instead, read back with orjson at ~6 us.
-def _compact(prepared: Prepared) -> Prepared | bytes:
+# (nearly all) travels as its resources' JSON instead, read back with orjson at ~6 us, with the
+# DIALOG responses' scores (ScoreRows.scores: a few numbers), which the importing process, the
+# busier one, reuses unless linking changed the answers.
+def _compact(prepared: Prepared, score_rows=None) -> Prepared | bytes:
     from fhir_bridge.pipelines.source_records import Mapped
     mapped = prepared.mapped
     if prepared.mapping_errors or prepared.invalid or type(mapped) is not Mapped or mapped.problems \
             or mapped.merge is not None or mapped.session is not None:
         return prepared
     try:  # anything orjson would turn into something else (a datetime, a dataclass) raises: as it is
-        return orjson.dumps(mapped.resources, default=_not_json, option=_EXACT)
+        scores = [score_rows.scores(r) for r in mapped.resources] if score_rows is not None else None
+        return orjson.dumps([mapped.resources, scores], default=_not_json, option=_EXACT)
     except TypeError:
         return prepared
 
 
 def _expanded(results: list[Prepared | bytes]) -> list[Prepared]:
+    return [_mapped(*orjson.loads(r)) if type(r) is bytes else r for r in results]
+
+
+def _mapped(resources: list[dict], scores: list[dict | None] | None) -> Prepared:
     from fhir_bridge.pipelines.source_records import Mapped
-    return [Prepared(Mapped(orjson.loads(r))) if type(r) is bytes else r for r in results]
+    scored = [(r, s) for r, s in zip(resources, scores) if s is not None] if scores else None
+    return Prepared(Mapped(resources, scored=scored or None))
 
 
 def _ready() -> None:

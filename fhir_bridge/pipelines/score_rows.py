@@ -20,20 +20,21 @@ class ScoreRows:
         self.definition = definition
         self.min_answered = min_answered
 
-    def __call__(self, resource: dict) -> dict | None:
-        if resource.get("resourceType") != "QuestionnaireResponse":
+    def __call__(self, resource: dict, earlier: dict | None = None, earlier_scores: dict | None = None) -> dict | None:
+        """The row of a DIALOG response, else None. `earlier_scores`: `scores(earlier)`, made for a
+        response with the same answers (an import's worker scored it as mapped): used if `resource`
+        still has `earlier`'s items and questionnaire, else the response is scored again."""
+        if not self._is_dialog(resource):
             return None
-        canonical = resource.get("questionnaire")
-        if type(canonical) is not str or canonical.split("|")[0] != self.definition.url:
-            return None
-        score = score_dialog(resource, self.definition, min_answered=self.min_answered)
+        if earlier_scores is None or not _same_answers(resource, earlier):
+            earlier_scores = self.scores(resource)
         subject_type, subject_id = _split_reference(resource.get("subject"))
         authored = resource.get("authored")
-        row = {
+        return {
             "response_id": resource["id"],
             "subject_type": subject_type,
             "subject_id": subject_id,
-            "questionnaire": canonical,
+            "questionnaire": resource["questionnaire"],
             "authored": to_microseconds(authored),
             "authored_text": authored,
             "status": resource.get("status", "unknown"),
@@ -41,20 +42,45 @@ class ScoreRows:
             "timepoint": _extension_code(resource, TIMEPOINT_EXT),
             "recording_organization": _extension_reference(resource, RECORDING_ORG_EXT),
             "author": (resource.get("author") or {}).get("reference"),
+            "referral_id": referral_of(resource),
+            "possible_duplicate": is_possible_duplicate(resource),
+            **earlier_scores,
+        }
+
+    def scores(self, resource: dict) -> dict | None:
+        """The row's columns that come from scoring the answers (what a worker process can make for
+        the importing process: they depend on nothing but the items and the questionnaire)."""
+        if not self._is_dialog(resource):
+            return None
+        score = score_dialog(resource, self.definition, min_answered=self.min_answered)
+        row = {
             "not_applicable": ",".join(score.not_applicable),
             "sqol_mean": score.sqol_mean,
             "sqol_answered": score.sqol_answered,
             "treatment_satisfaction_mean": score.treatment_satisfaction_mean,
             "treatment_satisfaction_answered": score.treatment_satisfaction_answered,
             "dissatisfied_count": score.dissatisfied_count,
-            "referral_id": referral_of(resource),
-            "possible_duplicate": is_possible_duplicate(resource),
         }
         ratings, help_ = score.ratings, score.more_help
         for code, rating_column, help_column in _DOMAIN_COLUMNS:
             row[rating_column] = ratings.get(code)
             row[help_column] = help_.get(code)
         return row
+
+    def _is_dialog(self, resource: dict) -> bool:
+        if resource.get("resourceType") != "QuestionnaireResponse":
+            return False
+        canonical = resource.get("questionnaire")
+        return type(canonical) is str and canonical.split("|")[0] == self.definition.url
+
+
+def _same_answers(resource: dict, earlier: dict | None) -> bool:
+    """Whether scoring `resource` would read what scoring `earlier` read: its items (compared whole:
+    the same list object when linking only re-pointed the subject) and its questionnaire."""
+    if earlier is None:
+        return False
+    items, was = resource.get("item"), earlier.get("item")
+    return (items is was or items == was) and resource.get("questionnaire") == earlier.get("questionnaire")
 
 
 # (domain code, its rating column, its help column): named once, not for every stored response

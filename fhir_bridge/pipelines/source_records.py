@@ -29,6 +29,9 @@ class Mapped:
     # A DIALOG+ session with agreed actions: $dialog-plus-session Parameters (without the ratings, which
     # are the mapped QuestionnaireResponse), recorded by pipelines/ingest_sessions.py
     session: dict | None = None
+    # An import worker's scores of the DIALOG responses as mapped: (response, ScoreRows.scores), which
+    # the store reuses unless linking changed the answers (UnitOfWork.put_many `scored`)
+    scored: list[tuple[dict, dict]] | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,9 @@ __all__ = ["Repository", "UnitOfWork", "read_if_live", "same_content", "Indexer"
            "IncreasingClock", "ABSENT"]
 
 Clock = Callable[[], int]                      # microseconds since the epoch
-ScoreRows = Callable[[dict], dict | None]       # a DIALOG response -> its dialog_scores row
+# a DIALOG response -> its dialog_scores row; with (response as scored earlier, its scores) after it
+# when put_many is given them (pipelines/score_rows.py ScoreRows)
+ScoreRows = Callable[..., dict | None]
 
 
 class Indexer(Protocol):
@@ -400,7 +402,8 @@ class UnitOfWork:
         return results
 
     def put_many(self, resources: list[dict], if_match: list[int | None] | None = None, *,
-                 then: Callable[[list[WriteResult]], list[dict]] | None = None) -> list[WriteResult]:
+                 then: Callable[[list[WriteResult]], list[dict]] | None = None,
+                 scored: dict[tuple[str, str], tuple[dict, dict]] | None = None) -> list[WriteResult]:
         """Bulk create-or-update by id, as update() one after another would do it (the same id may
         come twice: the second is compared with the first), but with one locked read of the current
         rows and one executemany per table. For imports, which write hundreds of resources a unit of
@@ -408,7 +411,9 @@ class UnitOfWork:
         several times the work. `if_match`: per resource, the version it must still be at (None: any;
         ABSENT: it must not exist, or be deleted); PreconditionFailed otherwise, before anything is written.
         `then(results)`: new resources about this write (its Provenances, with server-made ids), created
-        in the same statements; they are not among the results."""
+        in the same statements; they are not among the results. `scored`: by key, a DIALOG response
+        as scored earlier and its scores (an import's worker), reused for its score row if the
+        response written has the same answers (pipelines/score_rows.py)."""
         self._writable()
         keys = [_key_of(resource) for resource in resources]
         current = self._locked_many(keys)
@@ -465,7 +470,7 @@ class UnitOfWork:
                     "new_updated": s.last_updated, "new_deleted": False, "new_body": b} for s, b in replaced])
                 self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in replaced], kept=kept)
             self._insert(_history, [_history_row(s, b) for s, b in versions])
-            self._derive(list(finals.values()), index_rows=index_rows, kept=kept)
+            self._derive(list(finals.values()), index_rows=index_rows, kept=kept, scored=scored)
         return results
 
     # -- internals -------------------------------------------------------------------------------
@@ -561,9 +566,11 @@ class UnitOfWork:
 
     def _derive(self, versions: list[tuple[Stored, bytes]], *,
                 index_rows: dict[tuple[str, str], dict[str, list[dict]]] | None = None,
-                kept: dict[tuple[str, str], set[str]] | None = None) -> None:
+                kept: dict[tuple[str, str], set[str]] | None = None,
+                scored: dict[tuple[str, str], tuple[dict, dict]] | None = None) -> None:
         """Index rows and score rows of current versions (their old rows removed already, except the
-        index tables `kept` as they were). `index_rows`: the versions' index rows if computed already."""
+        index tables `kept` as they were). `index_rows`: the versions' index rows if computed already;
+        `scored`: as put_many's."""
         index_rows_by_table: dict[str, list[tuple[str, str, list[dict]]]] = {name: [] for name in schema.INDEX_TABLES}
         score_rows: list[dict] = []
         person_rows: list[dict] = []
@@ -576,7 +583,8 @@ class UnitOfWork:
                 if rows and name not in unchanged:
                     index_rows_by_table[name].append((*key, rows))
             if stored.resource_type == _SCORED_TYPE and self._repo._score_rows is not None:
-                row = self._repo._score_rows(stored.resource)
+                row = self._repo._score_rows(stored.resource, *scored[key]) if scored and key in scored \
+                    else self._repo._score_rows(stored.resource)
                 if row is not None:
                     score_rows.append({**row, "response_id": stored.resource_id})
             elif stored.resource_type == _PERSON_TYPE:

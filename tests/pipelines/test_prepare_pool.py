@@ -315,3 +315,25 @@ def test_run_import_over_a_megabyte_maps_in_workers_and_stores_what_one_process_
     finally:
         for bridge in stores.values():
             bridge.close()
+
+
+def test_a_clean_dialog_response_travels_with_its_scores():
+    """A worker scores the DIALOG responses it mapped (ScoreRows.scores) and sends the scores with
+    them; the importing process gets each response paired with its scores, other resources with none."""
+    from fhir_bridge.measures import load_dialog_definition
+    from fhir_bridge.pipelines.prepare import Prepared, _compact, _expanded
+    from fhir_bridge.pipelines.score_rows import ScoreRows
+    from fhir_bridge.pipelines.source_records import Mapped
+
+    settings = Settings()
+    score_rows = ScoreRows(load_dialog_definition(settings.profiles_dir, settings.terminology_dir), {})
+    response = loads_json((Path(__file__).resolve().parents[2] / "examples" / "dialog-questionnaire-response"
+                           / "valid-prom-assessment-complete.json").read_bytes())
+    patient = {"resourceType": "Patient", "id": "p"}
+    [arrived] = _expanded([_compact(Prepared(Mapped([patient, response])), score_rows)])
+    assert arrived.mapped.resources == [patient, response]
+    [(scored, scores)] = arrived.mapped.scored
+    assert scored is arrived.mapped.resources[1] and scores == score_rows.scores(response)
+    assert scores["sqol_answered"] > 0
+    [plain] = _expanded([_compact(Prepared(Mapped([patient])), score_rows)])
+    assert plain == Prepared(Mapped([patient]))
