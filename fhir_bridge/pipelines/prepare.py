@@ -137,11 +137,20 @@ def _compact(prepared: Prepared, score_rows=None) -> Prepared | bytes:
     if prepared.mapping_errors or prepared.invalid or type(mapped) is not Mapped or mapped.problems \
             or mapped.merge is not None or mapped.session is not None:
         return prepared
+    scores = _scores(mapped.resources, score_rows)
     try:  # anything orjson would turn into something else (a datetime, a dataclass) raises: as it is
-        scores = [score_rows.scores(r) for r in mapped.resources] if score_rows is not None else None
         return orjson.dumps([mapped.resources, scores], default=_not_json, option=_EXACT)
     except TypeError:
         return prepared
+
+
+def _scores(resources: list[dict], score_rows) -> list[dict | None] | None:
+    if score_rows is None:
+        return None
+    try:
+        return [score_rows.scores(r) for r in resources]
+    except Exception:  # noqa: BLE001 - odd answers: the store scores the response itself, as without a worker
+        return None
 
 
 def _expanded(results: list[Prepared | bytes]) -> list[Prepared]:

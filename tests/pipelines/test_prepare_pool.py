@@ -337,3 +337,10 @@ def test_a_clean_dialog_response_travels_with_its_scores():
     assert scores["sqol_answered"] > 0
     [plain] = _expanded([_compact(Prepared(Mapped([patient])), score_rows)])
     assert plain == Prepared(Mapped([patient]))
+
+    class Failing:
+        def scores(self, resource):
+            raise ValueError("odd answers")
+
+    [unscored] = _expanded([_compact(Prepared(Mapped([patient, response])), Failing())])
+    assert unscored == Prepared(Mapped([patient, response]))  # the store scores it, as without a worker
