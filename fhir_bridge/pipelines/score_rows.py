@@ -76,7 +76,9 @@ class ScoreRows:
 
 def _same_answers(resource: dict, earlier: dict | None) -> bool:
     """Whether scoring `resource` would read what scoring `earlier` read: its items (compared whole:
-    the same list object when linking only re-pointed the subject) and its questionnaire."""
+    the same list object when linking only re-pointed the subject) and its questionnaire. This
+    holds because nothing changes a mapped resource in place (source_rio.py `_point`, `repointed`
+    and the guards copy what they change); a step that did would make this see the same items."""
     if earlier is None:
         return False
     items, was = resource.get("item"), earlier.get("item")
