@@ -36,8 +36,7 @@ class Bridge:
         self.registry = SearchParameterRegistry.load(self.package)
         self.database = open_database(settings.database_url, settings.data_dir)
         migrate(self.database, registry=self.registry)
-        score_rows = ScoreRows(self.dialog, {"sqol": settings.min_answered_sqol,
-                                             "treatment": settings.min_answered_treatment})
+        score_rows = ScoreRows(self.dialog, settings.min_answered)
         self.repository = Repository(self.database, Indexer(self.registry, base_url=settings.base_url,
                                                              model=self.validator.model), clock=clock,
                                      score_rows=score_rows)

@@ -53,7 +53,7 @@ class Services:
         return self._dialog
 
     def min_answered(self) -> dict[str, int]:
-        return {"sqol": self.settings.min_answered_sqol, "treatment": self.settings.min_answered_treatment}
+        return self.settings.min_answered
 
 
 def _run(command: Callable[[], int]) -> None:

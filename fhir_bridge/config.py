@@ -106,6 +106,11 @@ class Settings:
     # links people and stores (0: all in one process). Used once an input passes 2,000 records.
     import_workers: int = field(default_factory=default_import_workers)
 
+    @property
+    def min_answered(self) -> dict[str, int]:
+        """The DIALOG means' minimum answered items, as score_dialog takes them."""
+        return {"sqol": self.min_answered_sqol, "treatment": self.min_answered_treatment}
+
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)

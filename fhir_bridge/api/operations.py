@@ -108,9 +108,7 @@ def _extract(request: Request, response: dict) -> Response:
         message = f"$extract knows how to extract from {bridge.dialog.url} responses only"
         raise Unprocessable(message, outcome=operation_outcome(
             [Issue("error", "not-supported", message, f"{QR}.questionnaire")]))
-    settings = bridge.settings
-    score = score_dialog(response, bridge.dialog, min_answered={"sqol": settings.min_answered_sqol,
-                                                                "treatment": settings.min_answered_treatment})
+    score = score_dialog(response, bridge.dialog, min_answered=bridge.settings.min_answered)
     observations = extract_observations(response, bridge.dialog, score)
     bundle: dict = {"resourceType": "Bundle", "type": "collection"}
     if observations:  # ids are uuid5s: urn:uuid fullUrls say "not stored here" without inventing a location

@@ -89,8 +89,7 @@ def _start_worker(recipe: Recipe) -> None:
     engine = MappingEngine(load_mappings(recipe.settings.mappings_dir, validator.terminology), validator.terminology)
     adapter = adapter_factory(recipe.source)(engine, recipe.organization, None)
     settings = recipe.settings  # scores as the store does (bridge.py), for the importing process to reuse
-    score_rows = ScoreRows(load_dialog_definition(settings.profiles_dir, settings.terminology_dir),
-                           {"sqol": settings.min_answered_sqol, "treatment": settings.min_answered_treatment})
+    score_rows = ScoreRows(load_dialog_definition(settings.profiles_dir, settings.terminology_dir), settings.min_answered)
     _worker = (adapter.map, validator, score_rows)
     # What was just loaded lives as long as the worker: the collector need not walk it again; and
     # the worker does nothing but bulk work (pipelines/bulk_gc.py).

@@ -261,6 +261,13 @@ def test_bulk_write_transactions_get_a_bigger_page_cache_and_give_it_back(tmp_pa
         assert settings(write=True) == (-2000, WRITER_CHECKPOINT_PAGES)
         with database.bulk():
             assert settings(write=False) == (-2000, WRITER_CHECKPOINT_PAGES)
+            # another thread of the process (a server's request beside an `$ingest`) is not in bulk
+            beside: list = []
+            thread = threading.Thread(target=lambda: beside.append((database.bulk_writes.active, settings(write=True))))
+            thread.start()
+            thread.join()
+            assert beside == [(False, (-2000, WRITER_CHECKPOINT_PAGES))]
+            assert settings(write=True) == (-65536, 100_000)
     finally:
         database.dispose()
 
