@@ -79,11 +79,29 @@ class _Run:
         self.problems.append(MappingIssue(severity, code, message, expression, source, rule.where, self.location))
 
 
-@dataclass(frozen=True, slots=True)
 class _Scope:
-    record: Any                 # what relative `from` paths read: the root, or an `each` element
-    variables: Mapping[str, Any]
-    expression: str             # FHIRPath-ish location of the object being built
+    """Where a rule runs: the record relative `from` paths read (the root, or an `each` element),
+    the variables `{placeholders}` take, and the FHIRPath-ish location of the object being built.
+    The location is only read for a problem report, so a child's is made from its parent's when
+    asked (`at`: the parent scope and the element, e.g. ("item", 4)), not for each of the ~25
+    elements a DIALOG row builds. A plain class: a frozen dataclass's __init__ cost as much again."""
+
+    __slots__ = ("record", "variables", "_expression", "_at")
+
+    def __init__(self, record: Any, variables: Mapping[str, Any], expression: str | None,
+                 at: tuple["_Scope", str, int] | None = None):
+        self.record = record
+        self.variables = variables
+        self._expression = expression
+        self._at = at
+
+    @property
+    def expression(self) -> str:
+        if self._expression is None:
+            parent, name, index = self._at  # type: ignore[misc]
+            prefix = parent.expression
+            self._expression = f"{prefix}.{name}[{index}]" if prefix else f"{name}[{index}]"
+        return self._expression
 
 
 Step = Callable[[dict, _Run, _Scope], None]          # applies one rule to the object being built
@@ -155,11 +173,23 @@ class MappingEngine:
                 for step in body:
                     step(target, run, scope)
             return into_self
-        write, locate = _writer(to), _locator(to)
+        write = _writer(to)
+        if len(to.segments) == 1 and to.segments[0].index == APPEND:  # `to: item[]`: located when asked
+            name = to.segments[0].name
+
+            def into_new_element(target: dict, run: _Run, scope: _Scope) -> None:
+                child: dict = {}
+                existing = target.get(name)
+                inner = _Scope(scope.record, scope.variables, None, (scope, name, len(existing) if existing else 0))
+                for step in body:
+                    step(child, run, inner)
+                if child:  # a block that found nothing to write leaves no empty element behind
+                    write(target, child)
+            return into_new_element
 
         def into_child(target: dict, run: _Run, scope: _Scope) -> None:
             child: dict = {}
-            inner = _Scope(scope.record, scope.variables, locate(target, scope.expression))
+            inner = _Scope(scope.record, scope.variables, _expression(target, scope.expression, to))
             for step in body:
                 step(child, run, inner)
             if child:  # a block that found nothing to write leaves no empty element behind
@@ -183,6 +213,8 @@ class MappingEngine:
         assert rule.source is not None  # the loader gives every non-`use` rule a source
         get = self._other_record_ref(rule.source, where) if rule.source.ref_type else _getter(rule.source)
         transforms, table, required = rule.transforms, rule.codes, rule.required
+        if not transforms and table is None and not required:  # a constant, a parameter, a plain copy
+            return lambda target, run, scope: get(run, scope)[0]
 
         def value_of(target: dict, run: _Run, scope: _Scope) -> Any:
             value, field_name = get(run, scope)
@@ -257,7 +289,8 @@ def _repeated(each: Each, step: Step) -> Step:
             return
         # A structure that occurs once may arrive as a single object rather than a list of one.
         for index, element in enumerate(found if isinstance(found, list) else [found]):
-            step(target, run, _Scope(element, {**scope.variables, "index": index}, scope.expression))
+            # the element's rules write where the `each` rule does: its location, still unbuilt
+            step(target, run, _Scope(element, {**scope.variables, "index": index}, scope._expression, scope._at))
     return repeated
 
 
@@ -265,6 +298,8 @@ def _getter(source: ValueSource) -> Callable[[_Run, _Scope], tuple[Any, str | No
     """The value a source gives (None when blank or absent) and the field it came from."""
     if source.paths:
         paths = source.paths
+        if len(paths) == 1 and not _has_placeholder(paths[0]):
+            return _field_getter(paths[0])
 
         def from_record(run: _Run, scope: _Scope) -> tuple[Any, str | None]:
             first = None
@@ -283,8 +318,51 @@ def _getter(source: ValueSource) -> Callable[[_Run, _Scope], tuple[Any, str | No
         ref = source.ref
         return lambda run, scope: ({"reference": "/".join(run.ids[ref])}, None)
     const = source.const
-    # Containers are rebuilt per record so that no two resources share (and later mutate) one dict.
+    if not _has_placeholder(const):
+        if const is None or type(const) in (str, int, float, bool):
+            fixed = (const, None)  # immutable: the same tuple for every record
+            return lambda run, scope: fixed
+        # Containers are rebuilt per record so that no two resources share (and later mutate) one dict.
+        return lambda run, scope: (_copied(const), None)
     return lambda run, scope: (_fill_deep(const, scope.variables), None)
+
+
+def _field_getter(path: str) -> Callable[[_Run, _Scope], tuple[Any, str | None]]:
+    """`from` one field with no placeholder (most rules): what from_record does for it, with the
+    common case, a key of the record in hand, read in place (a DIALOG row reads ~50 fields)."""
+    from_root = path[:1] == "/"
+
+    def from_field(run: _Run, scope: _Scope) -> tuple[Any, str | None]:
+        record = run.root if from_root else scope.record
+        value = record.get(path, _MISSING) if type(record) is dict and not from_root else _MISSING
+        if value is _MISSING:
+            value = _read(path, run, scope)
+        elif record is run.root:
+            run.read.add(path)
+        if type(value) is str:
+            value = value.strip()
+            return (value or None), path
+        return (None if _blank(value) else value), path
+    return from_field
+
+
+def _has_placeholder(value: Any) -> bool:
+    """Whether filling `{name}` placeholders could change `value` (a const or a path)."""
+    if isinstance(value, str):
+        return PLACEHOLDER.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_placeholder(k) or _has_placeholder(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_placeholder(v) for v in value)
+    return False
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
 
 
 def _read(path: str, run: _Run, scope: _Scope) -> Any:
@@ -363,42 +441,31 @@ def _writer(to: Target) -> Callable[[dict, Any], None]:
             items = target.setdefault(name, [])
             items.extend(value) if isinstance(value, list) else items.append(value)
         return append
-    return lambda target, value: _write(target, to, value)
+    parents = tuple((segment.name, segment.index) for segment in to.segments[:-1])
+    index = last.index
 
-
-def _locator(to: Target) -> Callable[[dict, str], str]:
-    """Where a `use` block's object will land (for problem reports), specialised like _writer."""
-    if len(to.segments) == 1 and to.segments[0].index == APPEND:
-        name = to.segments[0].name
-        return lambda target, prefix: f"{prefix}.{name}[{len(target.get(name, ()))}]" if prefix \
-            else f"{name}[{len(target.get(name, ()))}]"
-    return lambda target, prefix: _expression(target, prefix, to)
-
-
-def _write(target: dict, to: Target, value: Any) -> None:
-    current: Any = target
-    *parents, last = to.segments
-    for segment in parents:
-        current = _step(current, segment.name, segment.index)
-    if last.index == APPEND:
-        items = current.setdefault(last.name, [])
-        items.extend(value) if isinstance(value, list) else items.append(value)
-    elif last.index is None:
-        current[last.name] = value
-    else:
-        items = current.setdefault(last.name, [])
-        while len(items) <= last.index:
-            items.append({})
-        items[last.index] = value
-
-
-def _step(current: dict, name: str, index: int | None) -> dict:
-    if index is None:
-        return current.setdefault(name, {})
-    items = current.setdefault(name, [])
-    while len(items) <= index:
-        items.append({})
-    return items[index]
+    def nested(target: dict, value: Any) -> None:  # `answer[0].valueCoding`: _write, unrolled once
+        current: Any = target
+        for parent, position in parents:
+            if position is None:
+                child = current.get(parent)
+                current = child if child is not None else current.setdefault(parent, {})
+            else:
+                items = current.setdefault(parent, [])
+                while len(items) <= position:
+                    items.append({})
+                current = items[position]
+        if index is None:
+            current[name] = value
+        elif index == APPEND:
+            items = current.setdefault(name, [])
+            items.extend(value) if isinstance(value, list) else items.append(value)
+        else:
+            items = current.setdefault(name, [])
+            while len(items) <= index:
+                items.append({})
+            items[index] = value
+    return nested
 
 
 def _expression(target: dict, prefix: str, to: Target) -> str:

@@ -132,6 +132,17 @@ def test_bad_data_is_reported_with_rule_field_and_expression(engine):
     assert issue["severity"] == "error" and issue["expression"]
 
 
+def test_a_problem_names_the_element_it_was_written_in(engine):
+    # The location of an appended element is made only for a report: it must still be the index
+    # the element took (Beta's is the second component when Alpha's is written, else the first).
+    both = run(engine, **{"Alpha Flag": "Y", "Beta Flag": "maybe"})
+    only_beta = run(engine, **{"Alpha Flag": "", "Beta Flag": "maybe"})
+    assert [p.expression for p in both.problems if p.source == "Beta Flag"] == \
+        ["Observation.component[1].valueCodeableConcept.coding[0]"]
+    assert [p.expression for p in only_beta.problems if p.source == "Beta Flag"] == \
+        ["Observation.component[0].valueCodeableConcept.coding[0]"]
+
+
 def test_required_blank_value_is_a_problem(engine):
     result = run(engine, name="  ")
     assert [(p.code, p.source, p.expression) for p in result.problems] == [("required", "name", "Patient.name[0]")]
