@@ -40,6 +40,7 @@ from fhir_bridge.pipelines.patient_merge import merge_patients
 from fhir_bridge.pipelines.prepare import Prepared, PreparePool, prepare
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
+from fhir_bridge.pipelines.source_record import SourceRecord
 from fhir_bridge.store.ingest_records import QuarantineEntry, Review
 
 QUARANTINE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.org/quarantine")
@@ -53,21 +54,6 @@ BATCH_SIZE = 500
 # (PreparePool share=) rather than waiting, so mapping more here first only took work off the
 # workers (HL7 replay of 7,741 messages, 2,000 -> 250: 557, 494 -> 569, 547 messages/s).
 PARALLEL_AFTER = 250
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    source: str        # rio | hl7 | vcse | dialog-app ...
-    location: str      # where it came from: file:line, an MLLP message control id ...
-    raw: bytes         # exactly as received: quarantine keeps it, retry maps it again
-    data: object       # what the adapter decoded (a CSV row, a parsed message ...)
-    source_key: str | None = None  # the source's own id of the person, for identity reviews
-    # JSON the adapter needs, besides `raw`, to rebuild this record alone (`record_from_entry`);
-    # quarantine keeps it. None for input that could not be read: there is nothing to retry.
-    context: str | None = None
-    # The record's own name in its source (its mapping's `record-key`: an assessment id ...): the
-    # same record fixed there and imported again closes the quarantine entries it left.
-    record_key: str | None = None
 
 
 class Mapped(Protocol):
@@ -140,14 +126,14 @@ class Ingest:
         every `batch_size` linked records are stored in one unit of work (a commit and a few bulk
         statements per batch rather than per record). Records are counted only once committed."""
         repo = self.bridge.repository
-        repo.start_run(self.report.run_id, self.source, self.report.started)
-        self._fixable = _open_entries_by_key(repo, self.source)
         try:
+            repo.start_run(self.report.run_id, self.source, self.report.started)
+            self._fixable = _open_entries_by_key(repo, self.source)
             with fewer_collections(), self.bridge.database.bulk():
                 self._run(records, progress)
         finally:
             if self.pool is not None:
-                self.pool.close()  # started, but the input ended before it had records for it
+                self.pool.close()  # started, but the input ended before it had records for it (or failed)
         self.report.finished = self.clock()
         repo.finish_run(self.report.run_id, self.report.finished, orjson.dumps(self.report.to_json()))
         return self.report

@@ -80,7 +80,7 @@ def _start_worker(recipe: Recipe) -> None:
     from fhir_bridge.mapping import MappingEngine, load_mappings
     from fhir_bridge.measures import load_dialog_definition
     from fhir_bridge.pipelines.score_rows import ScoreRows
-    from fhir_bridge.pipelines.sources import adapter_factory
+    from fhir_bridge.pipelines.source_adapters import adapter_factory
     from fhir_bridge.validation import Validator
 
     global _worker

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from fhir_bridge.fhir.dates import to_microseconds
 from fhir_bridge.measures import DialogDefinition, score_dialog
-from fhir_bridge.store.outcome_fields import is_possible_duplicate, referral_of
-from fhir_bridge.store.schema import DIALOG_DOMAINS
+from fhir_bridge.store.outcome_fields import DIALOG_DOMAINS, is_possible_duplicate, referral_of
 
 PURPOSE_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-collection-purpose"
 TIMEPOINT_EXT = "https://fhir-bridge.example.org/StructureDefinition/dialog-timepoint"

@@ -18,7 +18,7 @@ from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine
-from fhir_bridge.pipelines.ingest import SourceRecord
+from fhir_bridge.pipelines.source_record import SourceRecord
 from fhir_bridge.pipelines.source_records import (Mapped, NotRetryable, csv_records, csv_row_from_entry,
                                                    raise_if_unreadable, record_context, retry_context, unreadable)
 from fhir_bridge.pipelines.vcse_sessions import session_parameters

@@ -7,89 +7,20 @@ becomes a record that fails to map, so it is quarantined with its reason, never 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
 
-from fhir_bridge.errors import BridgeError, InputError
-from fhir_bridge.formats.csv_reader import read_csv_folder_or_zip
 from fhir_bridge.mapping import MappingEngine, load_mappings
-from fhir_bridge.pipelines.dialog_app_sessions import session_parameters
-from fhir_bridge.pipelines.ingest import Ingest, RunReport, SourceRecord
+from fhir_bridge.pipelines.ingest import Ingest, RunReport
 from fhir_bridge.pipelines.input_files import shown_as, stdin_as_file
 from fhir_bridge.pipelines.prepare import PreparePool, Recipe
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_records import (Mapped, csv_records, csv_row_from_entry, raise_if_unreadable,
-                                                   retry_context, unreadable)
+# the adapters by name (and the DIALOG+ app's, defined there), importable from here as before
+from fhir_bridge.pipelines.source_adapters import SOURCE_NAMES, adapter_factory
+from fhir_bridge.pipelines.source_dialog_app import DialogAppSource
 
+__all__ = ["SOURCE_NAMES", "PARALLEL_BYTES", "DialogAppSource", "adapter_factory", "build_adapter", "ingest_for",
+           "run_import"]
 
-class DialogAppSource:
-    """The QMUL DIALOG+ app CSV export (mappings/dialog-app/): one row, one session. A session that
-    discussed domains or agreed actions goes into the person's plan (pipelines/dialog_app_sessions.py)."""
-
-    name = "dialog-app"
-
-    def __init__(self, engine: MappingEngine, organization: str):
-        self.engine = engine
-        self.parameters = {"organization": organization}
-        self._domains: list[tuple[str, str]] | None = None
-
-    def records(self, paths: list[Path]) -> Iterator[SourceRecord]:
-        for path in paths:
-            try:
-                files = list(read_csv_folder_or_zip(path, lazy=True))
-            except BridgeError as exc:
-                yield unreadable(self.name, str(path), exc, b"", file=str(path))
-                continue
-            single = path.is_file() and path.suffix.lower() != ".zip"
-            for name, data in files:
-                yield from csv_records(self.name, str(path) if single else f"{path}/{name}", data, self._record,
-                                       organization=self.parameters["organization"])
-
-    def _record(self, row, location: str, raw: bytes, context: str) -> SourceRecord:
-        return SourceRecord(self.name, location, raw, row.values, row.values.get("Client Name"), context,
-                            self.engine.mappings[self.name].key_of(row.values, self.parameters))
-
-    def record_from_entry(self, entry) -> SourceRecord:
-        """A quarantined row, rebuilt alone for a retry (NotRetryable when it could not be read)."""
-        context = retry_context(entry)
-        return self._record(csv_row_from_entry(entry, context), entry.location, entry.raw, entry.context)
-
-    def map(self, record: SourceRecord) -> Mapped:
-        raise_if_unreadable(record)
-        row: dict[str, str] = record.data  # type: ignore[assignment] - records() makes a CSV row's dict
-        result = self.engine.map(self.name, row, record.location, self.parameters)
-        problems = [p.to_issue() for p in result.problems]
-        patient = next((r for r in result.resources if r.get("resourceType") == "Patient"), None)
-        session, session_problems = session_parameters(row, self.domains(), patient["id"] if patient else "",
-                                                       record.location)
-        problems += session_problems
-        usable = patient is not None and not any(p.is_error for p in problems)
-        return Mapped(result.resources, problems, session=session if usable else None)
-
-    def domains(self) -> list[tuple[str, str]]:
-        """(dialog-domain code, column prefix) from the mapping file's `dialog-domains` list, the one
-        place the format pairs each domain with its columns; built once."""
-        if self._domains is None:
-            items = self.engine.mappings[self.name].lists.get("dialog-domains", ())
-            self._domains = [(str(i["domain"]), str(i["column"])) for i in items]
-        return self._domains
-
-
-def _sources() -> dict[str, Callable]:
-    """Adapter factories by source name: (mapping engine, organisation ODS code, bridge) -> adapter."""
-    from fhir_bridge.pipelines.source_hl7 import Hl7Source
-    from fhir_bridge.pipelines.source_rio import RioSource
-    from fhir_bridge.pipelines.source_vcse import VcseSource
-
-    return {
-        DialogAppSource.name: lambda engine, organization, bridge: DialogAppSource(engine, organization),
-        RioSource.name: RioSource,
-        Hl7Source.name: Hl7Source,
-        VcseSource.name: lambda engine, organization, bridge: VcseSource(engine, organization),
-    }
-
-
-SOURCE_NAMES = ("dialog-app", "hl7", "rio", "vcse")
 PARALLEL_BYTES = 1_000_000  # an input this large is mapped in worker processes, when there are any
 
 
@@ -101,27 +32,28 @@ def run_import(bridge, source: str, paths: list[Path], *, organization: str, cal
     process links and stores (0: none). `shown`: names to show for temporary paths (an upload's)."""
     from fhir_bridge.pipelines.quarantine_retry import closing_file_faults
 
-    adapter = build_adapter(bridge, source, organization)
+    adapter_factory(source)  # an unknown source is refused before standard input is read
     with stdin_as_file(source, paths) as spooled:
         shown = {**(shown or {}), **{path: path.name for path in spooled if path not in paths}}  # stdin's file
         paths = spooled
         size = _size(paths)
-        progress = Progress(size) if show_progress else None
-        # Workers take a second to start: worth it for a large input (or one whose size is unknown)
+        # Workers take a second to start: worth it for a large input (or one whose size is unknown).
+        # Started first, so that they import and build their engine and validator while this
+        # process builds its own adapter and opens the run.
         worth_workers = workers > 0 and (size is None or size >= PARALLEL_BYTES)
         pool = PreparePool(Recipe(bridge.settings, source, organization), workers) if worth_workers else None
-        ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir, pool=pool)
-        records = shown_as(adapter.records(paths), shown)
+        try:
+            if pool is not None:
+                pool.start()
+            adapter = build_adapter(bridge, source, organization)
+            progress = Progress(size) if show_progress else None
+            ingest = ingest_for(bridge, adapter, caller, quarantine_dir=quarantine_dir, pool=pool)
+            records = shown_as(adapter.records(paths), shown)
+        except BaseException:
+            if pool is not None:  # Ingest.run closes it once it has it
+                pool.close()
+            raise
         return ingest.run(closing_file_faults(bridge, ingest.report, records), progress)
-
-
-def adapter_factory(source: str) -> Callable:
-    """`source`'s adapter factory: (mapping engine, organisation ODS code, bridge or None) -> adapter.
-    Without a bridge (an import's worker process) an adapter can only map."""
-    factories = _sources()
-    if source not in factories:
-        raise InputError(f"unknown source {source!r}: one of {', '.join(sorted(factories))}")
-    return factories[source]
 
 
 def build_adapter(bridge, source: str, organization: str, engine: MappingEngine | None = None):

@@ -11,6 +11,11 @@ ENTRY_FLAG_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/dialog-entry-flag"
 POSSIBLE_DUPLICATE = "possible-duplicate"
 ETHNIC_CATEGORY_EXT = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory"
 ETHNIC_CATEGORY_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-EthnicCategoryEngland"
+# The eleven DIALOG domains as a score row names its columns (rating_<domain>, help_<domain>), in
+# the Questionnaire's order. Here, not in schema.py, so that scoring (an import's worker processes)
+# does not load SQLAlchemy; schema.py builds the columns from it.
+DIALOG_DOMAINS = ("mental_health", "physical_health", "job_situation", "accommodation", "leisure_activities",
+                  "friendships", "partner_family", "personal_safety", "medication", "practical_help", "meetings")
 
 
 def referral_of(response: dict) -> str | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, SmallInteger,
                         String, Table, Text)
 
+from fhir_bridge.store.outcome_fields import DIALOG_DOMAINS  # the score rows' columns, named by domain
+
 metadata = MetaData()
 
 
@@ -95,8 +97,6 @@ INDEX_TABLES = {"token": token_index, "reference": reference_index, "date": date
                 "string": string_index, "number": number_index}
 
 # -- one compact row per stored DIALOG response: what reports and submissions read ------------------
-DIALOG_DOMAINS = ("mental_health", "physical_health", "job_situation", "accommodation", "leisure_activities",
-                  "friendships", "partner_family", "personal_safety", "medication", "practical_help", "meetings")
 
 dialog_scores = Table(
     "dialog_scores", metadata,
