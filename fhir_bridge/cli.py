@@ -773,7 +773,7 @@ def mllp(services: Services, host: str | None, port: int | None, organization: s
     organization = _ods_code(organization)
 
     from fhir_bridge.pipelines.bulk_gc import frozen_start
-    from fhir_bridge.pipelines.source_hl7 import serve_mllp
+    from fhir_bridge.pipelines.hl7_feed import serve_mllp
 
     def command() -> int:
         bridge = _bridge(services)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import uvicorn
 
-from fhir_bridge.pipelines.source_hl7 import serve_mllp
+from fhir_bridge.pipelines.hl7_feed import serve_mllp
 
 log = logging.getLogger("fhir_bridge.serve")
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from fhir_bridge.errors import Unprocessable
 from fhir_bridge.pipelines.careplan_merge import consolidate_plans
+from fhir_bridge.pipelines.merge_request import MergeRequest
 from fhir_bridge.pipelines.identity import NHS_SYSTEM, SOURCE_BASE, Disagreement, nhs_number_of, source_of
 from fhir_bridge.pipelines.patient_links import replaced_by, repointed, surviving_patient
 from fhir_bridge.pipelines.resources import DATA_OPERATION, ODS, PARTICIPANT_TYPE, Caller
@@ -44,15 +45,6 @@ __all__ = ["MergeRequest", "MergeResult", "merge_patients", "surviving_patient"]
 
 LIFECYCLE = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
 NOT_MOVED = frozenset({"Patient", "Provenance"})
-
-
-@dataclass(frozen=True)
-class MergeRequest:
-    """What a merge message says, as mapped: the surviving person's Patient (PID) and the
-    identifiers of the person merged away (MRG-1), each with `use: old`."""
-
-    survivor: dict
-    merged_identifiers: list[dict]
 
 
 @dataclass

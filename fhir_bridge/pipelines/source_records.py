@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 from fhir_bridge.errors import BridgeError, InputError
 from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.formats.csv_reader import CsvRow, read_csv
+from fhir_bridge.pipelines.merge_request import MergeRequest
 from fhir_bridge.pipelines.source_record import SourceRecord
-
-if TYPE_CHECKING:  # patient_merge needs the store: an import's worker processes map without it
-    from fhir_bridge.pipelines.patient_merge import MergeRequest
 
 
 @dataclass

@@ -21,7 +21,7 @@ from fhir_bridge.measures import score_dialog
 from fhir_bridge.pipelines.export_hl7 import Hl7Export, control_id, file_peer, mllp_peer
 from fhir_bridge.pipelines.identity import NHS_SYSTEM
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_hl7 import serve_mllp
+from fhir_bridge.pipelines.hl7_feed import serve_mllp
 from tests.conftest import REPO
 
 CASE = REPO / "tests/golden/hl7-out-oru-dialog/prom-nhs-and-local-id"

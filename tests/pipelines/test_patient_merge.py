@@ -17,7 +17,8 @@ from fhir_bridge.pipelines.identity import NHS_SYSTEM
 from fhir_bridge.pipelines.ingest import Ingest
 from fhir_bridge.pipelines.patient_merge import surviving_patient
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_hl7 import Hl7Source, MllpFeed, hl7_record
+from fhir_bridge.pipelines.hl7_feed import MllpFeed
+from fhir_bridge.pipelines.source_hl7 import Hl7Source, hl7_record
 from fhir_bridge.store.search import parse_search
 from fhir_bridge.synth import generate
 from tests.api.test_mllp_listener import Server, acks, msa

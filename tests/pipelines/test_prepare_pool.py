@@ -346,7 +346,7 @@ def test_a_clean_dialog_response_travels_with_its_scores():
     assert unscored == Prepared(Mapped([patient, response]))  # the store scores it, as without a worker
 
 
-@pytest.mark.parametrize("source", ["rio", "vcse", "dialog-app"])
+@pytest.mark.parametrize("source", ["rio", "hl7", "vcse", "dialog-app"])
 def test_a_worker_maps_without_loading_the_store(source):
     """A worker imports what mapping, validating and scoring need, not the store (SQLAlchemy alone
     took a sixth of a second): it starts sooner, so the importing process maps fewer records

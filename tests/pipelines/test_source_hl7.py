@@ -22,7 +22,8 @@ from fhir_bridge.fhir.codec import loads_json
 from fhir_bridge.pipelines.identity import NHS_SYSTEM, nhs_number_of
 from fhir_bridge.pipelines.ingest import Ingest
 from fhir_bridge.pipelines.resources import Caller
-from fhir_bridge.pipelines.source_hl7 import Hl7Source, MllpFeed, hl7_record, serve_mllp
+from fhir_bridge.pipelines.hl7_feed import MllpFeed, serve_mllp
+from fhir_bridge.pipelines.source_hl7 import Hl7Source, hl7_record
 from fhir_bridge.pipelines.source_records import Unreadable
 from fhir_bridge.synth import generate
 from tests.api.test_mllp_listener import Server, acks, msa
