@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.mapping.loader import SAFE_LOADER
 from fhir_bridge.submission.paths import PathError, compile_path
 from fhir_bridge.submission.values import CHECKS, TRANSFORMS
 from fhir_bridge.submission.xsd import SubmissionSchema, XsdField, load_schema
@@ -140,7 +141,7 @@ class _Loader:
 
     def load(self) -> SubmissionMapping:
         try:
-            data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+            data = yaml.load(self.path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigurationError(f"{self.path}: cannot read the mapping: {exc}", location=str(self.path)) from exc
         if not isinstance(data, dict):
