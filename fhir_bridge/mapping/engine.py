@@ -333,9 +333,9 @@ def _field_getter(path: str) -> Callable[[_Run, _Scope], tuple[Any, str | None]]
     from_root = path[:1] == "/"
 
     def from_field(run: _Run, scope: _Scope) -> tuple[Any, str | None]:
-        record = run.root if from_root else scope.record
+        record = scope.record
         value = record.get(path, _MISSING) if type(record) is dict and not from_root else _MISSING
-        if value is _MISSING:
+        if value is _MISSING:  # `/a.b`, a dotted path, a record that is not a dict: _read knows them
             value = _read(path, run, scope)
         elif record is run.root:
             run.read.add(path)
@@ -444,7 +444,7 @@ def _writer(to: Target) -> Callable[[dict, Any], None]:
     parents = tuple((segment.name, segment.index) for segment in to.segments[:-1])
     index = last.index
 
-    def nested(target: dict, value: Any) -> None:  # `answer[0].valueCoding`: _write, unrolled once
+    def nested(target: dict, value: Any) -> None:  # `answer[0].valueCoding`: segments read once, here
         current: Any = target
         for parent, position in parents:
             if position is None:

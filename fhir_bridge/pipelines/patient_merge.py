@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 from fhir_bridge.errors import Unprocessable
 from fhir_bridge.pipelines.careplan_merge import consolidate_plans
-from fhir_bridge.pipelines.merge_request import MergeRequest
 from fhir_bridge.pipelines.identity import NHS_SYSTEM, SOURCE_BASE, Disagreement, nhs_number_of, source_of
+from fhir_bridge.pipelines.merge_request import MergeRequest
 from fhir_bridge.pipelines.patient_links import replaced_by, repointed, surviving_patient
 from fhir_bridge.pipelines.resources import DATA_OPERATION, ODS, PARTICIPANT_TYPE, Caller
 from fhir_bridge.store.repository import read_if_live

@@ -1,6 +1,8 @@
-"""Source adapters: a source's files -> `SourceRecord`s, and one record -> mapped resources.
+"""Importing files: `run_import`, the one way files are imported, and the adapter a run reads with.
 
-Each adapter reads with formats/ and maps with the generic engine and its mapping file; the
+A source adapter (source_rio.py, source_hl7.py, source_vcse.py, source_dialog_app.py; by name in
+source_adapters.py) turns a source's files into `SourceRecord`s and one record into mapped
+resources: it reads with formats/ and maps with the generic engine and its mapping file; the
 ingest pipeline does the rest. Unreadable input (an empty file, binary garbage, a ragged row)
 becomes a record that fails to map, so it is quarantined with its reason, never dropped.
 """
