@@ -95,6 +95,11 @@ class _Scope:
         self._expression = expression
         self._at = at
 
+    def within(self, record: Any, variables: Mapping[str, Any]) -> "_Scope":
+        """An `each` element's scope: it reads `record`, and writes where this scope does (its
+        location still unbuilt if this one's is)."""
+        return _Scope(record, variables, self._expression, self._at)
+
     @property
     def expression(self) -> str:
         if self._expression is None:
@@ -289,8 +294,7 @@ def _repeated(each: Each, step: Step) -> Step:
             return
         # A structure that occurs once may arrive as a single object rather than a list of one.
         for index, element in enumerate(found if isinstance(found, list) else [found]):
-            # the element's rules write where the `each` rule does: its location, still unbuilt
-            step(target, run, _Scope(element, {**scope.variables, "index": index}, scope._expression, scope._at))
+            step(target, run, scope.within(element, {**scope.variables, "index": index}))
     return repeated
 
 
@@ -318,12 +322,10 @@ def _getter(source: ValueSource) -> Callable[[_Run, _Scope], tuple[Any, str | No
         ref = source.ref
         return lambda run, scope: ({"reference": "/".join(run.ids[ref])}, None)
     const = source.const
-    if not _has_placeholder(const):
-        if const is None or type(const) in (str, int, float, bool):
-            fixed = (const, None)  # immutable: the same tuple for every record
-            return lambda run, scope: fixed
-        # Containers are rebuilt per record so that no two resources share (and later mutate) one dict.
-        return lambda run, scope: (_copied(const), None)
+    if (const is None or type(const) in (str, int, float, bool)) and not _has_placeholder(const):
+        fixed = (const, None)  # immutable and nothing to fill: the same tuple for every record
+        return lambda run, scope: fixed
+    # Containers are rebuilt per record so that no two resources share (and later mutate) one dict.
     return lambda run, scope: (_fill_deep(const, scope.variables), None)
 
 
@@ -347,22 +349,8 @@ def _field_getter(path: str) -> Callable[[_Run, _Scope], tuple[Any, str | None]]
 
 
 def _has_placeholder(value: Any) -> bool:
-    """Whether filling `{name}` placeholders could change `value` (a const or a path)."""
-    if isinstance(value, str):
-        return PLACEHOLDER.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_placeholder(k) or _has_placeholder(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_placeholder(v) for v in value)
-    return False
-
-
-def _copied(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copied(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copied(v) for v in value]
-    return value
+    """Whether `_fill` could change `value` (a plain const or a path)."""
+    return isinstance(value, str) and PLACEHOLDER.search(value) is not None
 
 
 def _read(path: str, run: _Run, scope: _Scope) -> Any:

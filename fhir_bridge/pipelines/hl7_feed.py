@@ -4,9 +4,7 @@ stored through the import pipeline and answered with an ACK. Apart from the HL7 
 the listener and the store."""
 from __future__ import annotations
 
-import hashlib
 import threading
-import uuid
 from dataclasses import replace
 from typing import Callable
 
@@ -17,7 +15,7 @@ from fhir_bridge.errors import BridgeError
 from fhir_bridge.fhir.codec import loads_json
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.care_access import operator_caller
-from fhir_bridge.pipelines.ingest import QUARANTINE_NAMESPACE, STATUSES, Ingest
+from fhir_bridge.pipelines.ingest import STATUSES, Ingest, quarantine_entry_id
 from fhir_bridge.pipelines.source_hl7 import REVIEW_TEXT, Hl7Source
 from fhir_bridge.pipelines.source_record import SourceRecord
 from fhir_bridge.pipelines.source_records import Unreadable
@@ -58,11 +56,8 @@ class MllpFeed:
 
 
 def _first_issue(ingest: Ingest, record: SourceRecord) -> str:
-    """The first issue of the quarantine entry just written for `record`, so the sender sees why.
-    The entry id is Ingest's own (source, location, digest of the raw message)."""
-    digest = hashlib.sha256(record.raw).hexdigest()
-    entry_id = str(uuid.uuid5(QUARANTINE_NAMESPACE, f"{record.source}|{record.location}|{digest}"))
-    entry = ingest.bridge.repository.quarantine_entry(entry_id)
+    """The first issue of the quarantine entry just written for `record`, so the sender sees why."""
+    entry = ingest.bridge.repository.quarantine_entry(quarantine_entry_id(record))
     if entry is None:  # held for an identity review: nothing is wrong with the message itself
         return ""
     issues = loads_json(entry.outcome).get("issue", [])

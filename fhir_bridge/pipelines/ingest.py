@@ -318,8 +318,7 @@ class Ingest:
                     caller: Caller | None = None) -> str:
         """Keep the record with why it was not stored. `caller`: whom it was being stored as, if not
         the run's (a held record's importer): what a retry writes as."""
-        digest = hashlib.sha256(record.raw).hexdigest()
-        entry = QuarantineEntry(str(uuid.uuid5(QUARANTINE_NAMESPACE, f"{record.source}|{record.location}|{digest}")),
+        entry = QuarantineEntry(quarantine_entry_id(record),
                                 self.report.run_id, record.source, record.location[:512], reason, record.raw,
                                 dumps_json(operation_outcome(issues)), self.clock(),
                                 context=self._retry_context(record, caller or self.caller))
@@ -401,6 +400,13 @@ def resolve_review(ingest: Ingest, review_id: str, patient_id: str | None) -> st
     if not status.startswith("quarantined") or status == SESSION_REFUSED:
         repo.resolve_review(review_id, state, linked)
     return status
+
+
+def quarantine_entry_id(record: SourceRecord) -> str:
+    """The quarantine entry of a record: by source, location and the raw bytes' digest, so the same
+    bad record quarantined again is the same entry."""
+    digest = hashlib.sha256(record.raw).hexdigest()
+    return str(uuid.uuid5(QUARANTINE_NAMESPACE, f"{record.source}|{record.location}|{digest}"))
 
 
 def _review_id(record: SourceRecord, resources: list[dict]) -> str:
