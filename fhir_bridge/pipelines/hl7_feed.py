@@ -24,9 +24,10 @@ __all__ = ["MllpFeed", "serve_mllp"]
 
 
 class MllpFeed:
-    """`MllpListener`'s handler: stores one message through `ingest.one`: AA once stored (or already stored: a resend after a
-    lost ACK is `unchanged`), AE with the quarantine reason otherwise. A message the listener
-    rejects (AR: it cannot be parsed) is kept in quarantine, raw, as the same bytes in a file are."""
+    """`MllpListener`'s handler: stores one message through `ingest.one`: AA once stored (or already
+    stored: a resend after a lost ACK is `unchanged`), AE with the quarantine reason otherwise. A
+    message the listener rejects (AR: it cannot be parsed) is kept in quarantine, raw, as the same
+    bytes in a file are."""
 
     def __init__(self, ingest: Ingest, source: Hl7Source):
         self.ingest, self.source = ingest, source

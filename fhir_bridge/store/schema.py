@@ -14,7 +14,6 @@ from fhir_bridge.store.outcome_fields import DIALOG_DOMAINS  # the score rows' c
 metadata = MetaData()
 
 
-
 def _key() -> list[Column]:
     return [Column("resource_type", String(64), nullable=False), Column("resource_id", String(64), nullable=False)]
 
@@ -97,7 +96,6 @@ INDEX_TABLES = {"token": token_index, "reference": reference_index, "date": date
                 "string": string_index, "number": number_index}
 
 # -- one compact row per stored DIALOG response: what reports and submissions read ------------------
-
 dialog_scores = Table(
     "dialog_scores", metadata,
     Column("response_id", String(64), primary_key=True),

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fhir_bridge.errors import ConfigurationError
-from fhir_bridge.mapping.loader import SAFE_LOADER
+from fhir_bridge.mapping.loader import read_yaml
 from fhir_bridge.submission.paths import PathError, compile_path
 from fhir_bridge.submission.values import CHECKS, TRANSFORMS
 from fhir_bridge.submission.xsd import SubmissionSchema, XsdField, load_schema
@@ -140,10 +138,7 @@ class _Loader:
         return ConfigurationError(f"{self.path}: {where}: {message}", location=str(self.path))
 
     def load(self) -> SubmissionMapping:
-        try:
-            data = yaml.load(self.path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"{self.path}: cannot read the mapping: {exc}", location=str(self.path)) from exc
+        data = read_yaml(self.path, "the mapping")
         if not isinstance(data, dict):
             raise self.fail("file", "a mapping is a YAML mapping")
         self.unknown(data, FILE_KEYS, "file")

@@ -83,6 +83,17 @@ def test_a_broken_mapping_fails_naming_the_file_and_the_rule(tmp_path, validator
     assert str(path) in error.value.message
 
 
+@pytest.mark.parametrize("content", [b"tables: [unclosed", "name: Gr\u00e4fin".encode("cp1252"), b""],
+                         ids=["bad YAML", "not UTF-8", "missing"])
+def test_a_mapping_file_that_cannot_be_read_fails_naming_it(tmp_path, content):
+    path = tmp_path / "odd.yaml"
+    if content:
+        path.write_bytes(content)
+    with pytest.raises(ConfigurationError, match=r"odd\.yaml: cannot read the mapping: ") as error:
+        load_submission_mapping(path)
+    assert error.value.location == str(path)
+
+
 def test_a_schema_using_what_the_loader_does_not_understand_fails_naming_it(tmp_path):
     text = (SHIPPED / "mhsds-dialog.xsd").read_text()
     path = tmp_path / "odd.xsd"
