@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from fhir_bridge.errors import FhirPathError
-from fhir_bridge.fhirpath.analysis import absence_guard
+from fhir_bridge.fhirpath.analysis import absence_guard, reads_only_focus
 from fhir_bridge.fhirpath.compiler import Run, compile_tree
 from fhir_bridge.fhirpath.functions import Env
 from fhir_bridge.fhirpath.operators import to_bool
@@ -26,12 +26,13 @@ _UNKNOWN = object()
 
 
 class CompiledExpression:
-    __slots__ = ("source", "_run", "_guard")
+    __slots__ = ("source", "_run", "_guard", "_local")
 
     def __init__(self, source: str, run: Run):
         self.source = source
         self._run = run
         self._guard = _UNKNOWN
+        self._local = _UNKNOWN
 
     def absence_guard(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         """(keys, prefixes): as an invariant, this holds on any object with none of the keys and
@@ -39,6 +40,12 @@ class CompiledExpression:
         if self._guard is _UNKNOWN:
             self._guard = absence_guard(parse(self.source), self._run, compile_tree)
         return self._guard
+
+    def reads_only_focus(self) -> bool:
+        """True when the result depends on the focus alone (analysis.reads_only_focus)."""
+        if self._local is _UNKNOWN:
+            self._local = reads_only_focus(parse(self.source))
+        return self._local
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.source!r})"

@@ -7,6 +7,9 @@
   it occurs twice (a mean's numerator and denominator) or sits inside a loop (a where() criterion).
 * An invariant that reads its focus only through a few member names, and holds on `{}`, holds on
   any object without those members: the validator need not run it there (absence_guard).
+* An expression that reads nothing but its focus (no %resource, no resolve(), no clock) gives the
+  same result on equal content wherever it sits: the validator may remember a verdict by content
+  (reads_only_focus).
 """
 from __future__ import annotations
 
@@ -142,6 +145,33 @@ class Analysis:
         if t is n.Binary:
             return self.foldable(node.left) and self.foldable(node.right)
         return False
+
+
+# Functions whose result depends on more than their input: the resource around it, a hook, the clock.
+_BEYOND_FOCUS = frozenset({"resolve", "memberOf", "conformsTo", "now", "today", "timeOfDay"})
+
+
+def reads_only_focus(node: n.Node) -> bool:
+    """True when the expression reads nothing but its focus: no %resource, %rootResource, %context
+    or other variable (the fixed %ucum, %sct, %loinc, %vs-, %ext- aside), no function that looks
+    beyond its input (resolve(), memberOf(), the clock). A syntax node this does not know: False."""
+    t = type(node)
+    if t is n.Literal or t is n.EmptyLiteral or t is n.Variable:
+        return True
+    if t is n.Constant:
+        return node.name in _FIXED_CONSTANT_NAMES or node.name.startswith(_FIXED_CONSTANT_PREFIXES)
+    if t is n.Member:
+        return node.target is None or reads_only_focus(node.target)
+    if t is n.Index:
+        return reads_only_focus(node.target) and reads_only_focus(node.index)
+    if t is n.Unary or t is n.TypeTest:
+        return reads_only_focus(node.operand)
+    if t is n.Binary:
+        return reads_only_focus(node.left) and reads_only_focus(node.right)
+    if t is n.Call:
+        return (node.name not in _BEYOND_FOCUS and (node.target is None or reads_only_focus(node.target))
+                and all(reads_only_focus(arg) for arg in node.args))
+    return False
 
 
 def _type_shape(node: n.Node):

@@ -31,6 +31,9 @@ class Invariant:
     guard: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     # True when the invariant surely holds on an object, asked before evaluating (sure_invariants.py)
     sure: Callable[[dict], bool] | None = None
+    # False when its verdict may depend on more than the focus (%resource, resolve() ...): an
+    # element it was evaluated on is not remembered as clean by content (walker.py)
+    local: bool = False
 
 
 class Rule:
@@ -78,7 +81,8 @@ class Rule:
 
 class Node:
     __slots__ = ("type_name", "path", "rules", "required", "required_keys", "required_choices", "sliced", "invariants",
-                 "disallowed", "is_resource", "is_coding", "is_codeable_concept", "owner", "clean")
+                 "disallowed", "is_resource", "is_coding", "is_codeable_concept", "owner", "memo", "memo_tries",
+                 "memo_misses")
 
     def __init__(self, type_name: str, path: str):
         self.type_name = type_name
@@ -96,18 +100,20 @@ class Node:
         self.is_coding = type_name == "Coding" and path == "Coding"
         self.is_codeable_concept = type_name == "CodeableConcept" and path == "CodeableConcept"
         self.owner: object = None  # the profile compilation that may edit this node in place
-        # Contents already found clean, for flat nodes whose verdict depends on their own
-        # content alone (primitive children only; no invariants, which may look at the whole
-        # resource; no slices): a Coding {system, code} met 22 times in a DIALOG response is
-        # checked once.
-        self.clean: set | None = None
+        # Contents (their JSON) already found clean here, whose verdict depended on the content
+        # alone (walker.py): a DIALOG response's 22 items, and the Codings in them, are each one
+        # of a few hundred, checked once. None for a resource (never the same twice), or once the
+        # contents met proved too varied to be worth remembering.
+        self.memo: set[bytes] | None = None
+        self.memo_tries = self.memo_misses = 0  # lookups since the memo was last judged (walker.py)
 
     def clone(self, owner: object) -> "Node":
         twin = copy(self)
         twin.rules = dict(self.rules)
         twin.disallowed = dict(self.disallowed)
         twin.owner = owner
-        twin.clean = None
+        twin.memo = None if twin.is_resource else set()  # what passed the base node may fail the profile
+        twin.memo_tries = twin.memo_misses = 0
         return twin
 
     def recompute_required(self) -> None:
@@ -127,9 +133,8 @@ class Node:
         self.required_keys = frozenset(keys[0] for _, keys, _ in self.required if len(keys) == 1)
         self.required_choices = tuple(r for r in self.required if len(r[1]) != 1)
         self.sliced = tuple(r for r in self.rules.values() if any(s.min > 0 or s.max is not None for s in r.slices))
-        self_contained = not self.invariants and not self.is_resource and all(
-            not r.invariants and not r.slices and (r.check is not None or r.is_extension) for r in self.rules.values())
-        self.clean = set() if self_contained else None
+        self.memo = None if self.is_resource else set()  # a changed node forgets what passed before
+        self.memo_tries = self.memo_misses = 0
 
 
 class BaseCompiler:

@@ -89,7 +89,7 @@ class Validator:
             self.uncompiled[c.key] = exc.message
             return Invariant(c.key, severity, c.human, c.expression, None, source)
         return Invariant(c.key, severity, c.human, c.expression, compiled.holds, source, compiled.absence_guard(),
-                         sure_check(c.expression))
+                         sure_check(c.expression), compiled.reads_only_focus())
 
     def _structure_definitions(self) -> list[dict]:
         return [sd for sd in self.package.of_type("StructureDefinition") if sd.get("derivation") == "constraint"]

@@ -9,24 +9,35 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from orjson import dumps
+
 from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.terminology import Terminology
 from fhir_bridge.validation.nodes import MISSING, Invariant, Node, Rule, matches_pattern
 
 PROJECT_NAMESPACE = "https://fhir-bridge.example.org/"
-CLEAN_MEMO_SIZE = 4096  # per node: the distinct clean Codings of a feed are few
+# Per node: the contents remembered as clean, and the longest remembered (a large element is
+# seldom met twice). Every MEMO_TRIAL lookups a memo that answered fewer than a quarter of them
+# (identifiers, timestamps: a new value each time) is dropped for good: it only cost a dumps().
+# Every lookup is counted, hits too: in a DIALOG response's walk that is a few dozen increments.
+MEMO_SIZE = 4096
+MEMO_CONTENT_BYTES = 1024
+MEMO_TRIAL = 2048
 TERMINOLOGY_MEMO_SIZE = 50_000  # value-set passes and reference types remembered: bounded, as in primitives.py
 REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
 class Context:
-    __slots__ = ("issues", "resource", "root", "unevaluated")
+    __slots__ = ("issues", "resource", "root", "unevaluated", "beyond")
 
     def __init__(self, root: dict):
         self.issues: list[Issue] = []
         self.resource = root
         self.root = root
         self.unevaluated: set[str] = set()
+        # counts verdicts that read more than their element (an invariant on %resource, one not
+        # evaluated): an element whose walk saw one is not remembered as clean by its content
+        self.beyond = 0
 
     def add(self, severity: str, code: str, message: str, expression: str | None) -> None:
         self.issues.append(Issue(severity, code, message, expression))
@@ -49,20 +60,30 @@ class Walker:
         if not obj:
             ctx.add("error", "structure", "Element must have a value or children (empty object)", expr)
             return
-        clean = node.clean
-        if clean is not None:
-            try:
-                content = tuple(obj.items())
-                if content in clean:
-                    return
-            except TypeError:  # nested content is not hashable: validate it the long way
-                content = None
-            issues_before = len(ctx.issues)
+        memo = node.memo
+        if memo is None:
             self._walk(obj, node, expr, ctx)
-            if content is not None and len(ctx.issues) == issues_before and len(clean) < CLEAN_MEMO_SIZE:
-                clean.add(content)
             return
+        # An element's verdict here depends on its content alone, unless an invariant read beyond
+        # it (ctx.beyond): remembered by its JSON, which tells true from 1 and 1 from 1.0.
+        try:
+            content = dumps(obj)
+        except TypeError:  # a value JSON cannot hold as it is (a Decimal ...): the long way
+            self._walk(obj, node, expr, ctx)
+            return
+        node.memo_tries += 1
+        if content in memo:
+            return
+        issues, beyond = len(ctx.issues), ctx.beyond
         self._walk(obj, node, expr, ctx)
+        if len(ctx.issues) == issues and ctx.beyond == beyond and len(content) <= MEMO_CONTENT_BYTES \
+                and len(memo) < MEMO_SIZE:
+            memo.add(content)
+        node.memo_misses += 1
+        if node.memo_tries >= MEMO_TRIAL:
+            if node.memo_misses * 4 > node.memo_tries * 3:
+                node.memo = None
+            node.memo_tries = node.memo_misses = 0
 
     def _walk(self, obj: dict, node: Node, expr: str, ctx: Context) -> None:
         rules = node.rules
@@ -302,18 +323,22 @@ class Walker:
         for inv in invariants:
             if inv.evaluate is None:
                 ctx.unevaluated.add(inv.key)
+                ctx.beyond += 1  # reported per resource: not to be skipped by a memo
                 continue
             if type(focus) is dict:
                 if inv.guard is not None and _lacks(focus, inv.guard):
                     continue  # holds: it reads nothing the object has
                 if inv.sure is not None and inv.sure(focus):
                     continue  # holds: the ordinary shape, told without FHIRPath
+            if not inv.local:
+                ctx.beyond += 1
             try:
                 holds = inv.evaluate(focus, resource, root)
             except Exception:  # noqa: BLE001
                 # data we do not control (a number where a string should be ...) must never
                 # crash validation: the structural issue is reported elsewhere
                 ctx.unevaluated.add(inv.key)
+                ctx.beyond += 1
                 continue
             if not holds:
                 ctx.add(inv.severity, "invariant", f"Constraint failed: {inv.key}: {inv.human}", expr)

@@ -134,3 +134,22 @@ def test_every_guarded_r4_invariant_holds_on_objects_without_its_keys(r4_types):
                 guarded += 1
                 assert compiled.holds(focus, focus, focus), (constraint["key"], constraint["expression"])
     assert guarded > 100
+
+
+@pytest.mark.parametrize(("expr", "local"), [
+    ("(answer.exists() and item.exists()).not()", True),
+    ("code.memberOf(%`vs-observation-codes`).not() or system = %sct", False),  # a terminology hook
+    ("system = %sct and coding.where(system = %loinc).exists()", True),  # fixed constants
+    ("url.startsWith(%`ext-foo`)", True),
+    ("contained.where(%resource.id.exists()).empty()", False),
+    ("reference.substring(1) in %rootResource.contained.id", False),
+    ("%context.id.exists()", False),
+    ("%answers.exists()", False),  # a variable the caller supplies
+    ("subject.resolve().exists()", False),
+    ("birthDate < today()", False),  # the clock
+    ("item.select(linkId).isDistinct() and $this.id.trace('x').exists().not()", True),  # trace only logs
+])
+def test_whether_an_expression_reads_only_its_focus(expr, local):
+    """What the validator's memo of clean elements relies on: a verdict that reads nothing else
+    may be remembered by the element's content."""
+    assert compile_expression(expr).reads_only_focus() is local
