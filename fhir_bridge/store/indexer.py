@@ -105,10 +105,27 @@ def normalize(text: str) -> str:
     return _SPACE.sub(" ", plain.casefold()).strip()
 
 
+# References parsed lately: a batch names the same Patients, referrals and profiles over and over
+# (index rows, care-access rows, the batch Provenance's targets), and a dict lookup costs a twentieth
+# of the regex. Forgotten wholesale when full, so memory stays flat.
+_PARSED: dict[tuple[str, str | None], tuple[str | None, str | None, str | None]] = {}
+_PARSED_LIMIT = 50_000
+
+
 def parse_reference(reference: str, base_url: str | None) -> tuple[str | None, str | None, str | None]:
     """A reference's (target_type, target_id, url). `Type/id` (and `Type/id/_history/n`) is local;
     an absolute URL on `base_url` is local too; any other absolute URL or urn is kept as url only,
     its trailing type still reported as target_type so a type filter can check it (target_id None)."""
+    key = (reference, base_url)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        parsed = _PARSED[key] = _parse_reference(reference, base_url)
+    return parsed
+
+
+def _parse_reference(reference: str, base_url: str | None) -> tuple[str | None, str | None, str | None]:
     match = _REFERENCE.fullmatch(reference)
     if match is None:
         return None, None, reference
