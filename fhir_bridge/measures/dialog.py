@@ -78,7 +78,7 @@ def score_dialog(qr: Mapping[str, Any], definition: DialogDefinition, *,
     `min_answered` ({"sqol": n, "treatment": m}) sets how many rated items each mean needs; a mean
     with fewer is None. The counts are always reported.
     """
-    minimum = _min_answered(tuple(sorted((min_answered or {}).items())))
+    minimum = checked_min_answered(min_answered)
     problems = _check_questionnaire(qr, definition)
     answers: dict[str, list[_Found]] = {}
     _collect(qr.get("item", []), "QuestionnaireResponse", definition.link_ids, answers, problems)
@@ -86,6 +86,11 @@ def score_dialog(qr: Mapping[str, Any], definition: DialogDefinition, *,
     sqol, sqol_n = _mean(items, "sqol", minimum)
     treatment, treatment_n = _mean(items, "treatment", minimum)
     return DialogScore(items, sqol, sqol_n, treatment, treatment_n, tuple(problems))
+
+
+def checked_min_answered(min_answered: Mapping[str, int] | None) -> dict[str, int]:
+    """The items each mean needs, the defaults filled in; ConfigurationError for a bad setting."""
+    return _min_answered(tuple(sorted((min_answered or {}).items())))
 
 
 @lru_cache(maxsize=16)

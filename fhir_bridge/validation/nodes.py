@@ -41,7 +41,8 @@ class Rule:
 
     __slots__ = ("key", "name", "expr_name", "min", "max", "repeats", "type_code", "kind", "check",
                  "node", "binding", "fixed", "pattern", "invariants", "slices", "slice_name",
-                 "matcher", "selector", "target_types", "is_extension", "profile_node", "owner", "plain", "fast")
+                 "matcher", "selector", "target_types", "is_extension", "profile_node", "owner", "plain", "fast",
+                 "passed")
 
     def __init__(self, key: str, name: str, expr_name: str, min_: int, max_: int | None, type_code: str, kind: str):
         self.key = key
@@ -68,15 +69,21 @@ class Rule:
         self.owner: object = None  # the profile compilation that may edit this rule in place
         self.plain = True          # a primitive with nothing to check beyond its type: see settle()
         self.fast = False          # plain and primitive: the walker runs its check inline
+        # strings this primitive rule's invariants all held on, reading nothing else (walker.py):
+        # a DIALOG response's questionnaire and status are one of a few values, checked once
+        self.passed: set[str] = set()
 
     def clone(self) -> "Rule":
-        return copy(self)
+        twin = copy(self)
+        twin.passed = set()  # a profile's copy may have other invariants
+        return twin
 
     def settle(self) -> None:
         """Recompute the fast-path flag after the rule's constraints changed."""
         self.plain = (self.binding is None or self.type_code != "code") and self.fixed is MISSING \
             and self.pattern is MISSING and not self.invariants
         self.fast = self.plain and self.check is not None
+        self.passed = set()
 
 
 class Node:

@@ -214,7 +214,17 @@ class Walker:
         if rule.pattern is not MISSING and not matches_pattern(value, rule.pattern):
             ctx.add("error", "value", f"{rule.expr_name} must match the pattern {_show(rule.pattern)}", expr)
         if rule.invariants:
+            if type(value) is not str:
+                self._invariants(rule.invariants, value, expr, ctx)
+                return
+            passed = rule.passed  # as the node memo in walk(), for a string
+            if value in passed:
+                return
+            issues, beyond = len(ctx.issues), ctx.beyond
             self._invariants(rule.invariants, value, expr, ctx)
+            if len(ctx.issues) == issues and ctx.beyond == beyond and len(value) <= MEMO_CONTENT_BYTES \
+                    and len(passed) < MEMO_SIZE:
+                passed.add(value)
 
     def _extension_node(self, ext: dict, base: Node, expr: str, ctx: Context) -> Node:
         url = ext.get("url")

@@ -2,6 +2,8 @@
 walking them again would pass, whatever was validated before."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fhir_bridge.validation import Validator
@@ -67,3 +69,15 @@ def test_elements_that_never_repeat_are_not_remembered_for_long(fresh):
     assert fresh.base.node("Coding").memo
     patient["identifier"] = [{"system": "https://example.org/id", "value": 7}]
     assert not fresh.validate(patient).valid
+
+
+def test_a_string_an_invariant_passed_once_does_not_pass_another(fresh):
+    """dlg-qr-1 on QuestionnaireResponse.questionnaire: its verdicts are remembered per string."""
+    import orjson
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    response = orjson.loads((examples / "dialog-questionnaire-response" / "valid-prom-assessment-complete.json").read_bytes())
+    other = {**response, "questionnaire": "https://fhir-bridge.example.org/Questionnaire/dialog-plus|1.0.0"}
+    for _ in range(2):
+        assert fresh.validate(response).valid
+        assert any("dlg-qr-1" in issue.message for issue in fresh.validate(other).errors)
