@@ -130,7 +130,15 @@ def _collect(items: list[dict], parent: str, link_ids: frozenset[str],
         if link_id not in link_ids:
             problems.append(ScoreProblem(f"{parent}.item[{index}]", f"linkId {link_id!r} is not in the DIALOG Questionnaire"))
         found = answers.setdefault(link_id, [])
-        for answer_index, answer in enumerate(item.get("answer", ())):
+        given = item.get("answer", ())
+        if type(given) is not list and given != ():
+            problems.append(ScoreProblem(f"{parent}.item[{index}].answer", "answer is not a list; not scored"))
+            given = ()
+        for answer_index, answer in enumerate(given):
+            if type(answer) is not dict:
+                problems.append(ScoreProblem(f"{parent}.item[{index}].answer[{answer_index}]",
+                                             "answer is not an object; not scored"))
+                continue
             found.append(((parent, index, answer_index), answer))
         if children := item.get("item"):
             _collect(children, f"{parent}.item[{index}]", link_ids, answers, problems)

@@ -81,7 +81,7 @@ class ScoreRows:
 
 class _PlainScorer:
     """The row's score columns of the usual DIALOG response in one pass over its items, as
-    score_dialog gives them, without its per-domain objects (a third of an import worker's time
+    score_dialog gives them, without its per-domain objects (a sixth of an import worker's time
     on an assessment went to scoring). Usual: a flat list of items, each a linkId of the
     Questionnaire met once with one answer, a rating item's a valueCoding among its options or its
     not-applicable answer, a help item's a yes/no Coding. Anything else (a problem to report,
@@ -113,9 +113,9 @@ class _PlainScorer:
             if known is None or link in seen:
                 return None
             seen.add(link)
-            answers = item.get("answer")
-            if answers is None:
+            if "answer" not in item:
                 continue
+            answers = item["answer"]
             if type(answers) is not list or len(answers) != 1 or type(answers[0]) is not dict:
                 return None
             coding = answers[0].get("valueCoding")

@@ -112,6 +112,8 @@ def _edited(response: dict, index: int, **changes) -> dict:
     lambda r: _edited(r, 0, answer=[{"valueCoding": {"code": "3"}}]),                     # no system
     lambda r: _edited(r, 0, answer=[{"valueInteger": 3}]),
     lambda r: _edited(r, 0, answer=[]),
+    lambda r: {**r, "item": [{**r["item"][0], "answer": None}] + r["item"][1:]},        # null
+    lambda r: _edited(r, 0, answer=["3"]),                                                # not an object
     lambda r: _edited(r, 0, answer=r["item"][0]["answer"] * 2),                            # two answers
     lambda r: _edited(r, 1, answer=[{"valueCoding": {"system": YES_NO, "code": "maybe"}}]),
     lambda r: _edited(r, 1, answer=[{"valueBoolean": True}]),
