@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
-from fhir_bridge.fhirpath.model import CHOICE_NAMES
+from fhir_bridge.fhirpath.model import CHOICE_NAMES, choice_type
 from fhir_bridge.store.search_parameters import SearchParam, SearchParameterRegistry, split_union
 
 __all__ = ["Indexer", "date_range", "normalize", "parse_reference", "MIN_TIME", "MAX_TIME"]
@@ -40,6 +40,7 @@ _DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})
 _REFERENCE = re.compile(r"(?:(.*)/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 _SPACE = re.compile(r"\s+")
 _MEMBER_CHAIN = re.compile(r"[a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)*")
+_EXTENSION_VALUE = re.compile(r"extension\('([^'\\]*)'\)\.value")
 _CHAIN_START = re.compile(r"(?:[A-Z][A-Za-z]*\.)?([a-z][A-Za-z0-9]*)(?=[.\[]|$)")  # a member, not a call
 _CHAIN_TEXT = re.compile(r"[A-Za-z0-9_.(\[]+")
 _TOP_LEVEL_CALL = re.compile(r"\.([A-Za-z]+)\(")
@@ -182,8 +183,8 @@ class Indexer:
 
     def _plan(self, resource_type: str) -> list[tuple[SearchParam, Callable, Extractor, tuple[str, ...] | None]]:
         elements = _Elements(self.model, resource_type)
-        plan = [(p, _member_path(p.expression.source, elements) or p.expression, _EXTRACTORS[p.type],
-                 _first_keys(p.expression.source, elements))
+        plan = [(p, _member_path(p.expression.source, elements) or _extension_value(p.expression) or p.expression,
+                 _EXTRACTORS[p.type], _first_keys(p.expression.source, elements))
                 for p in self.registry.for_type(resource_type).values() if p.indexed]
         self._plans[resource_type] = plan
         return plan
@@ -261,6 +262,32 @@ def _member_path(expression: str, elements: _Elements) -> Callable[[dict], list]
             found = step
         return found
     return walk
+
+
+def _extension_value(expression) -> Callable[[dict], list] | None:
+    """For `extension('<url>').value` (a DIALOG response's purpose, timepoint and recording
+    organisation), the values of the resource's extensions with that url, as the FHIRPath gives
+    them, without its machinery; None for any other expression. An extension with a bare `value`
+    key (not FHIR) is left to the FHIRPath."""
+    match = _EXTENSION_VALUE.fullmatch(expression.source)
+    if match is None:
+        return None
+    url = match.group(1)
+
+    def values(resource: dict) -> list:
+        found = []
+        for extension in resource.get("extension", ()):  # odd shapes raise as the FHIRPath does
+            if extension.get("url") != url:
+                continue
+            if "value" in extension:
+                return expression(resource)
+            for key, value in extension.items():
+                if len(key) > 5 and key[5].isupper() and key.startswith("value"):
+                    type_name = choice_type(key[5:])
+                    if type_name is not None:  # a decimal written as 5 is still a decimal
+                        found.append(Decimal(value) if type_name == "decimal" and type(value) is int else value)
+        return found
+    return values
 
 
 def _first_keys(expression: str, elements: _Elements) -> tuple[str, ...] | None:

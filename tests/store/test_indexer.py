@@ -346,3 +346,37 @@ def test_a_choice_elements_keys_are_its_typed_keys(validator):
         "valueCodeableConcept", "component")
     assert _first_keys("nonsense", observation) is None
     assert _first_keys("subject", _Elements(None, "Observation")) is None  # a choice somewhere
+
+
+def test_extension_values_are_found_as_fhirpath_finds_them(indexer):
+    """`extension('<url>').value` parameters (a DIALOG response's purpose, timepoint, recording
+    organisation) are read without the FHIRPath engine (store/indexer.py `_extension_value`): on
+    every example resource and on odd shapes, the same values, or the same failure."""
+    from fhir_bridge.store.indexer import _extension_value
+
+    url = "https://fhir-bridge.example.org/StructureDefinition/dialog-timepoint"
+    coding = {"system": "https://fhir-bridge.example.org/CodeSystem/dialog-timepoint", "code": "review"}
+    odd = [{}, {"extension": []}, {"extension": [{"url": url, "valueCoding": coding}] * 2},
+           {"extension": [{"url": "other", "valueCoding": coding}, {"url": url, "valueString": "x"}]},
+           {"extension": [{"url": url, "valueDecimal": 5}, {"url": url, "valueDecimal": 5.5}]},
+           {"extension": [{"url": url, "value": [coding, None]}]}, {"extension": [{"url": url, "valueFoo": 1}]},
+           {"extension": [{"url": url, "valueCoding": coding, "valueString": "both"}]},
+           {"extension": [{"url": url}]}, {"extension": ["not an object"]}, {"extension": {"url": url}},
+           {"extension": None}]
+    resources = [*_every_example_resource(), *({"resourceType": "QuestionnaireResponse", **shape} for shape in odd)]
+    compared = 0
+    for resource in resources:
+        for param in indexer.registry.for_type(resource["resourceType"]).values():
+            fast = _extension_value(param.expression)
+            if fast is None:
+                continue
+            try:
+                expected = param.expression(resource)
+            except Exception as exc:  # noqa: BLE001 - the indexer skips such a parameter: so must the shortcut
+                with pytest.raises(type(exc)):
+                    fast(resource)
+                continue
+            found = fast(resource)
+            assert found == expected and [type(v) for v in found] == [type(v) for v in expected], resource
+            compared += 1
+    assert compared > 40
