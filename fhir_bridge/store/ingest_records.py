@@ -175,6 +175,20 @@ class IngestMixin:
         with self._reading() as connection:
             return sorted({row[0] for row in _WITH_IDENTIFIER.rows(connection, {"system": system, "code": value})})
 
+    def patients_with_identifiers(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+        """patients_with_identifier for many identifiers in one read: (system, value) -> the live
+        Patients holding it (empty for none), a query per system and few hundred values."""
+        found: dict[tuple[str, str], set[str]] = {pair: set() for pair in pairs}
+        by_system: dict[str, list[str]] = {}
+        for system, value in found:
+            by_system.setdefault(system, []).append(value)
+        with self._reading() as connection:
+            for system, values in by_system.items():
+                for start in range(0, len(values), _IN_CHUNK):
+                    for row in _WITH_IDENTIFIERS.rows(connection, {"system": system, "codes": values[start:start + _IN_CHUNK]}):
+                        found[system, row.code].add(row.resource_id)
+        return found
+
     def patients_matching(self, who: Demographics, birth_range: tuple[int, int]) -> tuple[list[str], list[str]]:
         """(exact, weaker): live Patients whose family, given, birth date and postcode all equal
         `who`'s; and those sharing only family name and birth date, or given name, birth date and
@@ -219,6 +233,13 @@ _MATCHING_STRINGS = DriverStatement(select(_strings.c.resource_id, _strings.c.pa
     _strings.c.resource_type == "Patient", _strings.c.resource_id.in_(bindparam("ids", expanding=True))))
 _MATCHED_PARAMS = frozenset({"family", "given", "address-postalcode"})
 _tokens = schema.token_index
+_IN_CHUNK = 500  # values in one IN list
+_WITH_IDENTIFIERS = DriverStatement(
+    select(_tokens.c.resource_id, _tokens.c.code)
+    .join(_res, and_(_res.c.resource_type == _tokens.c.resource_type, _res.c.resource_id == _tokens.c.resource_id))
+    .where(_tokens.c.resource_type == "Patient", _tokens.c.param == "identifier",
+           _tokens.c.code.in_(bindparam("codes", expanding=True)), _tokens.c.system == bindparam("system"),
+           _res.c.deleted.is_(False)))
 _WITH_IDENTIFIER = DriverStatement(
     select(_tokens.c.resource_id)
     .join(_res, and_(_res.c.resource_type == _tokens.c.resource_type, _res.c.resource_id == _tokens.c.resource_id))

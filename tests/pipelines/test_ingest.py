@@ -164,6 +164,27 @@ def test_a_review_can_be_resolved_as_a_new_person(bridge):
     assert bridge.repository.count("Patient") == 2 and bridge.repository.reviews() == []
 
 
+def test_the_people_of_a_run_are_looked_up_by_identifier_together(bridge, monkeypatch):
+    """Linking asks the store about each Patient's identifiers: a run reads a few hundred records
+    ahead and asks once for all of them (Ingest._identities_read_ahead), and still finds a person
+    stored before, by a later batch's record too."""
+    ingest(bridge).run([rec(7, nhs="9434765919", family="Stored", born="1961-01-01")])
+    repository = bridge.repository
+    single, together = [], []
+    monkeypatch.setattr(repository, "patients_with_identifier",
+                        lambda *key, f=repository.patients_with_identifier: single.append(key) or f(*key))
+    monkeypatch.setattr(repository, "patients_with_identifiers",
+                        lambda pairs, f=repository.patients_with_identifiers: together.append(pairs) or f(pairs))
+    records = [rec(n, family=f"F{n}", born=f"19{50 + n % 40}-01-0{1 + n % 9}") for n in range(30, 60)]
+    records.append(rec(99, nhs="9434765919", client="C-OTHER", family="Stored", born="1961-01-01"))
+    run = ingest(bridge)
+    run.batch_size = 7
+    report = run.run(records)
+    assert report.balanced and report.counts["created"] == 31 and not report.quarantined
+    assert single == [] and len(together) == 1 and len(together[0]) == 32  # 31 clients and one NHS number
+    assert bridge.repository.count("Patient") == 31  # the last record is the person stored before
+
+
 def test_a_crash_loses_nothing_stored_and_a_rerun_completes(bridge):
     records = [rec(n, family=f"F{n}", born=f"19{50 + n}-01-01") for n in range(1, 6)]
 

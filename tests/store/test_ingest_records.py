@@ -50,6 +50,31 @@ def test_runs_are_recorded_with_their_report(database):
     assert runs[0]["finished"] is None and runs[1]["report"] == b'{"in": 3}'
 
 
+class IdentifierIndex:
+    """Index rows of Patient identifiers only: what identity lookups read."""
+
+    def rows(self, resource: dict) -> dict[str, list[dict]]:
+        return {"token": [{"param": "identifier", "system": i["system"], "code": i["value"]}
+                          for i in resource.get("identifier", ())]}
+
+
+def test_identifiers_are_looked_up_many_at_once(database):
+    """What an import reads ahead (Ingest._identities_read_ahead): per identifier, the live
+    Patients holding it, as patients_with_identifier says one by one; empty for none."""
+    repo = Repository(database, IdentifierIndex())
+    patient = lambda pid, *ids: {"resourceType": "Patient", "id": pid,  # noqa: E731
+                                 "identifier": [{"system": s, "value": v} for s, v in ids]}
+    with repo.unit_of_work() as uow:
+        uow.create_many([patient("a", ("nhs", "1"), ("rio", "C1")), patient("b", ("nhs", "2"), ("rio", "C1")),
+                         patient("gone", ("nhs", "3"))])
+        uow.delete("Patient", "gone")
+    wanted = [("nhs", "1"), ("nhs", "2"), ("nhs", "3"), ("rio", "C1"), ("rio", "1"), ("vcse", "C1")]
+    found = repo.patients_with_identifiers(wanted)
+    assert found == {("nhs", "1"): {"a"}, ("nhs", "2"): {"b"}, ("nhs", "3"): set(), ("rio", "C1"): {"a", "b"},
+                     ("rio", "1"): set(), ("vcse", "C1"): set()}
+    assert all(sorted(found[key]) == repo.patients_with_identifier(*key) for key in wanted)
+
+
 def test_identity_lookups_use_the_indexes_that_keep_them_small(tmp_path):
     """Identity linking runs these for every person an import meets: each must go by an index to
     the few rows it needs, never through every Patient's rows (SQLite without statistics chose
@@ -80,7 +105,8 @@ def test_identity_lookups_use_the_indexes_that_keep_them_small(tmp_path):
             for statement, parameters, index in (
                     (ingest_records._BORN_ON, {"low": 1, "high": 2}, "ix_date_lookup"),
                     (ingest_records._MATCHING_STRINGS, {"ids": ["a", "b", "c"]}, "ix_string_owner"),
-                    (ingest_records._WITH_IDENTIFIER, {"system": "s", "code": "c"}, "ix_token_lookup")):
+                    (ingest_records._WITH_IDENTIFIER, {"system": "s", "code": "c"}, "ix_token_lookup"),
+                    (ingest_records._WITH_IDENTIFIERS, {"system": "s", "codes": ["c", "d"]}, "ix_token_lookup")):
                 state = statement.statement.compile(dialect=connection.dialect).construct_expanded_state(parameters)
                 values = tuple(state.parameters[name] for name in state.positiontup)
                 plan = " | ".join(row[-1] for row in connection.exec_driver_sql(
