@@ -110,7 +110,7 @@ def normalize(text: str) -> str:
 # (index rows, care-access rows, the batch Provenance's targets), and a dict lookup costs a twentieth
 # of the regex. Forgotten wholesale when full, so memory stays flat.
 _PARSED: dict[tuple[str, str | None], tuple[str | None, str | None, str | None]] = {}
-_PARSED_LIMIT = 50_000
+_PARSED_LIMIT = 20_000  # ~7 MB: a batch adds a few hundred new references
 
 
 def parse_reference(reference: str, base_url: str | None) -> tuple[str | None, str | None, str | None]:
