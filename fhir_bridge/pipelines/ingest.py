@@ -176,7 +176,7 @@ class Ingest:
             try:
                 chunk.extend(islice(prepared, READ_AHEAD))
             except BaseException:
-                yield from chunk  # the input failed (or the run is stopped): what came before is stored as ever
+                yield from chunk  # the input failed (or the run was stopped): what came before is stored
                 raise
             if not chunk:
                 return

@@ -92,7 +92,8 @@ class _PlainScorer:
         self.minimum = minimum
         # linkId -> (domain code, rating options or None for a help item, not-applicable answers)
         self.items: dict[str, tuple[str, object, frozenset]] = {
-            **{link: (item.domain.code, item.ratings, item.not_answered) for link, item in definition.rating_items.items()},
+            **{link: (item.domain.code, item.ratings, item.not_answered)
+               for link, item in definition.rating_items.items()},
             **{link: (domain.code, None, frozenset()) for link, domain in definition.help_items.items()}}
         # per domain in MHSDS order: (code, part, rating column, help column)
         columns = {code: (rating, help_) for code, rating, help_ in _DOMAIN_COLUMNS}

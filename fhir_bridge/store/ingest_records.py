@@ -185,7 +185,8 @@ class IngestMixin:
         with self._reading() as connection:
             for system, values in by_system.items():
                 for start in range(0, len(values), _IN_CHUNK):
-                    for row in _WITH_IDENTIFIERS.rows(connection, {"system": system, "codes": values[start:start + _IN_CHUNK]}):
+                    chunk = {"system": system, "codes": values[start:start + _IN_CHUNK]}
+                    for row in _WITH_IDENTIFIERS.rows(connection, chunk):
                         found[system, row.code].add(row.resource_id)
         return found
 

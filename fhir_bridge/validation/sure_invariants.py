@@ -1,9 +1,10 @@
 """Plain-Python shortcuts for the commonest FHIR invariants, checked before their FHIRPath.
 
 Every Reference carries ref-1 and every Extension ext-1, so a DIALOG+ session evaluated them ~36
-times through the FHIRPath engine for ~0.15 ms of its ~3.6 ms; every resource carries dom-3. A shortcut here answers only
-"surely holds" for the ordinary shape (a reference that does not point into `contained`; an
-extension with a value or with extensions, not both), giving the same answer as the expression;
+times through the FHIRPath engine for ~0.15 ms of its ~3.6 ms; every resource carries dom-3. A
+shortcut here answers only "surely holds" for the ordinary shape (a reference that does not point
+into `contained`; an extension with a value or with extensions, not both; nothing contained),
+giving the same answer as the expression;
 for anything else it says nothing and the FHIRPath is evaluated as before. Keyed by the
 expression's text, so a profile's own invariant that reuses a key is not taken for the base one.
 """

@@ -17,9 +17,10 @@ from fhir_bridge.validation.nodes import MISSING, Invariant, Node, Rule, matches
 
 PROJECT_NAMESPACE = "https://fhir-bridge.example.org/"
 # Per node: the contents remembered as clean, and the longest remembered (a large element is
-# seldom met twice; at most 2 MB a node, in practice a few hundred KB over a whole import). Every MEMO_TRIAL lookups a memo that answered fewer than a quarter of them
-# (identifiers, timestamps: a new value each time) is dropped for good: it only cost a dumps().
-# Every lookup is counted, hits too: in a DIALOG response's walk that is a few dozen increments.
+# seldom met twice); at most 2 MB a node, a few hundred KB over a whole RiO import. Every
+# MEMO_TRIAL lookups a memo that answered fewer than a quarter of them (identifiers, timestamps:
+# a new value each time) is dropped for good: it only cost a dumps(). Every lookup is counted,
+# hits too: in a DIALOG response's walk that is a few dozen increments.
 MEMO_SIZE = 4096
 MEMO_CONTENT_BYTES = 512
 MEMO_TRIAL = 2048

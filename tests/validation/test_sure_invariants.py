@@ -25,7 +25,8 @@ SHAPES = {
     "qrs-1": [{"linkId": "a", **({} if a is None else {"answer": a}), **({} if i is None else {"item": i})}
               for a, i in itertools.product([None, [], [{"valueInteger": 1}], 0, {}], [None, [], [{"linkId": "b"}], ""])],
     # dom-3 runs on the resource itself (the focus is ROOT-like): an unreferenced contained Goal fails it
-    "dom-3": [{"resourceType": "CarePlan", **({} if c is None else {"contained": c}), **({} if g is None else {"goal": g})}
+    "dom-3": [{"resourceType": "CarePlan", **({} if c is None else {"contained": c}),
+               **({} if g is None else {"goal": g})}
               for c, g in itertools.product([None, [], [{"resourceType": "Goal", "id": "g1"}]],
                                             [None, [{"reference": "#g1"}], [{"reference": "Goal/g1"}]])],
 }

@@ -76,7 +76,8 @@ def test_a_string_an_invariant_passed_once_does_not_pass_another(fresh):
     import orjson
 
     examples = Path(__file__).resolve().parents[2] / "examples"
-    response = orjson.loads((examples / "dialog-questionnaire-response" / "valid-prom-assessment-complete.json").read_bytes())
+    response = orjson.loads(
+        (examples / "dialog-questionnaire-response" / "valid-prom-assessment-complete.json").read_bytes())
     other = {**response, "questionnaire": "https://fhir-bridge.example.org/Questionnaire/dialog-plus|1.0.0"}
     for _ in range(2):
         assert fresh.validate(response).valid
