@@ -45,8 +45,7 @@ mine, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(res
 bridge.close()
 print(json.dumps({"records": report.records_in, "seconds": seconds, "balanced": report.balanced,
                   "main": mine.ru_utime + mine.ru_stime - own.ru_utime - own.ru_stime,
-                  "workers": workers.ru_utime + workers.ru_stime,
-                  "rss_mb": max(mine.ru_maxrss, workers.ru_maxrss) / 1024}))
+                  "workers": workers.ru_utime + workers.ru_stime}))
 """
 
 
@@ -91,6 +90,9 @@ def together(sides: list[tuple[Path, Path]], source: str, export: Path) -> list[
     for process in running:
         out, _ = process.communicate()
         if process.returncode != 0:
+            for other in running:  # not left writing into the worktree and folder about to be removed
+                other.kill()
+                other.wait()
             sys.exit(f"an import failed (exit code {process.returncode}); its traceback is above")
         result = json.loads(out.strip().splitlines()[-1])
         if not result["balanced"]:

@@ -2,15 +2,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-# Texts converted lately: an import batch asks for each DIALOG response's `authored` four times
-# (its score row, the recording-burden checks before and after it is written). Bounded.
-_CONVERTED: dict[str, int | None] = {}
-_CONVERTED_LIMIT = 10_000
-_UNSEEN = object()
 
 
 def to_microseconds(value: object) -> int | None:
@@ -18,15 +12,12 @@ def to_microseconds(value: object) -> int | None:
     the text is not a FHIR date/dateTime/instant."""
     if type(value) is not str or len(value) < 4:
         return None
-    converted = _CONVERTED.get(value, _UNSEEN)  # one lookup: another thread may clear it meanwhile
-    if converted is not _UNSEEN:
-        return converted
-    if len(_CONVERTED) >= _CONVERTED_LIMIT:
-        _CONVERTED.clear()
-    converted = _CONVERTED[value] = _to_microseconds(value)
-    return converted
+    return _to_microseconds(value)
 
 
+# Texts converted lately: an import batch asks for each DIALOG response's `authored` four times
+# (its score row, the recording-burden checks before and after it is written).
+@lru_cache(maxsize=10_000)
 def _to_microseconds(value: str) -> int | None:
     text = value.replace("Z", "+00:00")
     try:

@@ -13,13 +13,13 @@ from functools import lru_cache
 
 from fhir_bridge.errors import FhirPathError
 from fhir_bridge.fhirpath.analysis import absence_guard, reads_only_focus
-from fhir_bridge.fhirpath.compiler import Run, compile_tree
+from fhir_bridge.fhirpath.compiler import Run, _choice_values, compile_tree
 from fhir_bridge.fhirpath.functions import Env
 from fhir_bridge.fhirpath.operators import to_bool
 from fhir_bridge.fhirpath.parser import parse
 from fhir_bridge.fhirpath.values import Quantity, Temporal, Typed
 
-__all__ = ["CompiledExpression", "compile_expression", "evaluate"]
+__all__ = ["CompiledExpression", "choice_values", "compile_expression", "evaluate"]
 
 _NO_VARIABLES: dict = {}
 _UNKNOWN = object()
@@ -94,6 +94,15 @@ def _exported(item):
     if t is Quantity:
         return item.to_fhir()
     return item
+
+
+def choice_values(item: dict, name: str) -> list:
+    """The values of a JSON object's choice element `name` (`value` -> `valueCoding`...) as the
+    expression `name` gives them on it (a decimal written as 5 is still a decimal): for callers
+    that read a choice without an expression (store/indexer.py)."""
+    found: list = []
+    _choice_values(item, name, found)
+    return [_exported(value) for value in found]
 
 
 @lru_cache(maxsize=4096)

@@ -78,7 +78,14 @@ SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def read_yaml(path: Path, what: str) -> Any:
     """A mapping file's YAML; ConfigurationError naming the file when it cannot be read."""
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
+        text = path.read_text(encoding="utf-8")
+        try:
+            return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
+        except yaml.YAMLError:
+            if SAFE_LOADER is yaml.SafeLoader:
+                raise
+            # libyaml's message has no excerpt of the offending line: the pure-Python loader's has
+            return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - a safe loader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"{path}: cannot read {what}: {exc}", location=str(path)) from exc
 

@@ -16,11 +16,17 @@ from fhir_bridge.fhir.codec import loads_json
 from fhir_bridge.mapping import MappingEngine, load_mappings
 from fhir_bridge.pipelines.care_access import operator_caller
 from fhir_bridge.pipelines.ingest import STATUSES, Ingest, quarantine_entry_id
-from fhir_bridge.pipelines.source_hl7 import REVIEW_TEXT, Hl7Source
+from fhir_bridge.pipelines.source_hl7 import Hl7Source
 from fhir_bridge.pipelines.source_record import SourceRecord
 from fhir_bridge.pipelines.source_records import Unreadable
 
 __all__ = ["MllpFeed", "serve_mllp"]
+
+# An AE's text for a message held for identity review, whatever made the match unsafe (no NHS number
+# and only a weaker match, an NHS number or an identifier held by several people ...): the review
+# names the reason to the person resolving it.
+REVIEW_TEXT = ("the person could not be matched safely: the message waits for a person to link it "
+               "(fhir-bridge identity review), nothing lost")
 
 
 class MllpFeed:

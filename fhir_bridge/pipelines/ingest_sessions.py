@@ -28,6 +28,7 @@ from fhir_bridge.fhir.codec import dumps_json, loads_json
 from fhir_bridge.fhir.outcome import Issue, issues_from_outcome
 from fhir_bridge.pipelines.careplan_views import open_main_plans
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller
+from fhir_bridge.pipelines.source_record import SourceRecord
 
 __all__ = ["SESSION_REFUSED", "held_caller", "held_session", "importer", "record_held_session", "record_session"]
 
@@ -128,7 +129,6 @@ def record_held_session(ingest, review, held: dict, decision: tuple[str, str]) -
     """A review's waiting session, once a person has decided whose it is (`decision`, as for
     Ingest.store): the person stored and the session recorded as the partner that imported it,
     under the record as it was received (so a refusal quarantines that record); its status."""
-    from fhir_bridge.pipelines.ingest import SourceRecord  # ingest imports this module
 
     raw = held["raw"].encode("utf-8") if "raw" in held else base64.b64decode(held.get("rawBase64", ""))
     record = SourceRecord(review.source, held["location"], raw, None, review.source_key, held.get("context"))

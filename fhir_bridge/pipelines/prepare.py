@@ -74,9 +74,23 @@ class Recipe:
 
 # -- worker processes ------------------------------------------------------------------------------
 _worker: tuple[Callable, object, object] | None = None  # (mapper, validator, score rows), once per worker process
+_failed: BridgeError | None = None  # why the worker could not start (a broken mapping file ...)
 
 
 def _start_worker(recipe: Recipe) -> None:
+    """Build the worker's engine and validator. A configuration error is kept, not raised: raised
+    in an initializer it printed a traceback per worker before the importing process, which loads
+    the same files, said what is wrong; the worker's first chunk fails with it instead, and the
+    importing process maps the rest itself (PreparePool._results)."""
+    global _failed
+    _exit_with_parent()
+    try:
+        _build_worker(recipe)
+    except BridgeError as exc:
+        _failed = exc
+
+
+def _build_worker(recipe: Recipe) -> None:
     from fhir_bridge.mapping import MappingEngine, load_mappings
     from fhir_bridge.measures import load_dialog_definition
     from fhir_bridge.pipelines.score_rows import ScoreRows
@@ -84,7 +98,6 @@ def _start_worker(recipe: Recipe) -> None:
     from fhir_bridge.validation import Validator
 
     global _worker
-    _exit_with_parent()
     validator = Validator.load(recipe.settings)
     engine = MappingEngine(load_mappings(recipe.settings.mappings_dir, validator.terminology), validator.terminology)
     adapter = adapter_factory(recipe.source)(engine, recipe.organization, None)
@@ -113,7 +126,9 @@ def _exit_with_parent() -> None:
 
 
 def _prepare_chunk(records: list) -> list[Prepared | bytes]:
-    mapper, validator, score_rows = _worker  # type: ignore[misc]
+    if _worker is None:
+        raise _failed or RuntimeError("the import worker did not start")
+    mapper, validator, score_rows = _worker
     return [_compact(prepare(record, mapper, validator), score_rows) for record in records]
 
 

@@ -263,9 +263,3 @@ def _person_key(record: dict[str, Any]) -> str | None:
     """The sender's id of the person (first PID-3), for identity reviews."""
     value = record.get("PID-3.1")
     return f"{value}@{record.get('PID-3.4', '')}" if value else None
-
-
-# Said whatever made the match unsafe (no NHS number and only a weaker match, an NHS number or an
-# identifier held by several people ...): the review names the reason to the person resolving it.
-REVIEW_TEXT = ("the person could not be matched safely: the message waits for a person to link it "
-               "(fhir-bridge identity review), nothing lost")

@@ -16,12 +16,10 @@ from fhir_bridge.pipelines.input_files import shown_as, stdin_as_file
 from fhir_bridge.pipelines.prepare import PreparePool, Recipe
 from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
-# the adapters by name (and the DIALOG+ app's, defined there), importable from here as before
+# the adapters by name, each module loaded when its source is first asked for
 from fhir_bridge.pipelines.source_adapters import SOURCE_NAMES, adapter_factory
-from fhir_bridge.pipelines.source_dialog_app import DialogAppSource
 
-__all__ = ["SOURCE_NAMES", "PARALLEL_BYTES", "DialogAppSource", "adapter_factory", "build_adapter", "ingest_for",
-           "run_import"]
+__all__ = ["SOURCE_NAMES", "PARALLEL_BYTES", "adapter_factory", "build_adapter", "ingest_for", "run_import"]
 
 PARALLEL_BYTES = 1_000_000  # an input this large is mapped in worker processes, when there are any
 

@@ -18,10 +18,12 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 from datetime import date
 from decimal import Decimal
 
-from fhir_bridge.fhirpath.model import CHOICE_NAMES, choice_type
+from fhir_bridge.fhirpath import choice_values
+from fhir_bridge.fhirpath.model import CHOICE_NAMES
 from fhir_bridge.store.search_parameters import SearchParam, SearchParameterRegistry, split_union
 
 __all__ = ["Indexer", "date_range", "normalize", "parse_reference", "MIN_TIME", "MAX_TIME"]
@@ -107,26 +109,13 @@ def normalize(text: str) -> str:
 
 
 # References parsed lately: a batch names the same Patients, referrals and profiles over and over
-# (index rows, care-access rows, the batch Provenance's targets), and a dict lookup costs a twentieth
-# of the regex. Forgotten wholesale when full, so memory stays flat.
-_PARSED: dict[tuple[str, str | None], tuple[str | None, str | None, str | None]] = {}
-_PARSED_LIMIT = 20_000  # ~7 MB: a batch adds a few hundred new references
-
-
+# (index rows, care-access rows, the batch Provenance's targets), and a cache hit costs a tenth of
+# the regex. Bounded (~7 MB): a batch adds a few hundred new references.
+@lru_cache(maxsize=20_000)
 def parse_reference(reference: str, base_url: str | None) -> tuple[str | None, str | None, str | None]:
     """A reference's (target_type, target_id, url). `Type/id` (and `Type/id/_history/n`) is local;
     an absolute URL on `base_url` is local too; any other absolute URL or urn is kept as url only,
     its trailing type still reported as target_type so a type filter can check it (target_id None)."""
-    key = (reference, base_url)
-    parsed = _PARSED.get(key)
-    if parsed is None:
-        if len(_PARSED) >= _PARSED_LIMIT:
-            _PARSED.clear()
-        parsed = _PARSED[key] = _parse_reference(reference, base_url)
-    return parsed
-
-
-def _parse_reference(reference: str, base_url: str | None) -> tuple[str | None, str | None, str | None]:
     match = _REFERENCE.fullmatch(reference)
     if match is None:
         return None, None, reference
@@ -281,11 +270,7 @@ def _extension_value(expression) -> Callable[[dict], list] | None:
                 continue
             if "value" in extension:
                 return expression(resource)
-            for key, value in extension.items():
-                if len(key) > 5 and key[5].isupper() and key.startswith("value"):
-                    type_name = choice_type(key[5:])
-                    if type_name is not None:  # a decimal written as 5 is still a decimal
-                        found.append(Decimal(value) if type_name == "decimal" and type(value) is int else value)
+            found += choice_values(extension, "value")
         return found
     return values
 

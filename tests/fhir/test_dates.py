@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_bridge.fhir import dates
 from fhir_bridge.fhir.dates import to_microseconds
 
 DAY = 86_400_000_000
@@ -24,11 +23,3 @@ DAY = 86_400_000_000
 def test_to_microseconds(text, expected):
     assert to_microseconds(text) == expected
     assert to_microseconds(text) == expected  # as remembered
-
-
-def test_what_it_remembers_stays_bounded(monkeypatch):
-    monkeypatch.setattr(dates, "_CONVERTED_LIMIT", 5)
-    monkeypatch.setattr(dates, "_CONVERTED", {})
-    for day in range(1, 29):
-        assert to_microseconds(f"1970-01-{day:02d}") == (day - 1) * DAY
-        assert len(dates._CONVERTED) <= 5

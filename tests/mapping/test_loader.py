@@ -133,10 +133,11 @@ def test_known_conceptmap_loads(tmp_path, terminology):
     assert load_mapping(write(tmp_path, text), terminology).name == "tiny"
 
 
-def test_yaml_syntax_error_names_the_file(tmp_path, terminology):
-    path = write(tmp_path, "name: [unclosed\n")
-    with pytest.raises(ConfigurationError, match=str(path)):
+def test_yaml_syntax_error_names_the_file_and_shows_the_line(tmp_path, terminology):
+    path = write(tmp_path, "name: tiny\nlists: [unclosed\n")
+    with pytest.raises(ConfigurationError, match=str(path)) as error:
         load_mapping(path, terminology)
+    assert "lists: [unclosed" in error.value.message and "^" in error.value.message  # where, as PyYAML shows it
 
 
 def test_two_files_with_one_name_are_refused(tmp_path, terminology):

@@ -21,7 +21,7 @@ from fhir_bridge.pipelines.ingest import Ingest, SessionRecord, SourceRecord, re
 from fhir_bridge.pipelines.ingest_sessions import held_session
 from fhir_bridge.pipelines.quarantine_retry import RESOLVED, retry_entries
 from fhir_bridge.pipelines.resources import SYSTEM_CALLER, Caller
-from fhir_bridge.pipelines.sources import DialogAppSource
+from fhir_bridge.pipelines.source_dialog_app import DialogAppSource
 from fhir_bridge.store.search import parse_search
 from fhir_bridge.synth.dialog_app import HEADERS
 from fhir_bridge.terminology import Terminology

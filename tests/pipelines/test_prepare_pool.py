@@ -94,9 +94,10 @@ def test_an_import_in_worker_processes_stores_what_one_process_stores(tmp_path, 
         pooled.close()
 
 
-def test_workers_that_cannot_start_cost_nothing(tmp_path, validator, caplog):
+def test_workers_that_cannot_start_cost_nothing(tmp_path, validator, caplog, capfd):
     """A worker that dies (here: it cannot even build its adapter) is not an import that fails:
-    the importing process maps the records the workers did not."""
+    the importing process maps the records the workers did not; and the worker prints no
+    traceback (the importing process, which reads the same files, says what is wrong)."""
     generate("rio", tmp_path / "export", count=60, seed=6)
     broken = Recipe(Settings(), "no-such-source", "RV3")
     alone, alone_report = imported(tmp_path, "alone", validator, tmp_path / "export", None)
@@ -106,6 +107,7 @@ def test_workers_that_cannot_start_cost_nothing(tmp_path, validator, caplog):
         assert pooled_report.counts == alone_report.counts and pooled_report.balanced
         assert contents(pooled) == contents(alone)
         assert "mapping the rest in this process" in caplog.text
+        assert "Traceback" not in capfd.readouterr().err
     finally:
         alone.close()
         pooled.close()
@@ -386,5 +388,32 @@ def test_a_run_that_fails_after_its_workers_started_leaves_none_behind(tmp_path,
                        workers=1)
         assert started and started[0]._executor is None
         assert multiprocessing.active_children() == []
+    finally:
+        bridge.close()
+
+
+def test_a_broken_mapping_file_stops_the_run_with_one_clear_error(tmp_path, validator, monkeypatch, capfd):
+    """The workers start before the importing process builds its adapter, and read the same
+    mapping files: a broken one is the importing process's ConfigurationError, naming the file;
+    the workers print no traceback of their own and none is left running."""
+    import multiprocessing
+    import shutil
+
+    from fhir_bridge.errors import ConfigurationError
+    from fhir_bridge.pipelines import sources
+
+    generate("rio", tmp_path / "export", count=20, seed=9)
+    mappings = tmp_path / "mappings"
+    shutil.copytree(Settings().mappings_dir, mappings)
+    broken = mappings / "rio" / "care-contact.yaml"
+    broken.write_text(broken.read_text() + "\nlists: [unclosed\n")
+    monkeypatch.setattr(sources, "PARALLEL_BYTES", 0)
+    bridge = Bridge(Settings(data_dir=tmp_path / "store", mappings_dir=mappings), validator=validator)
+    try:
+        with pytest.raises(ConfigurationError, match="care-contact.yaml"):
+            run_import(bridge, "rio", [tmp_path / "export"], organization="RV3", caller=TRUST, quarantine_dir=None,
+                       workers=1)
+        assert multiprocessing.active_children() == []
+        assert "Traceback" not in capfd.readouterr().err
     finally:
         bridge.close()
