@@ -1,9 +1,10 @@
-"""Benchmark: an import worker's own work (map, validate, score), this checkout against a revision.
+"""Benchmark: an import worker's own work (map, validate, score, index), this checkout against a revision.
 
-An import's worker process maps, validates and scores each record (pipelines/prepare.py). That work
+An import's worker process maps, validates, scores and indexes each record (pipelines/prepare.py). That work
 needs no store, no socket and no other process, so it is measured here alone, in one fresh
 process per run, as a worker does it: a `synth rio` export's records in file order, each through
-`prepare` and `_compact`, with the worker's garbage-collector settings. A change to mapping,
+`prepare` and `_compact`, with the objects and garbage-collector settings of a worker
+(`_build_worker`: REV must have it, 88542dd or later). A change to mapping,
 validation or scoring shows here within a few per cent, where a whole import (bench/ingest.py,
 bench/ingest_ab.py) moves by +-10% with the machine and with how the importing process and the
 worker share the cores.
@@ -11,8 +12,8 @@ worker share the cores.
     python bench/prepare.py [N] [--against REV] [--rounds 2]
 
 Runs this checkout and, with --against, revision REV (a temporary git worktree) alternately,
-`--rounds` times each, and prints for each run the seconds spent per phase (map, validate, score and
-pack) and the microseconds per record of each extract; then each side's best total and their ratio.
+`--rounds` times each, and prints for each run the seconds spent per phase (map, validate; score,
+index and pack) and the microseconds per record of each extract; then each side's best total and their ratio.
 """
 from __future__ import annotations
 
@@ -33,21 +34,17 @@ import gc, json, sys, time
 from pathlib import Path
 from fhir_bridge.config import Settings
 from fhir_bridge.mapping import MappingEngine, load_mappings
-from fhir_bridge.measures import load_dialog_definition
 from fhir_bridge.pipelines import prepare as prepare_module
-from fhir_bridge.pipelines.bulk_gc import BULK_THRESHOLD
-from fhir_bridge.pipelines.score_rows import ScoreRows
 from fhir_bridge.pipelines.source_adapters import adapter_factory
 from fhir_bridge.validation import Validator
 
 settings = Settings.from_env({"FHIR_BRIDGE_DATA_DIR": sys.argv[2]})
 validator = Validator.load(settings)
 engine = MappingEngine(load_mappings(settings.mappings_dir, validator.terminology), validator.terminology)
-adapter = adapter_factory("rio")(engine, "RV3", None)
-scores = ScoreRows(load_dialog_definition(settings.profiles_dir, settings.terminology_dir), settings.min_answered)
-records = list(adapter.records([Path(sys.argv[1])]))
-gc.collect(); gc.freeze(); gc.set_threshold(BULK_THRESHOLD, *gc.get_threshold()[1:])  # as _start_worker
-
+records = list(adapter_factory("rio")(engine, "RV3", None).records([Path(sys.argv[1])]))
+# the worker's own objects, built as a worker builds them (gc settings included)
+prepare_module._build_worker(prepare_module.Recipe(settings, "rio", "RV3"))
+mapper, validator, *derived = prepare_module._worker  # derived: score rows (and, later, the indexer)
 spent = {"map": 0.0, "validate": 0.0}
 def timed(name, work):
     def run(*args, **kwargs):
@@ -57,12 +54,12 @@ def timed(name, work):
         finally:
             spent[name] += time.process_time() - started
     return run
-mapper, validator.validate = timed("map", adapter.map), timed("validate", validator.validate)
+mapper, validator.validate = timed("map", mapper), timed("validate", validator.validate)
 per_file = {}
 started = time.process_time()
 for record in records:
     at = time.process_time()
-    prepare_module._compact(prepare_module.prepare(record, mapper, validator), scores)
+    prepare_module._compact(prepare_module.prepare(record, mapper, validator), *derived)
     name = record.location.split(":")[0].rsplit("/", 1)[-1]
     count, seconds = per_file.get(name, (0, 0.0))
     per_file[name] = (count + 1, seconds + time.process_time() - at)
@@ -85,7 +82,7 @@ def run(code: Path, export: Path, scratch: Path) -> dict:
 def show(label: str, figures: dict) -> None:
     files = "  ".join(f"{name.removesuffix('.csv')} {us:.0f}" for name, us in sorted(figures["per_file"].items()))
     print(f"{label:>14} {figures['total']:7.2f} {figures['map']:6.2f} {figures['validate']:9.2f} "
-          f"{figures['rest']:13.2f}   {files}")
+          f"{figures['rest']:17.2f}   {files}")
 
 
 def main() -> None:
@@ -108,7 +105,7 @@ def main() -> None:
                            check=True)
             sides.append((args.against, base))
         print(describe(work))
-        print(f"{'CPU s':>14} {'total':>7} {'map':>6} {'validate':>9} {'score, pack':>13}   us a record by extract")
+        print(f"{'CPU s':>14} {'total':>7} {'map':>6} {'validate':>9} {'score+index+pack':>17}   us a record by extract")
         best: dict[str, float] = {}
         for _ in range(args.rounds):
             for label, code in sides:

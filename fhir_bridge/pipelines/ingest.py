@@ -42,6 +42,7 @@ from fhir_bridge.pipelines.progress import Progress
 from fhir_bridge.pipelines.resources import Caller
 from fhir_bridge.pipelines.source_record import SourceRecord
 from fhir_bridge.store.ingest_records import QuarantineEntry, Review
+from fhir_bridge.store.types import Precomputed
 
 QUARANTINE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fhir-bridge.example.org/quarantine")
 STATUSES = ("created", "updated", "unchanged")
@@ -118,8 +119,8 @@ class Ingest:
         self.quarantine_file = (quarantine_dir / f"{self.report.run_id}.jsonl") if quarantine_dir else None
         self.batch_size = batch_size
         self.pending = PendingPatients()  # linked in the batch in hand, not yet stored
-        # the workers' scores of the batch's DIALOG responses, by key: (response as mapped, ScoreRows.scores)
-        self._scored: dict[tuple[str, str], tuple[dict, dict]] = {}
+        # what the workers computed from the batch's resources as mapped, by key (UnitOfWork.put_many)
+        self._precomputed: dict[tuple[str, str], Precomputed] = {}
         self._fixable: dict[str, list[str]] = {}  # record key -> open quarantine entries of earlier runs
 
     def run(self, records: Iterable[SourceRecord], progress: Progress | None = None) -> RunReport:
@@ -156,8 +157,8 @@ class Ingest:
                 linked = self._link(record, mapped.resources, None, self.pending)
                 if not isinstance(linked, str):
                     batch.append((record, linked))
-                    for response, scores in getattr(mapped, "scored", None) or ():
-                        self._scored[response["resourceType"], response["id"]] = (response, scores)
+                    for done in getattr(mapped, "precomputed", None) or ():
+                        self._precomputed[done.resource["resourceType"], done.resource["id"]] = done
                     if len(batch) >= self.batch_size:
                         self._flush(batch)
             if progress is not None:
@@ -248,7 +249,8 @@ class Ingest:
         try:
             with self.bridge.repository.unit_of_work() as uow:
                 results = self.bridge.resources.put_many_validated([r for _, linked in batch for r in linked],
-                                                                   self.caller, uow=uow, scored=self._scored)
+                                                                   self.caller, uow=uow,
+                                                                   precomputed=self._precomputed)
         except BridgeError:
             for record, linked in batch:
                 self._store_linked(record, linked)
@@ -259,7 +261,7 @@ class Ingest:
                 position += len(linked)
         batch.clear()
         self.pending.clear()
-        self._scored.clear()
+        self._precomputed.clear()
 
     def store(self, record: SourceRecord, resources: list[dict], *, decision: tuple[str, str] | None = None,
               caller: Caller | None = None) -> str:

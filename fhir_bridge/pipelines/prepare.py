@@ -27,6 +27,7 @@ import orjson
 from fhir_bridge.errors import BridgeError
 from fhir_bridge.pipelines.bulk_gc import BULK_THRESHOLD
 from fhir_bridge.fhir.outcome import Issue
+from fhir_bridge.store.types import Precomputed
 
 __all__ = ["Prepared", "prepare", "PreparePool", "Recipe"]
 
@@ -73,7 +74,7 @@ class Recipe:
 
 
 # -- worker processes ------------------------------------------------------------------------------
-_worker: tuple[Callable, object, object] | None = None  # (mapper, validator, score rows), once per worker process
+_worker: tuple[Callable, object, object, object] | None = None  # (mapper, validator, score rows, indexer), once per worker
 _failed: BridgeError | None = None  # why the worker could not start (a broken mapping file ...)
 
 
@@ -95,15 +96,19 @@ def _build_worker(recipe: Recipe) -> None:
     from fhir_bridge.measures import load_dialog_definition
     from fhir_bridge.pipelines.score_rows import ScoreRows
     from fhir_bridge.pipelines.source_adapters import adapter_factory
+    from fhir_bridge.store.indexer import Indexer
+    from fhir_bridge.store.search_parameters import SearchParameterRegistry
     from fhir_bridge.validation import Validator
 
     global _worker
     validator = Validator.load(recipe.settings)
     engine = MappingEngine(load_mappings(recipe.settings.mappings_dir, validator.terminology), validator.terminology)
     adapter = adapter_factory(recipe.source)(engine, recipe.organization, None)
-    settings = recipe.settings  # scores as the store does (bridge.py), for the importing process to reuse
+    # Scores and index rows as the store makes them (bridge.py), for the importing process to reuse
+    settings = recipe.settings
     score_rows = ScoreRows(load_dialog_definition(settings.profiles_dir, settings.terminology_dir), settings.min_answered)
-    _worker = (adapter.map, validator, score_rows)
+    indexer = Indexer(SearchParameterRegistry.load(validator.package), base_url=settings.base_url, model=validator.model)
+    _worker = (adapter.map, validator, score_rows, indexer)
     # What was just loaded lives as long as the worker: the collector need not walk it again; and
     # the worker does nothing but bulk work (pipelines/bulk_gc.py).
     gc.collect()
@@ -128,8 +133,8 @@ def _exit_with_parent() -> None:
 def _prepare_chunk(records: list) -> list[Prepared | bytes]:
     if _worker is None:
         raise _failed or RuntimeError("the import worker did not start")
-    mapper, validator, score_rows = _worker
-    return [_compact(prepare(record, mapper, validator), score_rows) for record in records]
+    mapper, validator, score_rows, indexer = _worker
+    return [_compact(prepare(record, mapper, validator), score_rows, indexer) for record in records]
 
 
 # What orjson would write as something else (a datetime as text, a dataclass as an object) raises instead.
@@ -142,18 +147,23 @@ def _not_json(value):
 
 # A chunk's results travel back pickled, and the importing process unpickled them at ~26 us a record
 # (nested dicts, dataclasses), a tenth of its own work; a record that mapped and validated cleanly
-# (nearly all) travels as its resources' JSON instead, read back with orjson at ~6 us, with the
-# DIALOG responses' scores (ScoreRows.scores: a few numbers), which the importing process, the
-# busier one, reuses unless linking changed the answers.
-def _compact(prepared: Prepared, score_rows=None) -> Prepared | bytes:
+# (nearly all) travels as its resources' JSON instead, read back with orjson at ~6 us, with what the
+# importing process, the busier one, would otherwise compute from them and reuses where linking
+# left them as they were: the DIALOG responses' scores (ScoreRows.scores: a few numbers) and the
+# index rows of the parameters that read one top-level element (Indexer.local_rows). Nothing in
+# the importing process changes these resources in place (linking makes new dicts where it
+# changes something: source_rio.py `_point`, patient_links.py `repointed`), which is what lets
+# the store tell an element the worker indexed by its identity.
+def _compact(prepared: Prepared, score_rows=None, indexer=None) -> Prepared | bytes:
     from fhir_bridge.pipelines.source_records import Mapped
     mapped = prepared.mapped
     if prepared.mapping_errors or prepared.invalid or type(mapped) is not Mapped or mapped.problems \
             or mapped.merge is not None or mapped.session is not None:
         return prepared
     scores = _scores(mapped.resources, score_rows)
+    index_rows = [indexer.local_rows(r) for r in mapped.resources] if indexer is not None else None
     try:  # anything orjson would turn into something else (a datetime, a dataclass) raises: as it is
-        return orjson.dumps([mapped.resources, scores], default=_not_json, option=_EXACT)
+        return orjson.dumps([mapped.resources, scores, index_rows], default=_not_json, option=_EXACT)
     except TypeError:
         return prepared
 
@@ -171,10 +181,12 @@ def _expanded(results: list[Prepared | bytes]) -> list[Prepared]:
     return [_mapped(*orjson.loads(r)) if type(r) is bytes else r for r in results]
 
 
-def _mapped(resources: list[dict], scores: list[dict | None] | None) -> Prepared:
+def _mapped(resources: list[dict], scores: list[dict | None] | None, index_rows: list[list] | None) -> Prepared:
     from fhir_bridge.pipelines.source_records import Mapped
-    scored = [(r, s) for r, s in zip(resources, scores) if s is not None] if scores else None
-    return Prepared(Mapped(resources, scored=scored or None))
+    if scores is None and index_rows is None:
+        return Prepared(Mapped(resources))
+    scores, index_rows = scores or [None] * len(resources), index_rows or [None] * len(resources)
+    return Prepared(Mapped(resources, precomputed=[Precomputed(*done) for done in zip(resources, scores, index_rows)]))
 
 
 def _ready() -> None:

@@ -169,14 +169,15 @@ class ResourceService:
         return self._write(store, caller, "PUT", uow)
 
     def put_many_validated(self, resources: list[dict], caller: Caller, *, uow,
-                           scored: dict | None = None) -> list[WriteResult]:
+                           precomputed: dict | None = None) -> list[WriteResult]:
         """put_validated for a batch (the import pipeline's unit of work): one bulk write, and one
         Provenance per activity (created, updated) naming every resource the batch changed.
-        `scored`: what the import's workers scored (UnitOfWork.put_many)."""
+        `precomputed`: what the import's workers computed (UnitOfWork.put_many)."""
         allowed = self._allowed(uow, caller, [_custodian(r, caller) for r in resources])
         guarded = self._guarded_batch(uow, caller, allowed)
         before = [r for guard in self.guards if hasattr(guard, "before_batch") for r in guard.before_batch(uow, guarded)]
-        results = uow.put_many(guarded, then=lambda results: self._provenances(results, caller), scored=scored)
+        results = uow.put_many(guarded, then=lambda results: self._provenances(results, caller),
+                               precomputed=precomputed)
         self.note_written(uow, caller, [r.stored.resource for r in results if not r.unchanged], before)
         return results
 

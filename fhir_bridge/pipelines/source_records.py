@@ -19,6 +19,7 @@ from fhir_bridge.fhir.outcome import Issue
 from fhir_bridge.formats.csv_reader import CsvRow, read_csv
 from fhir_bridge.pipelines.merge_request import MergeRequest
 from fhir_bridge.pipelines.source_record import SourceRecord
+from fhir_bridge.store.types import Precomputed
 
 
 @dataclass
@@ -29,9 +30,9 @@ class Mapped:
     # A DIALOG+ session with agreed actions: $dialog-plus-session Parameters (without the ratings, which
     # are the mapped QuestionnaireResponse), recorded by pipelines/ingest_sessions.py
     session: dict | None = None
-    # An import worker's scores of the DIALOG responses as mapped: (response, ScoreRows.scores), which
-    # the store reuses unless linking changed the answers (UnitOfWork.put_many `scored`)
-    scored: list[tuple[dict, dict]] | None = None
+    # What an import worker computed from the resources as mapped (their scores and index rows),
+    # which the store reuses where linking left them as they were (UnitOfWork.put_many `precomputed`)
+    precomputed: list[Precomputed] | None = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", 
 
 Row = dict
 Extractor = Callable[[object, SearchParam, str, list], None]
+# a parameter as the indexer runs it: see Indexer._plan
+PlanEntry = tuple[SearchParam, Callable, Extractor, tuple[str, ...] | None, str | None]
 
 
 def date_range(text: str) -> tuple[int, int] | None:
@@ -134,49 +136,90 @@ class Indexer:
         self.registry = registry
         self.base_url = base_url.rstrip("/") if base_url else None
         self.model = model
-        self._plans: dict[str, list[tuple[SearchParam, Callable, Extractor, tuple[str, ...] | None]]] = {}
+        self._plans: dict[str, list[PlanEntry]] = {}
 
     def rows_of(self, resource_type: str, code: str) -> tuple[str, str | None]:
         """Where a reference parameter's values are: (param of the rows, target type they are
         restricted to or None); see SearchParam.stored_as."""
         return self.registry.rows_of(resource_type, code)
 
-    def rows(self, resource: dict) -> dict[str, list[Row]]:
+    def rows(self, resource: dict, given: tuple[dict, list] | None = None) -> dict[str, list[Row]]:
+        """`given`: (the resource as an import worker indexed it, the worker's `local_rows` of it):
+        a parameter that reads one top-level element takes the worker's rows if that element is
+        still the very object the worker read (linking gives a changed element a new object;
+        nothing changes one in place: pipelines/prepare.py)."""
         out: dict[str, list[Row]] = {"token": [], "reference": [], "date": [], "string": [], "number": []}
         rtype = resource.get("resourceType")
         if type(rtype) is not str:
             return out
         plan = self._plans.get(rtype) or self._plan(rtype)
-        for param, evaluate, extract, keys in plan:
-            if keys is not None:
-                for key in keys:
-                    if key in resource:
-                        break
-                else:
-                    continue
-            try:
-                values = evaluate(resource)
-            except Exception:  # noqa: BLE001 - odd data: this parameter is left unindexed, the write goes on
-                continue
-            if not values:
-                continue
-            rows: list[Row] = []
-            for value in values:
-                try:
-                    extract(value, param, self.base_url, rows)
-                except Exception:  # noqa: BLE001 - one odd value is skipped, not the resource
-                    continue
+        original, done = given if given is not None and given[0].get("resourceType") == rtype else (None, None)
+        if done is not None:
+            done = dict(done)
+        for position, (param, evaluate, extract, keys, local) in enumerate(plan):
+            if original is not None and local is not None and resource.get(local) is original.get(local):
+                rows = done.get(position)
+            else:
+                if keys is not None:
+                    for key in keys:
+                        if key in resource:
+                            break
+                    else:
+                        continue
+                rows = _evaluated(resource, param, evaluate, extract, self.base_url)
             if rows:
-                out[param.table].extend(_distinct(rows) if len(rows) > 1 else rows)
+                out[param.table].extend(rows)
         return out
 
-    def _plan(self, resource_type: str) -> list[tuple[SearchParam, Callable, Extractor, tuple[str, ...] | None]]:
+    def local_rows(self, resource: dict) -> list[tuple[int, list[Row]]]:
+        """The rows of the parameters that read one top-level element (most), by their place in the
+        resource type's plan, for `rows(resource, given=...)` in the importing process."""
+        rtype = resource.get("resourceType")
+        if type(rtype) is not str:
+            return []
+        plan = self._plans.get(rtype) or self._plan(rtype)
+        found = []
+        for position, (param, evaluate, extract, _, local) in enumerate(plan):
+            if local is not None and local in resource:
+                rows = _evaluated(resource, param, evaluate, extract, self.base_url)
+                if rows:
+                    found.append((position, rows))
+        return found
+
+    def _plan(self, resource_type: str) -> list[PlanEntry]:
+        """Per indexed parameter: how to evaluate it (a direct walk where it can be, else its
+        FHIRPath), its extractor, the top-level keys without which it is empty, and the one
+        top-level key it reads if that is known exactly (a member chain or an extension value)."""
         elements = _Elements(self.model, resource_type)
-        plan = [(p, _member_path(p.expression.source, elements) or _extension_value(p.expression) or p.expression,
-                 _EXTRACTORS[p.type], _first_keys(p.expression.source, elements))
-                for p in self.registry.for_type(resource_type).values() if p.indexed]
+        plan = []
+        for p in self.registry.for_type(resource_type).values():
+            if not p.indexed:
+                continue
+            walk, extension = _member_path(p.expression.source, elements), None
+            if walk is None:
+                extension = _extension_value(p.expression)
+            local = p.expression.source.split(".")[0] if walk is not None else "extension" if extension else None
+            plan.append((p, walk or extension or p.expression, _EXTRACTORS[p.type],
+                         _first_keys(p.expression.source, elements), local))
         self._plans[resource_type] = plan
         return plan
+
+
+def _evaluated(resource: dict, param: SearchParam, evaluate: Callable, extract: Extractor, base_url) -> list[Row]:
+    """A parameter's rows for a resource; odd data leaves it (or one odd value) unindexed."""
+    try:
+        values = evaluate(resource)
+    except Exception:  # noqa: BLE001 - odd data: this parameter is left unindexed, the write goes on
+        return []
+    if not values:
+        return []
+    rows: list[Row] = []
+    for value in values:
+        try:
+            extract(value, param, base_url, rows)
+        except Exception:  # noqa: BLE001 - one odd value is skipped, not the resource
+            continue
+    return _distinct(rows) if len(rows) > 1 else rows
 
 
 class _Elements:

@@ -42,7 +42,7 @@ from fhir_bridge.store.outbound_records import OutboundMixin
 from fhir_bridge.store.search import SearchRequest, build_search
 from fhir_bridge.store.search_execution import SearchMixin
 from fhir_bridge.store.submission_records import SubmissionMixin
-from fhir_bridge.store.types import Stored, WriteResult, instant
+from fhir_bridge.store.types import Precomputed, Stored, WriteResult, instant
 
 __all__ = ["Repository", "UnitOfWork", "read_if_live", "same_content", "Indexer", "ScoreRows", "Clock",
            "IncreasingClock", "ABSENT"]
@@ -54,8 +54,9 @@ ScoreRows = Callable[..., dict | None]
 
 
 class Indexer(Protocol):
-    def rows(self, resource: dict) -> dict[str, list[dict]]:
-        """Index rows per schema.INDEX_TABLES key, without resource_type/resource_id."""
+    def rows(self, resource: dict, given: tuple[dict, list] | None = None) -> dict[str, list[dict]]:
+        """Index rows per schema.INDEX_TABLES key, without resource_type/resource_id; `given`: a
+        worker's rows of the resource as it was (Precomputed.index_rows), reused where they hold."""
 
     def rows_of(self, resource_type: str, code: str) -> tuple[str, str | None]:
         """(param of the rows holding a reference parameter's values, target type they are
@@ -403,7 +404,7 @@ class UnitOfWork:
 
     def put_many(self, resources: list[dict], if_match: list[int | None] | None = None, *,
                  then: Callable[[list[WriteResult]], list[dict]] | None = None,
-                 scored: dict[tuple[str, str], tuple[dict, dict]] | None = None) -> list[WriteResult]:
+                 precomputed: dict[tuple[str, str], Precomputed] | None = None) -> list[WriteResult]:
         """Bulk create-or-update by id, as update() one after another would do it (the same id may
         come twice: the second is compared with the first), but with one locked read of the current
         rows and one executemany per table. For imports, which write hundreds of resources a unit of
@@ -411,9 +412,10 @@ class UnitOfWork:
         several times the work. `if_match`: per resource, the version it must still be at (None: any;
         ABSENT: it must not exist, or be deleted); PreconditionFailed otherwise, before anything is written.
         `then(results)`: new resources about this write (its Provenances, with server-made ids), created
-        in the same statements; they are not among the results. `scored`: by key, a DIALOG response
-        as scored earlier and its scores (an import's worker), reused for its score row if the
-        response written has the same answers (pipelines/score_rows.py)."""
+        in the same statements; they are not among the results. `precomputed`: by key, what an
+        import's worker computed from the resource as it mapped it (its scores, reused for the
+        score row if the response written has the same answers: pipelines/score_rows.py; its index
+        rows, reused for each element still as it was: indexer.py)."""
         self._writable()
         keys = [_key_of(resource) for resource in resources]
         current = self._locked_many(keys)
@@ -462,7 +464,7 @@ class UnitOfWork:
                 except IntegrityError as exc:  # PostgreSQL: created concurrently between our read and insert
                     raise Conflict("a resource in this batch was created concurrently by another writer") from exc
             replaced = [finals[key] for key in finals if key in current]
-            index_rows = {key: self._repo._indexer.rows(stored.resource) for key, (stored, _) in finals.items()}
+            index_rows = self._index_rows(finals, precomputed)
             kept = self._kept_rows(stored_bodies, {key: stored.resource for key, (stored, _) in finals.items()}, index_rows)
             if replaced:
                 _SET_CURRENT.execute_many(self._connection, [{
@@ -470,7 +472,7 @@ class UnitOfWork:
                     "new_updated": s.last_updated, "new_deleted": False, "new_body": b} for s, b in replaced])
                 self._remove_derived_rows([(s.resource_type, s.resource_id) for s, _ in replaced], kept=kept)
             self._insert(_history, [_history_row(s, b) for s, b in versions])
-            self._derive(list(finals.values()), index_rows=index_rows, kept=kept, scored=scored)
+            self._derive(list(finals.values()), index_rows=index_rows, kept=kept, precomputed=precomputed)
         return results
 
     # -- internals -------------------------------------------------------------------------------
@@ -564,13 +566,22 @@ class UnitOfWork:
                 kept[key] = same
         return kept
 
+    def _index_rows(self, finals: dict[tuple[str, str], tuple[Stored, bytes]],
+                    precomputed: dict[tuple[str, str], Precomputed] | None) -> dict[tuple[str, str], dict[str, list[dict]]]:
+        rows, index = {}, self._repo._indexer.rows
+        for key, (stored, _) in finals.items():
+            done = precomputed.get(key) if precomputed else None
+            rows[key] = index(stored.resource, (done.resource, done.index_rows)) \
+                if done is not None and done.index_rows is not None else index(stored.resource)
+        return rows
+
     def _derive(self, versions: list[tuple[Stored, bytes]], *,
                 index_rows: dict[tuple[str, str], dict[str, list[dict]]] | None = None,
                 kept: dict[tuple[str, str], set[str]] | None = None,
-                scored: dict[tuple[str, str], tuple[dict, dict]] | None = None) -> None:
+                precomputed: dict[tuple[str, str], Precomputed] | None = None) -> None:
         """Index rows and score rows of current versions (their old rows removed already, except the
         index tables `kept` as they were). `index_rows`: the versions' index rows if computed already;
-        `scored`: as put_many's."""
+        `precomputed`: as put_many's."""
         index_rows_by_table: dict[str, list[tuple[str, str, list[dict]]]] = {name: [] for name in schema.INDEX_TABLES}
         score_rows: list[dict] = []
         person_rows: list[dict] = []
@@ -583,8 +594,9 @@ class UnitOfWork:
                 if rows and name not in unchanged:
                     index_rows_by_table[name].append((*key, rows))
             if stored.resource_type == _SCORED_TYPE and self._repo._score_rows is not None:
-                row = self._repo._score_rows(stored.resource, *scored[key]) if scored and key in scored \
-                    else self._repo._score_rows(stored.resource)
+                done = precomputed.get(key) if precomputed else None
+                row = self._repo._score_rows(stored.resource, done.resource, done.scores) \
+                    if done is not None and done.scores is not None else self._repo._score_rows(stored.resource)
                 if row is not None:
                     score_rows.append({**row, "response_id": stored.resource_id})
             elif stored.resource_type == _PERSON_TYPE:

@@ -53,6 +53,18 @@ class WriteResult:
     unchanged: bool = False    # an update whose content equals the current version: no new version
 
 
+@dataclass(frozen=True, slots=True)
+class Precomputed:
+    """What an import worker process computed from a resource as it mapped it, which the store
+    reuses where the resource written still holds what it was computed from (UnitOfWork.put_many):
+    a DIALOG response's scores (ScoreRows.scores; reused if the answers are the same) and the index
+    rows of the parameters that read one top-level element (Indexer.local_rows; reused for each
+    element that is still the very object the worker's result was read into)."""
+    resource: dict
+    scores: dict | None = None
+    index_rows: list | None = None
+
+
 @dataclass
 class SearchResult:
     total: int | None          # None when the caller asked not to count (_total=none)

@@ -253,7 +253,7 @@ def test_a_failed_batch_is_stored_record_by_record(bridge, monkeypatch):
     service = bridge.resources
     real_put = service.put_validated
 
-    def refuse_batch(resources, caller, *, uow, scored=None):
+    def refuse_batch(resources, caller, *, uow, precomputed=None):
         raise Conflict("a resource in this batch was created concurrently by another writer")
 
     def refuse_c3(resource, caller, *, uow):

@@ -334,10 +334,11 @@ def test_a_clean_dialog_response_travels_with_its_scores():
     patient = {"resourceType": "Patient", "id": "p"}
     [arrived] = _expanded([_compact(Prepared(Mapped([patient, response])), score_rows)])
     assert arrived.mapped.resources == [patient, response]
-    [(scored, scores)] = arrived.mapped.scored
-    assert scored is arrived.mapped.resources[1] and scores == score_rows.scores(response)
-    assert scores["sqol_answered"] > 0
-    [plain] = _expanded([_compact(Prepared(Mapped([patient])), score_rows)])
+    [for_patient, for_response] = arrived.mapped.precomputed
+    assert for_patient.resource is arrived.mapped.resources[0] and for_patient.scores is None
+    assert for_response.resource is arrived.mapped.resources[1]
+    assert for_response.scores == score_rows.scores(response) and for_response.scores["sqol_answered"] > 0
+    [plain] = _expanded([_compact(Prepared(Mapped([patient])))])
     assert plain == Prepared(Mapped([patient]))
 
     class Failing:
@@ -348,17 +349,22 @@ def test_a_clean_dialog_response_travels_with_its_scores():
     assert unscored == Prepared(Mapped([patient, response]))  # the store scores it, as without a worker
 
 
+# store modules a worker uses for index rows and score fields: plain Python, no SQLAlchemy
+_PURE_STORE_MODULES = {"fhir_bridge.store.outcome_fields", "fhir_bridge.store.indexer",
+                       "fhir_bridge.store.search_parameters", "fhir_bridge.store.types"}
+
+
 @pytest.mark.parametrize("source", ["rio", "hl7", "vcse", "dialog-app"])
 def test_a_worker_maps_without_loading_the_store(source):
-    """A worker imports what mapping, validating and scoring need, not the store (SQLAlchemy alone
-    took a sixth of a second): it starts sooner, so the importing process maps fewer records
-    itself while it waits. In a fresh interpreter, as a spawned worker is."""
+    """A worker imports what mapping, validating, scoring and indexing need, not the store
+    (SQLAlchemy alone took a sixth of a second): it starts sooner, so the importing process maps
+    fewer records itself while it waits. In a fresh interpreter, as a spawned worker is."""
     code = ("import sys\n"
             "from fhir_bridge.pipelines.prepare import _start_worker, Recipe\n"
             "from fhir_bridge.config import Settings\n"
             f"_start_worker(Recipe(Settings(), {source!r}, 'RV3'))\n"
             "print(sorted(m for m in sys.modules if m == 'sqlalchemy' or m.startswith('fhir_bridge.store.')"
-            " and m != 'fhir_bridge.store.outcome_fields'))\n")
+            f" and m not in {sorted(_PURE_STORE_MODULES)!r}))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

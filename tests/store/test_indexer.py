@@ -373,3 +373,34 @@ def test_extension_values_are_found_as_fhirpath_finds_them(indexer):
             assert found == expected and [type(v) for v in found] == [type(v) for v in expected], resource
             compared += 1
     assert compared > 40
+
+
+def test_a_workers_rows_are_taken_for_the_elements_still_as_it_read_them(indexer):
+    """An import worker indexes the parameters that read one top-level element (`local_rows`); the
+    importing process takes those rows for each element that is still the very object the worker
+    read, and indexes the rest itself: on every example, the rows it would have made alone, whatever
+    linking changed (a new subject, a new identifier list, a key added or taken away)."""
+    compared = 0
+    for resource in _every_example_resource():
+        as_read = orjson.loads(orjson.dumps(resource))  # as the importing process reads a worker's result
+        done = orjson.loads(orjson.dumps(indexer.local_rows(resource)))
+        linked = [as_read, {**as_read, "meta": {"versionId": "1", "lastUpdated": "2026-01-01T00:00:00Z"}},
+                  {**as_read, "subject": {"reference": "Patient/elsewhere"}},
+                  {**as_read, "identifier": [{"system": "urn:x", "value": "added"}]},
+                  {k: v for k, v in as_read.items() if k not in ("subject", "status")}]
+        for written in linked:
+            assert indexer.rows(written, (as_read, done)) == indexer.rows(written), written
+            compared += 1
+    assert compared > 100
+
+
+def test_a_workers_rows_are_not_recomputed_where_the_element_is_the_same(indexer, qr):
+    """What makes the worker's rows worth sending: the importing process does not evaluate a
+    parameter whose element it has as the worker read it (here the rows given are made up, and
+    taken), but does evaluate one whose element is a new object (the made-up rows are not taken)."""
+    status = next(i for i, (param, *_) in enumerate(indexer._plan("QuestionnaireResponse")) if param.code == "status")
+    made_up = [[status, [{"param": "status", "system": None, "code": "made-up"}]]]
+    assert rows_of(indexer.rows(qr, (qr, made_up)), "token", "status") == [(None, "made-up")]
+    completed = "".join(["comp", "leted"])  # a new object, equal to what the worker read
+    assert rows_of(indexer.rows({**qr, "status": completed}, (qr, made_up)), "token", "status") == [(None, "completed")]
+    assert rows_of(indexer.rows(qr, ({"resourceType": "Patient"}, made_up)), "token", "status") == [(None, "completed")]
