@@ -53,7 +53,7 @@ class WriteResult:
     unchanged: bool = False    # an update whose content equals the current version: no new version
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: an import makes one per resource, and a frozen init costs 3x
 class Precomputed:
     """What an import worker process computed from a resource as it mapped it, which the store
     reuses where the resource written still holds what it was computed from (UnitOfWork.put_many):
