@@ -157,15 +157,15 @@ class Indexer:
         if done is not None:
             done = dict(done)
         for position, (param, evaluate, extract, keys, local) in enumerate(plan):
+            if keys is not None:  # most parameters of a resource: their element is not there
+                for key in keys:
+                    if key in resource:
+                        break
+                else:
+                    continue
             if original is not None and local is not None and resource.get(local) is original.get(local):
                 rows = done.get(position)
             else:
-                if keys is not None:
-                    for key in keys:
-                        if key in resource:
-                            break
-                    else:
-                        continue
                 rows = _evaluated(resource, param, evaluate, extract, self.base_url)
             if rows:
                 out[param.table].extend(rows)
