@@ -17,12 +17,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_bridge.store import schema
 from fhir_bridge.store.care_access_rows import ODS, people_of, relationships_of
-from fhir_bridge.store.driver_statements import DriverStatement
+from fhir_bridge.store.driver_statements import DriverStatement, IN_CHUNK
 
 __all__ = ["AccessScope", "visible", "AccessRowWriter", "people_of_keys", "related_people", "rebuild"]
 
 _people, _rels, _resources = schema.resource_people, schema.care_relationships, schema.resources
-_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,8 @@ def people_of_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> d
     for rtype, rid in keys:
         by_type.setdefault(rtype, []).append(rid)
     for rtype, ids in by_type.items():
-        for start in range(0, len(ids), _IN_CHUNK):
-            for rid, patient in connection.execute(_PEOPLE_OF_TYPE, {"rtype": rtype, "ids": ids[start:start + _IN_CHUNK]}):
+        for start in range(0, len(ids), IN_CHUNK):
+            for rid, patient in connection.execute(_PEOPLE_OF_TYPE, {"rtype": rtype, "ids": ids[start:start + IN_CHUNK]}):
                 found.setdefault((rtype, rid), set()).add(patient)
     return found
 

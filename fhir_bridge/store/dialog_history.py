@@ -7,11 +7,11 @@ from collections.abc import Collection
 from sqlalchemy import Connection, select
 
 from fhir_bridge.store import schema
+from fhir_bridge.store.driver_statements import IN_CHUNK
 
 __all__ = ["dialogs_of", "dialogs_of_people"]
 
 _scores = schema.dialog_scores
-_IN_CHUNK = 500
 
 
 def dialogs_of(connection: Connection, patient_id: str, *, purpose: str | None = None, low: int | None = None,
@@ -31,9 +31,9 @@ def dialogs_of_people(connection: Connection, patient_ids: Collection[str], *, p
     found: dict[str, list[dict]] = {}
     ids = sorted(set(patient_ids))
     columns = [_scores.c[name] for name in dict.fromkeys(("subject_id", *fields))] if fields else [_scores]
-    for start in range(0, len(ids), _IN_CHUNK):
+    for start in range(0, len(ids), IN_CHUNK):
         query = select(*columns).where(_scores.c.subject_type == "Patient",
-                                      _scores.c.subject_id.in_(ids[start:start + _IN_CHUNK]),
+                                      _scores.c.subject_id.in_(ids[start:start + IN_CHUNK]),
                                       _scores.c.status != "entered-in-error")
         if purpose is not None:
             query = query.where(_scores.c.purpose == purpose)

@@ -18,8 +18,11 @@ from collections import namedtuple
 from sqlalchemy import Connection, exc
 from sqlalchemy.sql import ClauseElement
 
-__all__ = ["DriverStatement", "run_driver_sql"]
+__all__ = ["DriverStatement", "IN_CHUNK", "run_driver_sql"]
 
+# Values per IN (...) list in one statement, whichever way it runs: well under every SQLite build's
+# bound-parameter limit, and few distinct lengths for a DriverStatement to plan.
+IN_CHUNK = 500
 _PLANS_PER_STATEMENT = 256  # distinct IN-list lengths remembered per statement and dialect
 
 

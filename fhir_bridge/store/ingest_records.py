@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from fhir_bridge.errors import NotFound
 from fhir_bridge.store import schema
-from fhir_bridge.store.driver_statements import DriverStatement
+from fhir_bridge.store.driver_statements import DriverStatement, IN_CHUNK
 
 _runs, _quarantine, _reviews = schema.import_runs, schema.quarantine, schema.identity_reviews
 _res, _strings, _dates = schema.resources, schema.string_index, schema.date_index
@@ -184,8 +184,8 @@ class IngestMixin:
             by_system.setdefault(system, []).append(value)
         with self._reading() as connection:
             for system, values in by_system.items():
-                for start in range(0, len(values), _IN_CHUNK):
-                    chunk = {"system": system, "codes": values[start:start + _IN_CHUNK]}
+                for start in range(0, len(values), IN_CHUNK):
+                    chunk = {"system": system, "codes": values[start:start + IN_CHUNK]}
                     for row in _WITH_IDENTIFIERS.rows(connection, chunk):
                         found[system, row.code].add(row.resource_id)
         return found
@@ -234,7 +234,6 @@ _MATCHING_STRINGS = DriverStatement(select(_strings.c.resource_id, _strings.c.pa
     _strings.c.resource_type == "Patient", _strings.c.resource_id.in_(bindparam("ids", expanding=True))))
 _MATCHED_PARAMS = frozenset({"family", "given", "address-postalcode"})
 _tokens = schema.token_index
-_IN_CHUNK = 500  # values in one IN list
 _WITH_IDENTIFIERS = DriverStatement(
     select(_tokens.c.resource_id, _tokens.c.code)
     .join(_res, and_(_res.c.resource_type == _tokens.c.resource_type, _res.c.resource_id == _tokens.c.resource_id))

@@ -33,7 +33,7 @@ from fhir_bridge.store import schema
 from fhir_bridge.store.bulk_insert import BulkInsert
 from fhir_bridge.store.care_access import AccessRowWriter, AccessScope, people_of_keys, related_people, visible
 from fhir_bridge.store.database import Database
-from fhir_bridge.store.driver_statements import DriverStatement
+from fhir_bridge.store.driver_statements import DriverStatement, IN_CHUNK
 from fhir_bridge.store.dialog_history import dialogs_of, dialogs_of_people
 from fhir_bridge.store.ingest_records import IngestMixin
 from fhir_bridge.store.outcome_fields import person_row
@@ -68,7 +68,6 @@ _RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")     # FHIR id datatype
 _SERVER_META = ("versionId", "lastUpdated")
 _SCORED_TYPE = "QuestionnaireResponse"
 _PERSON_TYPE = "Patient"   # gets a person_attributes row (outcome report subgroups)
-_IN_CHUNK = 500   # ids per IN (...) list: well under every SQLite build's bound-parameter limit
 ABSENT = 0        # put_many's if_match for a resource that must not exist yet
 _resources, _history, _scores = schema.resources, schema.history, schema.dialog_scores
 _people = schema.person_attributes
@@ -763,11 +762,11 @@ def _owner(resource_type: str, resource_id: str) -> dict[str, str]:
 
 
 def _grouped(parts: Iterable[dict]) -> Iterator[list[dict]]:
-    """_ids_by_type's parts in groups for one statement: up to _TYPES_A_QUERY types and _IN_CHUNK ids."""
+    """_ids_by_type's parts in groups for one statement: up to _TYPES_A_QUERY types and IN_CHUNK ids."""
     group: list[dict] = []
     size = 0
     for part in parts:
-        if group and (len(group) == _TYPES_A_QUERY or size + len(part["ids"]) > _IN_CHUNK):
+        if group and (len(group) == _TYPES_A_QUERY or size + len(part["ids"]) > IN_CHUNK):
             yield group
             group, size = [], 0
         group.append(part)
@@ -790,5 +789,5 @@ def _ids_by_type(keys: Iterable[tuple[str, str]]) -> Iterator[dict]:
     for resource_type, resource_id in keys:
         by_type.setdefault(resource_type, []).append(resource_id)
     for resource_type, ids in by_type.items():
-        for start in range(0, len(ids), _IN_CHUNK):
-            yield {"owner_type": resource_type, "ids": ids[start:start + _IN_CHUNK]}
+        for start in range(0, len(ids), IN_CHUNK):
+            yield {"owner_type": resource_type, "ids": ids[start:start + IN_CHUNK]}

@@ -58,21 +58,25 @@ class IdentifierIndex:
                           for i in resource.get("identifier", ())]}
 
 
-def test_identifiers_are_looked_up_many_at_once(database):
+def test_identifiers_are_looked_up_many_at_once(database, monkeypatch):
     """What an import reads ahead (Ingest._identities_read_ahead): per identifier, the live
-    Patients holding it, as patients_with_identifier says one by one; empty for none."""
+    Patients holding it, as patients_with_identifier says one by one; empty for none; the same
+    when the values of a system take several statements."""
     repo = Repository(database, IdentifierIndex())
     patient = lambda pid, *ids: {"resourceType": "Patient", "id": pid,  # noqa: E731
                                  "identifier": [{"system": s, "value": v} for s, v in ids]}
     with repo.unit_of_work() as uow:
         uow.create_many([patient("a", ("nhs", "1"), ("rio", "C1")), patient("b", ("nhs", "2"), ("rio", "C1")),
-                         patient("gone", ("nhs", "3"))])
+                         patient("c", ("nhs", "4")), patient("gone", ("nhs", "3"))])
         uow.delete("Patient", "gone")
-    wanted = [("nhs", "1"), ("nhs", "2"), ("nhs", "3"), ("rio", "C1"), ("rio", "1"), ("vcse", "C1")]
+    wanted = [("nhs", "1"), ("nhs", "2"), ("nhs", "4"), ("nhs", "3"), ("rio", "C1"), ("rio", "1"), ("vcse", "C1")]
     found = repo.patients_with_identifiers(wanted)
-    assert found == {("nhs", "1"): {"a"}, ("nhs", "2"): {"b"}, ("nhs", "3"): set(), ("rio", "C1"): {"a", "b"},
-                     ("rio", "1"): set(), ("vcse", "C1"): set()}
+    assert found == {("nhs", "1"): {"a"}, ("nhs", "2"): {"b"}, ("nhs", "4"): {"c"}, ("nhs", "3"): set(),
+                     ("rio", "C1"): {"a", "b"}, ("rio", "1"): set(), ("vcse", "C1"): set()}
     assert all(sorted(found[key]) == repo.patients_with_identifier(*key) for key in wanted)
+    from fhir_bridge.store import ingest_records
+    monkeypatch.setattr(ingest_records, "IN_CHUNK", 2)  # two statements for the nhs values
+    assert repo.patients_with_identifiers(wanted) == found
 
 
 def test_identity_lookups_use_the_indexes_that_keep_them_small(tmp_path):
